@@ -1,0 +1,181 @@
+// Validation and defaults for IpipTunnel objects. Mirrors the CRD's schema and CEL rules
+// (crds/ipiptunnels.yaml) so that input which never passed an API server (standalone
+// manifests) is held to the same rules, with the same field paths in the messages.
+
+import { isIPv4, isIPv4Prefix } from '../net/ipv4.ts';
+import {
+  defaultLinkName,
+  linkNameProblem,
+  MAX_TUNNEL_NAME,
+  objectNameProblem,
+} from './names.ts';
+import { API_VERSION, KIND } from './types.ts';
+import type { EffectiveSpec, EndpointSpec, FieldError, IpipTunnel } from './types.ts';
+
+export const DEFAULT_TTL = 64;
+export const MIN_ENDPOINTS = 2;
+export const MAX_ENDPOINTS = 64;
+export const MAX_PREFIXES = 64;
+export const MIN_MTU = 68;
+export const MAX_MTU = 65515;
+
+type Json = unknown;
+
+function isObject(v: Json): v is Record<string, Json> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isInteger(v: Json): v is number {
+  return typeof v === 'number' && Number.isInteger(v);
+}
+
+class Collector {
+  readonly errors: FieldError[] = [];
+  add(field: string, message: string): void {
+    this.errors.push({ field, message });
+  }
+}
+
+function checkIPv4(c: Collector, field: string, value: Json, example: string): void {
+  if (typeof value !== 'string') c.add(field, 'must be a string');
+  else if (!isIPv4(value)) c.add(field, `must be an IPv4 address like ${example}, got "${value}"`);
+}
+
+function checkPrefixList(c: Collector, field: string, value: Json, example: string): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value)) {
+    c.add(field, 'must be a list of IPv4 prefixes');
+    return;
+  }
+  if (value.length > MAX_PREFIXES) c.add(field, `must have at most ${MAX_PREFIXES} items`);
+  const seen = new Set<string>();
+  value.forEach((item: Json, i) => {
+    const f = `${field}[${i}]`;
+    if (typeof item !== 'string') c.add(f, 'must be a string');
+    else if (!isIPv4Prefix(item)) {
+      c.add(f, `must be an IPv4 network prefix like ${example}, with no host bits set, got "${item}"`);
+    } else if (seen.has(item)) c.add(f, `duplicate value "${item}"`);
+    else seen.add(item);
+  });
+}
+
+function checkLinkName(c: Collector, field: string, value: Json): void {
+  if (typeof value !== 'string') {
+    c.add(field, 'must be a string');
+    return;
+  }
+  const problem = linkNameProblem(value);
+  if (problem !== undefined) c.add(field, problem);
+}
+
+function checkEndpoint(c: Collector, field: string, e: Json): void {
+  if (!isObject(e)) {
+    c.add(field, 'must be an object');
+    return;
+  }
+  if (typeof e.nodeName !== 'string') c.add(`${field}.nodeName`, 'is required');
+  else {
+    const problem = objectNameProblem(e.nodeName, 253);
+    if (problem !== undefined) c.add(`${field}.nodeName`, problem);
+  }
+  if (e.overlayAddress === undefined) c.add(`${field}.overlayAddress`, 'is required');
+  else checkIPv4(c, `${field}.overlayAddress`, e.overlayAddress, '172.0.0.2');
+  if (e.underlay !== undefined) {
+    if (!isObject(e.underlay)) c.add(`${field}.underlay`, 'must be an object');
+    else {
+      if (e.underlay.address !== undefined) {
+        checkIPv4(c, `${field}.underlay.address`, e.underlay.address, '192.168.40.2');
+      }
+      if (e.underlay.interface !== undefined) {
+        checkLinkName(c, `${field}.underlay.interface`, e.underlay.interface);
+      }
+    }
+  }
+  checkPrefixList(c, `${field}.networks`, e.networks, '10.20.0.0/16');
+}
+
+/**
+ * Checks one object against the IpipTunnel schema. Returns the problems, each naming its
+ * field; an empty list means the object is a valid IpipTunnel.
+ */
+export function validateTunnel(obj: Json): FieldError[] {
+  const c = new Collector();
+  if (!isObject(obj)) {
+    c.add('', 'must be an object');
+    return c.errors;
+  }
+  if (obj.apiVersion !== API_VERSION) c.add('apiVersion', `must be ${API_VERSION}`);
+  if (obj.kind !== KIND) c.add('kind', `must be ${KIND}`);
+  const meta = obj.metadata;
+  if (!isObject(meta) || typeof meta.name !== 'string') c.add('metadata.name', 'is required');
+  else {
+    const problem = objectNameProblem(meta.name, MAX_TUNNEL_NAME);
+    if (problem !== undefined) c.add('metadata.name', problem);
+  }
+  const spec = obj.spec;
+  if (!isObject(spec)) {
+    c.add('spec', 'is required');
+    return c.errors;
+  }
+  if (spec.mode !== undefined && spec.mode !== 'ipip') {
+    c.add('spec.mode', `must be "ipip" (the only mode so far), got ${JSON.stringify(spec.mode)}`);
+  }
+  if (spec.ttl !== undefined && !(isInteger(spec.ttl) && spec.ttl >= 0 && spec.ttl <= 255)) {
+    c.add('spec.ttl', `must be an integer from 0 (inherit) to 255, got ${JSON.stringify(spec.ttl)}`);
+  }
+  if (spec.mtu !== undefined && !(isInteger(spec.mtu) && spec.mtu >= MIN_MTU && spec.mtu <= MAX_MTU)) {
+    c.add('spec.mtu', `must be an integer from ${MIN_MTU} to ${MAX_MTU}, got ${JSON.stringify(spec.mtu)}`);
+  }
+  if (spec.linkName !== undefined) checkLinkName(c, 'spec.linkName', spec.linkName);
+  checkPrefixList(c, 'spec.routes', spec.routes, '172.0.0.0/24');
+
+  const endpoints = spec.endpoints;
+  if (!Array.isArray(endpoints)) {
+    c.add('spec.endpoints', 'is required: a list of at least 2 endpoints');
+    return c.errors;
+  }
+  if (endpoints.length < MIN_ENDPOINTS) {
+    c.add('spec.endpoints', `must have at least ${MIN_ENDPOINTS} endpoints, got ${endpoints.length}`);
+  }
+  if (endpoints.length > MAX_ENDPOINTS) {
+    c.add('spec.endpoints', `must have at most ${MAX_ENDPOINTS} endpoints, got ${endpoints.length}`);
+  }
+  const nodes = new Map<string, number>();
+  const overlays = new Map<string, number>();
+  endpoints.forEach((e: Json, i) => {
+    const field = `spec.endpoints[${i}]`;
+    checkEndpoint(c, field, e);
+    if (!isObject(e)) return;
+    if (typeof e.nodeName === 'string') {
+      const first = nodes.get(e.nodeName);
+      if (first !== undefined) {
+        c.add(`${field}.nodeName`, `node "${e.nodeName}" is already spec.endpoints[${first}]; a node can be an endpoint once`);
+      } else nodes.set(e.nodeName, i);
+    }
+    if (typeof e.overlayAddress === 'string') {
+      const first = overlays.get(e.overlayAddress);
+      if (first !== undefined) {
+        c.add(`${field}.overlayAddress`, `${e.overlayAddress} is already the overlayAddress of spec.endpoints[${first}]; each endpoint needs its own`);
+      } else overlays.set(e.overlayAddress, i);
+    }
+  });
+  return c.errors;
+}
+
+/** The spec with every default applied. Call only on a tunnel that validated. */
+export function effectiveSpec(tunnel: IpipTunnel): EffectiveSpec {
+  const s = tunnel.spec;
+  const spec: EffectiveSpec = {
+    mode: s.mode ?? 'ipip',
+    ttl: s.ttl ?? DEFAULT_TTL,
+    linkName: s.linkName ?? defaultLinkName(tunnel.metadata.name),
+    endpoints: s.endpoints.map((e: EndpointSpec) => ({ ...e })),
+    routes: [...(s.routes ?? [])],
+  };
+  if (s.mtu !== undefined) spec.mtu = s.mtu;
+  return spec;
+}
+
+export function formatFieldErrors(source: string, errors: FieldError[]): string {
+  return errors.map((e) => `${source}: ${e.field === '' ? '' : `${e.field}: `}${e.message}`).join('\n');
+}

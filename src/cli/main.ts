@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+// ipip-operator: the agent (standalone now, in-cluster next), `plan` and `version`.
+// Exit codes: 0 done, 1 runtime failure, 2 bad input (the message names the field or flag).
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { InputError } from '../api/manifest.ts';
+import { loadManifest, reconcileOnce, runStandalone } from '../controller/standalone.ts';
+import { Iproute2Dataplane } from '../dataplane/iproute2.ts';
+import type { ObservedState } from '../dataplane/model.ts';
+import { plan } from '../plan/plan.ts';
+import { renderShell } from '../plan/render.ts';
+import { createLogger } from '../report/log.ts';
+import { resolve } from '../resolve/resolve.ts';
+import type { TunnelProblem } from '../resolve/types.ts';
+import { parseDuration, parseLogFormat, parseLogLevel, parseNodeName } from './args.ts';
+
+const USAGE = `Usage:
+  ipip-operator agent --manifest FILE --node-name NODE [--once] [options]
+      Standalone mode: bring this node's kernel to the tunnels in FILE (multi-document
+      YAML of IpipTunnel objects), once or continuously.
+      --once                 reconcile once, print a JSON summary and exit
+      --resync-period DUR    full resync period when running continuously (default 60s)
+      --log-format json|text (default json)   --log-level error|warn|info|debug (default info)
+  ipip-operator plan -f FILE --node NODE [--from-scratch]
+      Print the ip commands the agent would run on NODE now, one per line; change nothing.
+      --from-scratch         plan against a kernel with none of our objects, without reading it
+                             (the underlay MTU is then assumed to be 1500)
+  ipip-operator version
+Exit codes: 0 done, 1 runtime failure, 2 bad input.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
+
+function parse(argv: string[], options: Options) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new InputError(`${(error as Error).message}\n\n${USAGE}`);
+  }
+}
+
+/** Config problems exit 2; a kernel that said no exits 1. */
+function exitCodeFor(problems: readonly TunnelProblem[]): number {
+  if (problems.length === 0) return 0;
+  return problems.some((p) => p.reason === 'KernelError') ? 1 : 2;
+}
+
+async function planCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    file: { type: 'string', short: 'f' },
+    node: { type: 'string' },
+    'from-scratch': { type: 'boolean', default: false },
+  });
+  if (typeof values.file !== 'string') throw new InputError('-f FILE is required');
+  const nodeName = parseNodeName('node', values.node as string | undefined);
+  const tunnels = await loadManifest(values.file);
+  const fromScratch = values['from-scratch'] === true;
+  const observed: ObservedState = fromScratch ? { links: [], routes: [] } : await new Iproute2Dataplane().observe();
+  const resolutions = resolve({ nodeName, tunnels, kernel: fromScratch ? undefined : observed, nodeAddresses: new Map() });
+  const { actions, conflicts } = plan(resolutions, observed);
+  for (const line of renderShell(actions)) process.stdout.write(`${line}\n`);
+  const problems: TunnelProblem[] = [...conflicts];
+  for (const r of resolutions) {
+    if (r.outcome === 'error' || r.outcome === 'waiting') problems.push(r);
+  }
+  for (const p of problems) {
+    process.stderr.write(`tunnel ${p.tunnel}: ${p.reason}: ${p.message}\n`);
+  }
+  return exitCodeFor(problems);
+}
+
+async function agentCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    manifest: { type: 'string' },
+    'node-name': { type: 'string' },
+    once: { type: 'boolean', default: false },
+    'resync-period': { type: 'string', default: '60s' },
+    'log-format': { type: 'string', default: 'json' },
+    'log-level': { type: 'string', default: 'info' },
+  });
+  const nodeName = parseNodeName('node-name', (values['node-name'] as string | undefined) ?? process.env.NODE_NAME);
+  const log = createLogger({ format: parseLogFormat(values['log-format'] as string), level: parseLogLevel(values['log-level'] as string) });
+  const resyncMs = parseDuration('resync-period', values['resync-period'] as string);
+  if (typeof values.manifest !== 'string') {
+    throw new InputError('--manifest FILE is required: this version runs in standalone mode only (the in-cluster agent is coming)');
+  }
+  const dataplane = new Iproute2Dataplane({ onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
+  if (values.once === true) {
+    const summary = await reconcileOnce({ manifestPath: values.manifest, nodeName, dataplane, log });
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    return exitCodeFor(summary.errors);
+  }
+  // Fail fast on a manifest that is bad from the start; later bad edits keep the last good one.
+  await loadManifest(values.manifest);
+  const agent = runStandalone({ manifestPath: values.manifest, nodeName, dataplane, log, resyncMs, debounceMs: 200 });
+  await new Promise<void>((done) => {
+    const shutdown = (signal: string) => {
+      log.info('stopping; tunnels stay as they are', { signal });
+      void agent.stop().then(done);
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'agent': return await agentCommand(rest);
+      case 'plan': return await planCommand(rest);
+      case 'version':
+        process.stdout.write(`${version()}\n`);
+        return 0;
+      case undefined: case 'help': case '--help': case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new InputError(`unknown command "${command}"\n\n${USAGE}`);
+    }
+  } catch (error) {
+    if (error instanceof InputError) {
+      process.stderr.write(`ipip-operator: ${error.message}\n`);
+      return 2;
+    }
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      process.stderr.write(`ipip-operator: ${(error as Error).message}\n`);
+      return 2;
+    }
+    process.stderr.write(`ipip-operator: ${(error as Error).stack ?? String(error)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

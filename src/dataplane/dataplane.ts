@@ -1,0 +1,21 @@
+// The seam between the controller and the kernel. The real implementation is iproute2.ts;
+// unit tests of the controller loop may use a recording one, but claims about the kernel
+// are proven on a real kernel (test/kernel).
+
+import type { Action } from '../plan/types.ts';
+import type { ObservedState } from './model.ts';
+
+export interface ActionResult {
+  action: Action;
+  /** undefined when every command of the action succeeded (or a delete found nothing to delete). */
+  error?: string;
+}
+
+export interface Dataplane {
+  /** Reads links, addresses and routes: one consistent-enough snapshot. */
+  observe(): Promise<ObservedState>;
+  /** Runs the actions in order; a failed one does not stop the others. One result per action. */
+  apply(actions: readonly Action[]): Promise<ActionResult[]>;
+  /** Calls onChange whenever links, addresses or routes change; returns a stop function. */
+  watch(onChange: () => void): () => void;
+}

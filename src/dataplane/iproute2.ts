@@ -1,0 +1,132 @@
+// The only code that touches the kernel: iproute2's `ip`, run through execa with argument
+// arrays (never a shell). A reconcile costs two `ip` processes at most: one batch to read,
+// one batch to write, whatever the number of objects.
+
+import { createInterface } from 'node:readline';
+import { execa } from 'execa';
+import type { Action } from '../plan/types.ts';
+import { renderCommand } from '../plan/render.ts';
+import type { ActionResult, Dataplane } from './dataplane.ts';
+import type { ObservedState } from './model.ts';
+import { parseObserveOutput } from './parse.ts';
+
+export interface IpCommandObserver {
+  /** Called after every `ip` process: what it was for, how long it took, whether it succeeded. */
+  (purpose: 'observe' | 'apply' | 'monitor', seconds: number, ok: boolean): void;
+}
+
+export interface Iproute2Options {
+  /** The ip binary; "ip" from PATH by default. */
+  ipPath?: string;
+  /** A hung `ip` must not hang the agent. */
+  timeoutMs?: number;
+  onCommand?: IpCommandObserver;
+  /** Told when the monitor process dies and is restarted. */
+  onMonitorError?: (error: string) => void;
+}
+
+/** "Already gone" answers to a delete: the wanted end state holds, so they are success. */
+const GONE = /Cannot find device|No such process|Cannot assign requested address|No such device/;
+
+/**
+ * Splits `ip -force -batch` stderr into the error of each failed line. iproute2 prints the
+ * kernel's message, then "Command failed -:N" naming the 1-based line of the batch.
+ */
+export function parseBatchErrors(stderr: string): Map<number, string> {
+  const errors = new Map<number, string>();
+  let pending: string[] = [];
+  for (const line of stderr.split('\n')) {
+    const failed = /^Command failed -:(\d+)\s*$/.exec(line);
+    if (failed !== null) {
+      errors.set(Number(failed[1]), pending.join('; ') || 'failed');
+      pending = [];
+    } else if (line.trim() !== '') pending.push(line.trim());
+  }
+  return errors;
+}
+
+/** Maps batch line errors back to the actions whose commands those lines were. */
+export function resultsFromBatch(actions: readonly Action[], errors: Map<number, string>): ActionResult[] {
+  let line = 0;
+  return actions.map((action) => {
+    const messages: string[] = [];
+    for (let i = 0; i < action.commands.length; i++) {
+      line += 1;
+      const error = errors.get(line);
+      if (error === undefined) continue;
+      if (action.action === 'delete' && GONE.test(error)) continue;
+      messages.push(`ip ${renderCommand(action.commands[i]!)}: ${error}`);
+    }
+    return messages.length === 0 ? { action } : { action, error: messages.join('; ') };
+  });
+}
+
+export class Iproute2Dataplane implements Dataplane {
+  private readonly ip: string;
+  private readonly timeoutMs: number;
+  private readonly options: Iproute2Options;
+
+  constructor(options: Iproute2Options = {}) {
+    this.ip = options.ipPath ?? 'ip';
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.options = options;
+  }
+
+  private async run(purpose: 'observe' | 'apply', args: string[], input: string) {
+    const started = process.hrtime.bigint();
+    const result = await execa(this.ip, args, { input, reject: false, timeout: this.timeoutMs, stripFinalNewline: false });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.options.onCommand?.(purpose, seconds, result.exitCode === 0);
+    return result;
+  }
+
+  async observe(): Promise<ObservedState> {
+    // Not -4: it would hide links without an IPv4 address, and a foreign link with a wanted
+    // name must be seen. `route show` is IPv4 by default. -N: numbers, not names from /etc/iproute2.
+    const result = await this.run('observe', ['-json', '-details', '-N', '-batch', '-'],
+      'address show\nroute show table main\n');
+    if (result.exitCode !== 0 || result.timedOut) {
+      throw new Error(`ip: reading links and routes failed: ${String(result.stderr).trim() || `exit ${result.exitCode}`}`);
+    }
+    return parseObserveOutput(String(result.stdout));
+  }
+
+  async apply(actions: readonly Action[]): Promise<ActionResult[]> {
+    if (actions.length === 0) return [];
+    const lines = actions.flatMap((a) => a.commands.map(renderCommand));
+    // -force: keep going past a failed line, so one bad object does not block the others.
+    const result = await this.run('apply', ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
+    if (result.timedOut) {
+      return actions.map((action) => ({ action, error: `ip -batch timed out after ${this.timeoutMs} ms` }));
+    }
+    return resultsFromBatch(actions, parseBatchErrors(String(result.stderr)));
+  }
+
+  watch(onChange: () => void): () => void {
+    let stopped = false;
+    let kill: (() => void) | undefined;
+    let restartDelay = 1000;
+    const start = () => {
+      if (stopped) return;
+      // -o: one line per event. What changed does not matter: reconcile reads everything.
+      const child = execa(this.ip, ['-o', 'monitor', 'link', 'address', 'route'], { buffer: false, reject: false, stdin: 'ignore' });
+      kill = () => child.kill();
+      const lines = createInterface({ input: child.stdout });
+      lines.on('line', () => {
+        restartDelay = 1000;
+        onChange();
+      });
+      void child.then((r) => {
+        if (stopped) return;
+        this.options.onMonitorError?.(`ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`);
+        setTimeout(start, restartDelay).unref();
+        restartDelay = Math.min(restartDelay * 2, 60_000);
+      });
+    };
+    start();
+    return () => {
+      stopped = true;
+      kill?.();
+    };
+  }
+}

@@ -1,0 +1,49 @@
+// What the agent knows of a node's kernel: the links with their IPv4 addresses, and the
+// IPv4 routes of the main table. Types only; the one module that fills them is iproute2.ts.
+
+export interface ObservedAddress {
+  local: string;
+  /** The peer of a point-to-point address ("ip addr add A peer B"). */
+  peer?: string;
+  prefixlen: number;
+  /** 0 is global, 253 link, 254 host (rtnetlink scope numbers). */
+  scope: number;
+}
+
+export interface ObservedLink {
+  index: number;
+  name: string;
+  /** linkinfo.info_kind: "ipip", "veth", ...; undefined for physical and loopback devices. */
+  kind?: string;
+  alias?: string;
+  /** Administratively up (the UP flag), which is what `ip link set up` changes. */
+  up: boolean;
+  mtu: number;
+  /** For tunnels: the underlay device the tunnel is bound to. */
+  underlay?: string;
+  /** For tunnels: the outer source and destination; "any" when unset. */
+  local?: string;
+  remote?: string;
+  ttl?: number;
+  addresses: ObservedAddress[];
+}
+
+export interface ObservedRoute {
+  /** Always with a length: "172.0.0.0/24", "172.0.0.3/32", "0.0.0.0/0". */
+  dst: string;
+  dev?: string;
+  gateway?: string;
+  protocol: number;
+  metric: number;
+  scope: number;
+  type: number;
+}
+
+/** A node's kernel state, as one consistent-enough read. */
+export interface ObservedState {
+  links: ObservedLink[];
+  routes: ObservedRoute[];
+}
+
+export const SCOPE_GLOBAL = 0;
+export const ROUTE_TYPE_UNICAST = 1;

@@ -1,0 +1,104 @@
+// Turns `ip -json -details -N` output into the observed model. Pure, so it is tested on
+// output captured from a real kernel (test/unit/fixtures/). -N makes iproute2 print
+// protocols, scopes and types as numbers, so no name table (/etc/iproute2) is consulted.
+
+import { normalizePrefix } from '../net/ipv4.ts';
+import type { ObservedAddress, ObservedLink, ObservedRoute, ObservedState } from './model.ts';
+
+type Json = Record<string, unknown>;
+
+const SCOPE_NAMES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
+const PROTOCOL_NAMES: Record<string, number> = { unspec: 0, redirect: 1, kernel: 2, boot: 3, static: 4 };
+const TYPE_NAMES: Record<string, number> = { unicast: 1, local: 2, broadcast: 3, anycast: 4, multicast: 5, blackhole: 6, unreachable: 7, prohibit: 8 };
+
+/** Numbers come as numbers or numeric strings; names only if -N was not honoured. */
+function toNumber(value: unknown, names: Record<string, number>, fallback: number): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string') {
+    if (/^[0-9]+$/.test(value)) return Number(value);
+    const named = names[value];
+    if (named !== undefined) return named;
+  }
+  return fallback;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function parseAddress(a: Json): ObservedAddress | undefined {
+  if (a.family !== 'inet' || typeof a.local !== 'string') return undefined;
+  const address: ObservedAddress = {
+    local: a.local,
+    prefixlen: typeof a.prefixlen === 'number' ? a.prefixlen : 32,
+    scope: toNumber(a.scope, SCOPE_NAMES, 0),
+  };
+  // `address` is the peer only when it differs from local (iproute2 prints it for peers).
+  const peer = str(a.address);
+  if (peer !== undefined && peer !== a.local) address.peer = peer;
+  return address;
+}
+
+export function parseLinks(json: unknown): ObservedLink[] {
+  if (!Array.isArray(json)) throw new Error('ip -json address show: expected a JSON array');
+  return json.map((raw: Json) => {
+    const flags = Array.isArray(raw.flags) ? (raw.flags as unknown[]) : [];
+    const linkinfo = (raw.linkinfo ?? {}) as Json;
+    const data = (linkinfo.info_data ?? {}) as Json;
+    const link: ObservedLink = {
+      index: Number(raw.ifindex),
+      name: String(raw.ifname),
+      up: flags.includes('UP'),
+      mtu: Number(raw.mtu),
+      addresses: Array.isArray(raw.addr_info)
+        ? (raw.addr_info as Json[]).map(parseAddress).filter((a): a is ObservedAddress => a !== undefined)
+        : [],
+    };
+    const kind = str(linkinfo.info_kind);
+    if (kind !== undefined) link.kind = kind;
+    const alias = str(raw.ifalias);
+    if (alias !== undefined) link.alias = alias;
+    const underlay = str(data.link);
+    if (underlay !== undefined) link.underlay = underlay;
+    const local = str(data.local);
+    if (local !== undefined) link.local = local;
+    const remote = str(data.remote);
+    if (remote !== undefined) link.remote = remote;
+    if (typeof data.ttl === 'number') link.ttl = data.ttl;
+    return link;
+  });
+}
+
+export function parseRoutes(json: unknown): ObservedRoute[] {
+  if (!Array.isArray(json)) throw new Error('ip -json route show: expected a JSON array');
+  return json.map((raw: Json) => {
+    const route: ObservedRoute = {
+      dst: normalizePrefix(String(raw.dst)),
+      protocol: toNumber(raw.protocol, PROTOCOL_NAMES, 0),
+      metric: typeof raw.metric === 'number' ? raw.metric : 0,
+      scope: toNumber(raw.scope, SCOPE_NAMES, 0),
+      type: toNumber(raw.type, TYPE_NAMES, 1),
+    };
+    const dev = str(raw.dev);
+    if (dev !== undefined) route.dev = dev;
+    const gateway = str(raw.gateway);
+    if (gateway !== undefined) route.gateway = gateway;
+    return route;
+  });
+}
+
+/**
+ * The observe batch prints one JSON document per line: first `address show` (links with
+ * their addresses), then `route show`. `address show` is used for links because in one
+ * batch a `link show` before it makes iproute2 (6.1) drop addr_info from the later output.
+ */
+export function parseObserveOutput(stdout: string): ObservedState {
+  const docs = stdout.split('\n').filter((line) => line.trim() !== '');
+  if (docs.length !== 2) {
+    throw new Error(`ip observe batch: expected 2 JSON documents, got ${docs.length}`);
+  }
+  return {
+    links: parseLinks(JSON.parse(docs[0]!)),
+    routes: parseRoutes(JSON.parse(docs[1]!)),
+  };
+}

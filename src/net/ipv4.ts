@@ -1,0 +1,35 @@
+// IPv4 text forms, strictly: the forms the CRD accepts and `ip` prints. Pure functions.
+
+const OCTET = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/;
+
+/** A dotted quad with no leading zeros (CEL's isIP rejects them too, as ambiguous octal). */
+export function isIPv4(text: string): boolean {
+  const parts = text.split('.');
+  return parts.length === 4 && parts.every((p) => OCTET.test(p));
+}
+
+export function ipv4ToNumber(text: string): number {
+  return text.split('.').reduce((acc, p) => acc * 256 + Number(p), 0);
+}
+
+export function numberToIPv4(n: number): string {
+  return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
+}
+
+/** An IPv4 network prefix "a.b.c.d/len" with no host bits set. */
+export function isIPv4Prefix(text: string): boolean {
+  const slash = text.indexOf('/');
+  if (slash < 0) return false;
+  const addr = text.slice(0, slash);
+  const lenText = text.slice(slash + 1);
+  if (!isIPv4(addr) || !/^(3[0-2]|[12]?[0-9])$/.test(lenText)) return false;
+  const len = Number(lenText);
+  const hostBits = 2 ** (32 - len);
+  return ipv4ToNumber(addr) % hostBits === 0;
+}
+
+/** The form `ip -json route` uses for a destination: host routes have no "/32", default is "default". */
+export function normalizePrefix(dst: string): string {
+  if (dst === 'default') return '0.0.0.0/0';
+  return dst.includes('/') ? dst : `${dst}/32`;
+}

@@ -1,0 +1,247 @@
+// The agent's real code in standalone mode on a real kernel (User-Mode Linux 6.1): two
+// network namespaces joined by a veth are the two hosts of examples/tunnel.yaml.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { parseAllDocuments, stringify } from 'yaml';
+import type { IpipTunnel } from '../../src/api/types.ts';
+import { Guest, REPO } from '../lab/uml.ts';
+
+const HOSTS = { 'node-a': 'host-a', 'node-b': 'host-b' } as const;
+type Node = keyof typeof HOSTS;
+
+let guest: Guest;
+
+function example(): IpipTunnel {
+  const doc = parseAllDocuments(readFileSync(`${REPO}/examples/tunnel.yaml`, 'utf8'))[0]!;
+  return doc.toJS() as IpipTunnel;
+}
+
+async function writeManifest(node: Node, tunnels: IpipTunnel[]): Promise<string> {
+  const path = `/run/lab/${node}.yaml`;
+  await guest.writeFile(path, tunnels.map((t) => stringify(t)).join('---\n'));
+  return path;
+}
+
+interface Once { code: number; summary: { changes: Record<string, Record<string, number>>; errors: Array<{ tunnel: string; reason: string; message: string }> }; stderr: string }
+
+async function agentOnce(node: Node, tunnels: IpipTunnel[]): Promise<Once> {
+  const manifest = await writeManifest(node, tunnels);
+  const r = await guest.sh(`ip netns exec ${HOSTS[node]} node src/cli/main.ts agent --once --manifest ${manifest} --node-name ${node} --log-format text`);
+  const last = r.stdout.trim().split('\n').at(-1) ?? '';
+  let summary: Once['summary'];
+  try {
+    summary = JSON.parse(last) as Once['summary'];
+  } catch {
+    throw new Error(`agent --once printed no summary (exit ${r.code})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  }
+  return { code: r.code, summary, stderr: r.stderr };
+}
+
+/** The summary's non-zero counts, as "object/action=n", for short assertions. */
+function changed(once: Once): string[] {
+  return Object.entries(once.summary.changes).flatMap(([object, actions]) =>
+    Object.entries(actions).filter(([, n]) => n > 0).map(([action, n]) => `${object}/${action}=${n}`));
+}
+
+async function bothOnce(tunnels: IpipTunnel[]): Promise<[Once, Once]> {
+  return [await agentOnce('node-a', tunnels), await agentOnce('node-b', tunnels)];
+}
+
+async function link(node: Node, name: string): Promise<Record<string, any> | undefined> {
+  const r = await guest.sh(`ip -n ${HOSTS[node]} -j -d link show dev ${name}`);
+  return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
+}
+
+async function routes(node: Node): Promise<string> {
+  return guest.ok(`ip -n ${HOSTS[node]} route show`);
+}
+
+async function ping(from: Node, to: string): Promise<boolean> {
+  return (await guest.sh(`ip netns exec ${HOSTS[from]} ping -c 1 -W 2 ${to}`)).code === 0;
+}
+
+/** Everything in a namespace the operator must not touch, as text to compare. */
+async function foreignSnapshot(node: Node): Promise<string> {
+  const ns = HOSTS[node];
+  return guest.ok(`ip -n ${ns} -d link show dev foreign0; ip -n ${ns} -d link show dev tunl0; ip -n ${ns} addr show dev foreign0; ip -n ${ns} route show 10.9.0.0/16; ip -n ${ns} route show 10.99.0.0/16`);
+}
+
+describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
+  before(async () => {
+    guest = await Guest.boot();
+    await guest.ok([
+      'ip netns add host-a', 'ip netns add host-b',
+      'ip link add eth1 netns host-a type veth peer name eth1 netns host-b',
+      'ip -n host-a link set lo up', 'ip -n host-b link set lo up',
+      'ip -n host-a addr add 192.168.40.2/24 dev eth1', 'ip -n host-b addr add 192.168.40.3/24 dev eth1',
+      'ip -n host-a link set eth1 up', 'ip -n host-b link set eth1 up',
+      // Someone else's tunnel, address and routes on node-a: never to be touched.
+      'ip -n host-a link add name foreign0 type ipip local 192.168.40.2 remote 192.168.40.7 ttl 0',
+      'ip -n host-a addr add 10.99.0.1/32 dev foreign0', 'ip -n host-a link set foreign0 up',
+      'ip -n host-a route add 10.99.0.0/16 dev foreign0',
+      'ip -n host-a route add 10.9.0.0/16 via 192.168.40.3 dev eth1',
+    ].join(' && '));
+  });
+  after(async () => {
+    await guest?.stop();
+  });
+
+  let foreignBefore: string;
+  let ifindex: number;
+
+  test('the example tunnel comes up: links, addresses, routes, ping, ipip-proto-4 on the underlay', async () => {
+    foreignBefore = await foreignSnapshot('node-a');
+    const [a, b] = await bothOnce([example()]);
+    for (const once of [a, b]) {
+      assert.equal(once.code, 0, once.stderr);
+      assert.deepEqual(once.summary.errors, []);
+      assert.deepEqual(changed(once), ['link/create=1', 'address/create=1', 'route/create=1']);
+    }
+    const l = (await link('node-a', 'ipiptun'))!;
+    assert.equal(l.linkinfo.info_kind, 'ipip');
+    assert.deepEqual([l.linkinfo.info_data.local, l.linkinfo.info_data.remote, l.linkinfo.info_data.ttl, l.link], ['192.168.40.2', '192.168.40.3', 64, 'eth1']);
+    assert.equal(l.ifalias, 'ipip-operator/lab');
+    assert.ok(l.flags.includes('UP'));
+    assert.equal(l.mtu, 1480, 'MTU is the underlay 1500 minus 20');
+    ifindex = l.ifindex;
+    assert.match(await guest.ok('ip -n host-a addr show dev ipiptun'), /inet 172\.0\.0\.2 peer 172\.0\.0\.3\/32/);
+    assert.match(await routes('node-a'), /172\.0\.0\.0\/24 dev ipiptun proto 203/);
+    assert.match(await routes('node-b'), /172\.0\.0\.0\/24 dev ipiptun proto 203/);
+
+    // Capture on node-b's underlay while node-a pings node-b's overlay address. The filter
+    // takes only IP protocol 4 (IPIP); -v prints the outer header, "proto IPIP (4)" (tcpdump
+    // 4.99 no longer appends the "(ipip-proto-4)" of older versions).
+    const capture = guest.sh('ip netns exec host-b timeout 10 tcpdump -l -n -v -c 2 -i eth1 ip proto 4 2>&1');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(await ping('node-a', '172.0.0.3'), 'ping 172.0.0.3 from node-a answers');
+    assert.ok(await ping('node-b', '172.0.0.2'), 'ping 172.0.0.2 from node-b answers');
+    const out = (await capture).stdout;
+    assert.match(out, /ttl 64, .*proto IPIP \(4\)/, out);
+    assert.match(out, /192\.168\.40\.2 > 192\.168\.40\.3: .*\n?.*172\.0\.0\.2 > 172\.0\.0\.3: ICMP echo request/, out);
+  });
+
+  test('a second reconcile makes zero changes', async () => {
+    const [a, b] = await bothOnce([example()]);
+    for (const once of [a, b]) {
+      assert.equal(once.code, 0);
+      assert.deepEqual(changed(once), []);
+      for (const counts of Object.values(once.summary.changes)) assert.deepEqual(counts, { create: 0, update: 0, delete: 0 });
+    }
+    assert.equal((await link('node-a', 'ipiptun'))!.ifindex, ifindex, 'the link was not recreated');
+  });
+
+  test('changing ttl changes only the link, in place', async () => {
+    const t = example();
+    t.spec.ttl = 32;
+    const [a, b] = await bothOnce([t]);
+    assert.deepEqual(changed(a), ['link/update=1']);
+    assert.deepEqual(changed(b), ['link/update=1']);
+    const l = (await link('node-a', 'ipiptun'))!;
+    assert.equal(l.linkinfo.info_data.ttl, 32);
+    assert.equal(l.ifindex, ifindex);
+    assert.ok(await ping('node-a', '172.0.0.3'));
+  });
+
+  test('changing the remote address changes only the link, in place', async () => {
+    await guest.ok('ip -n host-b addr add 192.168.40.4/24 dev eth1');
+    const t = example();
+    t.spec.ttl = 32;
+    t.spec.endpoints[1]!.underlay!.address = '192.168.40.4';
+    const [a, b] = await bothOnce([t]);
+    assert.deepEqual(changed(a), ['link/update=1'], 'node-a: new remote');
+    assert.deepEqual(changed(b), ['link/update=1'], 'node-b: new local');
+    assert.equal((await link('node-a', 'ipiptun'))!.linkinfo.info_data.remote, '192.168.40.4');
+    assert.equal((await link('node-b', 'ipiptun'))!.linkinfo.info_data.local, '192.168.40.4');
+    assert.equal((await link('node-a', 'ipiptun'))!.ifindex, ifindex);
+    assert.ok(await ping('node-a', '172.0.0.3'));
+  });
+
+  test('MTU follows the underlay (minus 20) unless set', async () => {
+    await guest.ok('ip -n host-a link set eth1 mtu 1400');
+    assert.deepEqual(changed(await agentOnce('node-a', [example()])).filter((c) => c.startsWith('link')), ['link/update=1']);
+    assert.equal((await link('node-a', 'ipiptun'))!.mtu, 1380);
+    const t = example();
+    t.spec.mtu = 1300;
+    assert.deepEqual(changed(await agentOnce('node-a', [t])), ['link/update=1']);
+    assert.equal((await link('node-a', 'ipiptun'))!.mtu, 1300);
+    await guest.ok('ip -n host-a link set eth1 mtu 1500');
+    await agentOnce('node-a', [example()]);
+    assert.equal((await link('node-a', 'ipiptun'))!.mtu, 1480);
+    await agentOnce('node-b', [example()]);
+    assert.ok(await ping('node-a', '172.0.0.3'));
+  });
+
+  test('a running agent repairs a deleted route and a link set down by hand', async () => {
+    const manifest = await writeManifest('node-a', [example()]);
+    await guest.ok(`(ip netns exec host-a node src/cli/main.ts agent --manifest ${manifest} --node-name node-a --log-format json > /run/lab/agent.log 2>&1 & echo $! > /run/lab/agent.pid)`);
+    const waitFor = async (what: string, check: () => Promise<boolean>) => {
+      for (let i = 0; i < 100; i++) {
+        if (await check()) return;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.fail(`${what} did not happen within 20 s; agent log:\n${await guest.ok('cat /run/lab/agent.log')}`);
+    };
+    await waitFor('agent start', async () => (await guest.ok('cat /run/lab/agent.log')).includes('agent started'));
+    await guest.ok('ip -n host-a route del 172.0.0.0/24');
+    await waitFor('route repaired', async () => /172\.0\.0\.0\/24 dev ipiptun proto 203/.test(await routes('node-a')));
+    await guest.ok('ip -n host-a link set ipiptun down');
+    await waitFor('link up again with its route', async () =>
+      ((await link('node-a', 'ipiptun'))?.flags.includes('UP') ?? false) && /172\.0\.0\.0\/24 dev ipiptun/.test(await routes('node-a')));
+    assert.ok(await ping('node-a', '172.0.0.3'));
+    const log = (await guest.ok('cat /run/lab/agent.log')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const changes = log.filter((l) => l.message === 'kernel change').map((l) => `${l.tunnel} ${l.node} ${l.object}/${l.action}`);
+    assert.ok(changes.includes('lab node-a route/create'), changes.join('\n'));
+    assert.ok(changes.includes('lab node-a link/update'), changes.join('\n'));
+    await guest.ok('kill -TERM $(cat /run/lab/agent.pid)');
+    await waitFor('agent exit', async () => (await guest.sh('kill -0 $(cat /run/lab/agent.pid)')).code !== 0);
+    assert.equal((await link('node-a', 'ipiptun'))!.ifindex, ifindex, 'stopping the agent leaves the tunnel');
+  });
+
+  test('a link name taken by a foreign link is an error for that tunnel and changes nothing', async () => {
+    const clash = example();
+    clash.metadata.name = 'clash';
+    clash.spec.linkName = 'foreign0';
+    clash.spec.routes = ['10.55.0.0/16'];
+    const before = await guest.ok('ip -n host-a -d link show; ip -n host-a route show');
+    const once = await agentOnce('node-a', [example(), clash]);
+    assert.equal(once.code, 2);
+    assert.deepEqual(once.summary.errors.map((e) => `${e.tunnel}:${e.reason}`), ['clash:LinkNameTaken']);
+    assert.deepEqual(changed(once), []);
+    assert.equal(await guest.ok('ip -n host-a -d link show; ip -n host-a route show'), before);
+  });
+
+  test('an underlay interface that is not there is an error and changes nothing', async () => {
+    const t = example();
+    t.spec.endpoints[0]!.underlay!.interface = 'eth9';
+    const before = await guest.ok('ip -n host-a -d addr show; ip -n host-a route show');
+    const once = await agentOnce('node-a', [t]);
+    assert.equal(once.code, 2);
+    assert.equal(once.summary.errors[0]?.reason, 'UnderlayInterfaceNotFound');
+    assert.match(once.summary.errors[0]!.message, /eth9/);
+    assert.equal(await guest.ok('ip -n host-a -d addr show; ip -n host-a route show'), before);
+  });
+
+  test('a manifest the schema rejects exits 2 naming the field and changes nothing', async () => {
+    const before = await guest.ok('ip -n host-a -d addr show; ip -n host-a route show');
+    const path = '/run/lab/bad.yaml';
+    await guest.writeFile(path, stringify({ ...example(), spec: { ...example().spec, ttl: 300 } }));
+    const r = await guest.sh(`ip netns exec host-a node src/cli/main.ts agent --once --manifest ${path} --node-name node-a`);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /spec\.ttl/);
+    assert.equal(r.stdout, '');
+    assert.equal(await guest.ok('ip -n host-a -d addr show; ip -n host-a route show'), before);
+  });
+
+  test('removing the tunnel from the manifest removes its link and routes, and nothing else', async () => {
+    const [a, b] = await bothOnce([]);
+    assert.deepEqual(changed(a), ['link/delete=1']);
+    assert.deepEqual(changed(b), ['link/delete=1']);
+    assert.equal(await link('node-a', 'ipiptun'), undefined);
+    assert.equal(await link('node-b', 'ipiptun'), undefined);
+    assert.doesNotMatch(await routes('node-a'), /proto 203/);
+    assert.ok(await link('node-a', 'tunl0'), 'the fallback device tunl0 is still there');
+    assert.equal(await foreignSnapshot('node-a'), foreignBefore, 'foreign link, its address, tunl0 and foreign routes are untouched');
+  });
+});

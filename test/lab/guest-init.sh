@@ -1,0 +1,25 @@
+#!/bin/sh
+# init (PID 1) of a User-Mode Linux guest whose root is the host's / (hostfs, read-only).
+# Mounts what the guest writes to, loads the tunnel modules, then serves commands from the
+# host over the console (guest-shell.ts) until the host closes it, then powers off.
+# The kernel hands unknown key=value boot arguments to init as environment: IPIP_REPO.
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t tmpfs tmpfs /run
+# The checkout must stay visible: cover /tmp with a tmpfs only if the checkout is not in it.
+case "$IPIP_REPO" in
+  /tmp/*) mkdir -p /run/tmp; export TMPDIR=/run/tmp ;;
+  *) mount -t tmpfs tmpfs /tmp ;;
+esac
+mkdir -p /run/netns /run/lab
+echo 1 > /proc/sys/kernel/printk   # keep kernel messages off the console we talk over
+M=/usr/lib/uml/modules/$(uname -r)/kernel
+for m in net/ipv4/tunnel4.ko net/ipv4/ip_tunnel.ko net/ipv4/ipip.ko drivers/net/veth.ko; do
+  insmod "$M/$m" || echo "guest-init: insmod $m failed"
+done
+ip link set lo up
+export PATH="$IPIP_REPO/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export HOME=/run
+cd "$IPIP_REPO" && node test/lab/guest-shell.ts
+echo o > /proc/sysrq-trigger
+sleep 30

@@ -1,0 +1,46 @@
+// Runs inside a UML guest: reads commands from the console, one base64 JSON line each,
+// runs them with sh, and answers with one marked base64 JSON line. Test-only tooling: the
+// product itself never runs a shell.
+
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+export const READY = '@@GUEST-READY@@';
+export const RESULT = '@@GUEST-RESULT@@';
+
+interface Request { id: number; cmd: string; timeoutMs: number }
+
+// Raw mode: no echo of what the host sends, no line-length limit, no \r\n translation.
+if (process.stdin.isTTY) process.stdin.setRawMode(true);
+
+function answer(payload: object): void {
+  process.stdout.write(`\n${RESULT} ${Buffer.from(JSON.stringify(payload)).toString('base64')}\n`);
+}
+
+function run(req: Request): void {
+  const child = spawn('sh', ['-c', req.cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => err.push(d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), req.timeoutMs);
+  child.on('close', (code, signal) => {
+    clearTimeout(timer);
+    answer({ id: req.id, code: code ?? (signal === null ? -1 : 128), signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+  });
+}
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+lines.on('line', (line) => {
+  const text = line.replace(/\r/g, '').trim();
+  if (text === '') return;
+  if (text === 'exit') {
+    process.exit(0);
+  }
+  try {
+    run(JSON.parse(Buffer.from(text, 'base64').toString()) as Request);
+  } catch (error) {
+    answer({ id: -1, code: -1, stdout: '', stderr: `guest-shell: bad request: ${String(error)}` });
+  }
+});
+process.stdout.write(`\n${READY}\n`);

@@ -1,0 +1,137 @@
+// User-Mode Linux guests for tests and the lab: a real Linux 6.1 kernel with IPIP, as an
+// ordinary process whose root is this machine's / (read-only). Commands run in the guest
+// over its console through guest-shell.ts; each returns its exit code and output.
+
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve as resolvePath } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolvePath(dirname(fileURLToPath(import.meta.url)), '../..');
+const READY = '@@GUEST-READY@@';
+const RESULT = '@@GUEST-RESULT@@';
+const UML = '/usr/bin/linux.uml';
+export const INSTALL_HINT = 'apt-get install -y user-mode-linux kmod iproute2 iputils-ping tcpdump (or run .ci/run, which installs them)';
+
+export interface CommandResult { code: number; stdout: string; stderr: string }
+
+export interface GuestOptions {
+  memMB?: number;
+  /** Run linux.uml inside this host network namespace (several guests on one lab bridge). */
+  hostNetns?: string;
+  /** A tap device in hostNetns that becomes the guest's vec0. */
+  tap?: string;
+  bootTimeoutMs?: number;
+}
+
+/** Fails with how to install it when a part the kernel tests need is missing. */
+export function requireUml(): void {
+  const dirs = ['/usr/bin', '/usr/sbin', '/bin', '/sbin'];
+  const missing = ['linux.uml', 'tcpdump', 'ping', 'insmod', 'ip'].filter((name) => !dirs.some((d) => existsSync(join(d, name))));
+  if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: ${INSTALL_HINT}`);
+}
+
+export class Guest {
+  private readonly proc: ChildProcessWithoutNullStreams;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (r: CommandResult) => void>();
+  private readonly console: string[] = [];
+  private exited = false;
+
+  private constructor(proc: ChildProcessWithoutNullStreams) {
+    this.proc = proc;
+  }
+
+  static async boot(options: GuestOptions = {}): Promise<Guest> {
+    requireUml();
+    const args = [
+      `mem=${options.memMB ?? 512}M`, 'rootfstype=hostfs', 'ro', 'quiet', 'loglevel=1',
+      `init=${join(REPO, 'test/lab/guest-init.sh')}`, 'con=null', 'con0=fd:0,fd:1',
+      `IPIP_REPO=${REPO}`,
+    ];
+    if (options.tap !== undefined) args.push(`vec0:transport=tap,ifname=${options.tap}`);
+    const [cmd, cmdArgs] = options.hostNetns === undefined ? [UML, args] : ['ip', ['netns', 'exec', options.hostNetns, UML, ...args]];
+    const proc = spawn(cmd, cmdArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const guest = new Guest(proc);
+    const ready = new Promise<void>((resolveReady, reject) => {
+      const timer = setTimeout(() => reject(new Error(`guest did not boot in time; console:\n${guest.console.slice(-30).join('\n')}`)), options.bootTimeoutMs ?? 60_000);
+      const lines = createInterface({ input: proc.stdout, crlfDelay: Infinity });
+      lines.on('line', (raw) => {
+        const line = raw.replace(/\r/g, '');
+        if (line.includes(READY)) {
+          clearTimeout(timer);
+          resolveReady();
+        }
+        const at = line.indexOf(RESULT);
+        if (at >= 0) {
+          const payload = JSON.parse(Buffer.from(line.slice(at + RESULT.length).trim(), 'base64').toString()) as CommandResult & { id: number };
+          this_resolve(guest, payload);
+        } else if (line.trim() !== '') {
+          guest.console.push(line);
+          if (guest.console.length > 500) guest.console.shift();
+        }
+      });
+      proc.stderr.on('data', (d: Buffer) => guest.console.push(d.toString()));
+      proc.on('exit', (code) => {
+        guest.exited = true;
+        clearTimeout(timer);
+        reject(new Error(`guest exited (${code}) while booting; console:\n${guest.console.slice(-30).join('\n')}`));
+        for (const done of guest.waiting.values()) done({ code: -1, stdout: '', stderr: 'guest exited' });
+        guest.waiting.clear();
+      });
+    });
+    await ready;
+    return guest;
+  }
+
+  /** Runs a shell command in the guest (as root, cwd the checkout). */
+  sh(cmd: string, timeoutMs = 60_000): Promise<CommandResult> {
+    if (this.exited) return Promise.resolve({ code: -1, stdout: '', stderr: 'guest has exited' });
+    const id = this.nextId++;
+    return new Promise((done) => {
+      this.waiting.set(id, done);
+      this.proc.stdin.write(`${Buffer.from(JSON.stringify({ id, cmd, timeoutMs })).toString('base64')}\n`);
+    });
+  }
+
+  /** Like sh, but a non-zero exit is an error showing the command's output. */
+  async ok(cmd: string, timeoutMs?: number): Promise<string> {
+    const r = await this.sh(cmd, timeoutMs);
+    if (r.code !== 0) throw new Error(`guest: \`${cmd}\` exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async writeFile(path: string, content: string): Promise<void> {
+    await this.ok(`printf %s '${Buffer.from(content).toString('base64')}' | base64 -d > '${path}'`);
+  }
+
+  consoleTail(lines = 30): string {
+    return this.console.slice(-lines).join('\n');
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const gone = new Promise<void>((done) => this.proc.once('exit', () => done()));
+    this.proc.stdin.write('exit\n');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 10_000);
+    await gone;
+    clearTimeout(timer);
+  }
+}
+
+function this_resolve(guest: Guest, payload: CommandResult & { id: number }): void {
+  // Private map access kept in one place: answers are matched to requests by id.
+  const waiting = (guest as unknown as { waiting: Map<number, (r: CommandResult) => void> }).waiting;
+  const done = waiting.get(payload.id);
+  if (done === undefined) return;
+  waiting.delete(payload.id);
+  done({ code: payload.code, stdout: payload.stdout, stderr: payload.stderr });
+}
+
+/** True when linux.uml can run here at all (used only for messages). */
+export function umlVersion(): string {
+  const r = spawnSync(UML, ['--version'], { encoding: 'utf8' });
+  return r.stdout.trim();
+}

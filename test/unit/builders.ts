@@ -1,0 +1,57 @@
+// Small builders for unit tests: a valid tunnel like the example, and node kernels.
+
+import type { IpipTunnel } from '../../src/api/types.ts';
+import type { ObservedLink, ObservedRoute, ObservedState } from '../../src/dataplane/model.ts';
+
+export function exampleTunnel(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
+  const t: IpipTunnel = {
+    apiVersion: 'tunnel.ipip-operator.dev/v1alpha1',
+    kind: 'IpipTunnel',
+    metadata: { name: 'lab' },
+    spec: {
+      mode: 'ipip',
+      ttl: 64,
+      linkName: 'ipiptun',
+      endpoints: [
+        { nodeName: 'node-a', underlay: { address: '192.168.40.2', interface: 'eth1' }, overlayAddress: '172.0.0.2' },
+        { nodeName: 'node-b', underlay: { address: '192.168.40.3', interface: 'eth1' }, overlayAddress: '172.0.0.3' },
+      ],
+      routes: ['172.0.0.0/24'],
+    },
+  };
+  mutate(t);
+  return t;
+}
+
+/** node-a before the operator: lo, eth1 (192.168.40.2/24, MTU 1500) and the kernel's tunl0. */
+export function bareKernel(): ObservedState {
+  return {
+    links: [
+      { index: 1, name: 'lo', up: true, mtu: 65536, addresses: [{ local: '127.0.0.1', prefixlen: 8, scope: 254 }] },
+      { index: 2, name: 'tunl0', kind: 'ipip', up: false, mtu: 1480, local: 'any', remote: 'any', ttl: 0, addresses: [] },
+      { index: 3, name: 'eth1', kind: 'veth', up: true, mtu: 1500, addresses: [{ local: '192.168.40.2', prefixlen: 24, scope: 0 }] },
+    ],
+    routes: [{ dst: '192.168.40.0/24', dev: 'eth1', protocol: 2, metric: 0, scope: 253, type: 1 }],
+  };
+}
+
+export function labLink(overrides: Partial<ObservedLink> = {}): ObservedLink {
+  return {
+    index: 9, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', up: true, mtu: 1480,
+    underlay: 'eth1', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64,
+    addresses: [{ local: '172.0.0.2', peer: '172.0.0.3', prefixlen: 32, scope: 0 }],
+    ...overrides,
+  };
+}
+
+export function ourRoute(dst: string, dev = 'ipiptun'): ObservedRoute {
+  return { dst, dev, protocol: 203, metric: 0, scope: 253, type: 1 };
+}
+
+/** node-a with the example tunnel fully programmed. */
+export function programmedKernel(): ObservedState {
+  const k = bareKernel();
+  k.links.push(labLink());
+  k.routes.push(ourRoute('172.0.0.0/24'), { dst: '172.0.0.3/32', dev: 'ipiptun', protocol: 2, metric: 0, scope: 253, type: 1 });
+  return k;
+}
