@@ -6,10 +6,9 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
+import { agentCommand, HOSTS, setUpTwoHosts } from '../lab/two-hosts.ts';
+import type { LabNode as Node } from '../lab/two-hosts.ts';
 import { Guest, REPO } from '../lab/uml.ts';
-
-const HOSTS = { 'node-a': 'host-a', 'node-b': 'host-b' } as const;
-type Node = keyof typeof HOSTS;
 
 let guest: Guest;
 
@@ -28,7 +27,7 @@ interface Once { code: number; summary: { changes: Record<string, Record<string,
 
 async function agentOnce(node: Node, tunnels: IpipTunnel[]): Promise<Once> {
   const manifest = await writeManifest(node, tunnels);
-  const r = await guest.sh(`ip netns exec ${HOSTS[node]} node src/cli/main.ts agent --once --manifest ${manifest} --node-name ${node} --log-format text`);
+  const r = await guest.sh(agentCommand(node, `--once --manifest ${manifest} --log-format text`));
   const last = r.stdout.trim().split('\n').at(-1) ?? '';
   let summary: Once['summary'];
   try {
@@ -71,12 +70,8 @@ async function foreignSnapshot(node: Node): Promise<string> {
 describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
   before(async () => {
     guest = await Guest.boot();
+    await setUpTwoHosts(guest);
     await guest.ok([
-      'ip netns add host-a', 'ip netns add host-b',
-      'ip link add eth1 netns host-a type veth peer name eth1 netns host-b',
-      'ip -n host-a link set lo up', 'ip -n host-b link set lo up',
-      'ip -n host-a addr add 192.168.40.2/24 dev eth1', 'ip -n host-b addr add 192.168.40.3/24 dev eth1',
-      'ip -n host-a link set eth1 up', 'ip -n host-b link set eth1 up',
       // Someone else's tunnel, address and routes on node-a: never to be touched.
       'ip -n host-a link add name foreign0 type ipip local 192.168.40.2 remote 192.168.40.7 ttl 0',
       'ip -n host-a addr add 10.99.0.1/32 dev foreign0', 'ip -n host-a link set foreign0 up',
@@ -175,7 +170,7 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
 
   test('a running agent repairs a deleted route and a link set down by hand', async () => {
     const manifest = await writeManifest('node-a', [example()]);
-    await guest.ok(`(ip netns exec host-a node src/cli/main.ts agent --manifest ${manifest} --node-name node-a --log-format json > /run/lab/agent.log 2>&1 & echo $! > /run/lab/agent.pid)`);
+    await guest.ok(`(${agentCommand('node-a', `--manifest ${manifest} --log-format json`)} > /run/lab/agent.log 2>&1 & echo $! > /run/lab/agent.pid)`);
     const waitFor = async (what: string, check: () => Promise<boolean>) => {
       for (let i = 0; i < 100; i++) {
         if (await check()) return;
@@ -227,7 +222,7 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     const before = await guest.ok('ip -n host-a -d addr show; ip -n host-a route show');
     const path = '/run/lab/bad.yaml';
     await guest.writeFile(path, stringify({ ...example(), spec: { ...example().spec, ttl: 300 } }));
-    const r = await guest.sh(`ip netns exec host-a node src/cli/main.ts agent --once --manifest ${path} --node-name node-a`);
+    const r = await guest.sh(agentCommand('node-a', `--once --manifest ${path}`));
     assert.equal(r.code, 2);
     assert.match(r.stderr, /spec\.ttl/);
     assert.equal(r.stdout, '');

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the lab and the tests need on a Debian machine, idempotently:
+# Debian packages (User-Mode Linux kernel, iproute2, ping, tcpdump) and the npm packages,
+# which include the pinned Node.js 24 (the npm package "node") used by every script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# npm ci when the lock file is newer than what is installed (or nothing is installed).
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,78 @@
+// resolve: where each endpoint's underlay comes from, the MTU, and every reason a tunnel
+// gets no desired state on a node.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { IpipTunnel } from '../../src/api/types.ts';
+import { resolve } from '../../src/resolve/resolve.ts';
+import type { ResolveInput } from '../../src/resolve/resolve.ts';
+import type { TunnelResolution } from '../../src/resolve/types.ts';
+import { bareKernel, exampleTunnel } from './builders.ts';
+
+function one(t: IpipTunnel, extra: Partial<ResolveInput> = {}): TunnelResolution {
+  return resolve({ nodeName: 'node-a', tunnels: [t], kernel: bareKernel(), nodeAddresses: new Map(), ...extra })[0]!;
+}
+
+function outcome(r: TunnelResolution): string {
+  if (r.outcome === 'desired') return `desired local=${r.desired.link.local} remote=${r.desired.link.remote} dev=${r.desired.link.underlay} mtu=${r.desired.link.mtu}`;
+  if (r.outcome === 'absent') return 'absent';
+  return `${r.outcome} ${r.reason} ${r.field ?? ''}`.trim();
+}
+
+const noUnderlay = (i: number) => (t: IpipTunnel) => { delete t.spec.endpoints[i]!.underlay; };
+const onlyInterface = (i: number) => (t: IpipTunnel) => { t.spec.endpoints[i]!.underlay = { interface: 'eth1' }; };
+const internalIPs = new Map([['node-a', '192.168.40.2'], ['node-b', '192.168.40.3']]);
+
+const cases: Array<{ name: string; tunnel: IpipTunnel; extra?: Partial<ResolveInput>; want: string }> = [
+  { name: 'explicit addresses', tunnel: exampleTunnel(), want: 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480' },
+  { name: 'local address finds its device', tunnel: exampleTunnel((t) => { delete t.spec.endpoints[0]!.underlay!.interface; }), want: 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480' },
+  { name: 'local interface gives its first global address', tunnel: exampleTunnel(onlyInterface(0)), want: 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480' },
+  { name: 'explicit mtu wins', tunnel: exampleTunnel((t) => { t.spec.mtu = 1400; }), want: 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1400' },
+  { name: 'neither: the Node InternalIPs', tunnel: exampleTunnel((t) => { noUnderlay(0)(t); noUnderlay(1)(t); }), extra: { nodeAddresses: internalIPs },
+    want: 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480' },
+  { name: 'remote interface: the address its agent published', tunnel: exampleTunnel((t) => {
+    onlyInterface(1)(t);
+    t.status = { endpoints: [{ nodeName: 'node-b', underlayAddress: '192.168.40.33' }] };
+  }), want: 'desired local=192.168.40.2 remote=192.168.40.33 dev=eth1 mtu=1480' },
+  { name: 'remote interface not published yet: waiting', tunnel: exampleTunnel(onlyInterface(1)), want: 'waiting RemoteUnderlayUnknown spec.endpoints[1].underlay' },
+  { name: 'remote with no InternalIP known: waiting', tunnel: exampleTunnel(noUnderlay(1)), want: 'waiting RemoteUnderlayUnknown spec.endpoints[1].underlay' },
+  { name: 'local interface missing', tunnel: exampleTunnel((t) => { t.spec.endpoints[0]!.underlay!.interface = 'eth9'; }), want: 'error UnderlayInterfaceNotFound spec.endpoints[0].underlay.interface' },
+  { name: 'local address not on this node', tunnel: exampleTunnel((t) => { t.spec.endpoints[0]!.underlay!.address = '192.168.40.99'; }), want: 'error UnderlayAddressNotLocal spec.endpoints[0].underlay.address' },
+  { name: 'local interface without an address', tunnel: exampleTunnel((t) => { t.spec.endpoints[0]!.underlay = { interface: 'tunl0' }; }), want: 'error UnderlayInterfaceHasNoAddress spec.endpoints[0].underlay.interface' },
+  { name: 'local with nothing to go on', tunnel: exampleTunnel(noUnderlay(0)), want: 'error LocalUnderlayUnknown spec.endpoints[0].underlay' },
+  { name: 'InternalIP that is not local', tunnel: exampleTunnel(noUnderlay(0)), extra: { nodeAddresses: new Map([['node-a', '10.1.1.1']]) }, want: 'error UnderlayAddressNotLocal spec.endpoints[0].underlay' },
+  { name: 'invalid spec', tunnel: exampleTunnel((t) => { t.spec.routes = ['172.0.0.1/24']; }), want: 'error InvalidSpec spec.routes[0]' },
+  { name: 'three endpoints', tunnel: exampleTunnel((t) => { t.spec.endpoints.push({ nodeName: 'node-c', overlayAddress: '172.0.0.4' }); }), want: 'error MeshNotSupported spec.endpoints' },
+  { name: 'not an endpoint', tunnel: exampleTunnel(), extra: { nodeName: 'node-c' }, want: 'absent' },
+  { name: 'from scratch: the spec is trusted, MTU 1500 assumed', tunnel: exampleTunnel(), extra: { kernel: undefined }, want: 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480' },
+  { name: 'from scratch needs a local address', tunnel: exampleTunnel(onlyInterface(0)), extra: { kernel: undefined }, want: 'error LocalUnderlayUnknown spec.endpoints[0].underlay.address' },
+];
+
+describe('resolve', () => {
+  for (const c of cases) test(c.name, () => assert.equal(outcome(one(c.tunnel, c.extra)), c.want));
+
+  test('routes are spec.routes plus the remote endpoint\'s networks, sorted and unique', () => {
+    const r = one(exampleTunnel((t) => {
+      t.spec.routes = ['172.0.0.0/24', '10.20.0.0/16'];
+      t.spec.endpoints[1]!.networks = ['10.20.0.0/16', '10.3.0.0/16'];
+      t.spec.endpoints[0]!.networks = ['10.1.0.0/16'];
+    }));
+    assert.equal(r.outcome, 'desired');
+    if (r.outcome === 'desired') assert.deepEqual(r.desired.routes, ['10.20.0.0/16', '10.3.0.0/16', '172.0.0.0/24']);
+  });
+
+  test('a second tunnel routing the same prefix gets RouteInUse; the older keeps it', () => {
+    const older = exampleTunnel((t) => { t.metadata = { name: 'b-older', creationTimestamp: '2026-01-01T00:00:00Z' }; });
+    const newer = exampleTunnel((t) => { t.metadata = { name: 'a-newer', creationTimestamp: '2026-02-01T00:00:00Z' }; t.spec.linkName = 'other'; });
+    const results = resolve({ nodeName: 'node-a', tunnels: [newer, older], kernel: bareKernel(), nodeAddresses: new Map() });
+    assert.deepEqual(results.map(outcome), ['error RouteInUse spec.routes', 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480']);
+  });
+
+  test('the same tunnels in any order resolve the same', () => {
+    const ts = ['c', 'a', 'b'].map((name) => exampleTunnel((t) => { t.metadata.name = name; }));
+    const a = resolve({ nodeName: 'node-a', tunnels: ts, kernel: bareKernel(), nodeAddresses: new Map() });
+    const b = resolve({ nodeName: 'node-a', tunnels: [...ts].reverse(), kernel: bareKernel(), nodeAddresses: new Map() });
+    assert.deepEqual(a, b);
+    assert.deepEqual(a.map(outcome), ['desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480', 'error LinkNameInUse spec.linkName', 'error LinkNameInUse spec.linkName']);
+  });
+});
