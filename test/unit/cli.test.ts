@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -41,6 +41,7 @@ describe('ipip-operator CLI', () => {
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'apiVersion: tunnel.ipip-operator.dev/v1alpha1\nkind: IpipTunnel\nmetadata: {name: x}\nspec:\n  linkName: "a b"\n  endpoints:\n  - {nodeName: node-a, overlayAddress: 10.0.0.1}\n  - {nodeName: node-b, overlayAddress: 10.0.0.2}\n');
     const r = cli('plan', '-f', file, '--node', 'node-a', '--from-scratch');
+    rmSync(dir, { recursive: true, force: true });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /spec\.linkName/);
     assert.equal(r.stdout, '');
