@@ -1,0 +1,451 @@
+// A real, private Kubernetes API server for tests: etcd + kube-apiserver built from
+// Go modules by scripts/cluster-tools.sh, started as children of the test process.
+//
+// What you get is the whole API (CRDs with CEL, status subresource, server-side apply,
+// RBAC, TokenRequest, Events, Leases, Nodes) but no controllers: no kube-controller-
+// manager runs, so nothing garbage-collects ownerReferences, finalizes namespaces or
+// creates default ServiceAccounts. No kubelet runs either; create Node objects yourself.
+import {spawn, spawnSync, type ChildProcess} from 'node:child_process';
+import {generateKeyPairSync, randomBytes} from 'node:crypto';
+import {closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {request} from 'node:https';
+import {createServer} from 'node:net';
+import {tmpdir} from 'node:os';
+import {dirname, join, resolve} from 'node:path';
+import {fileURLToPath} from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const buildScript = join(repoRoot, 'scripts/cluster-tools.sh');
+
+export interface KubectlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ApiServer {
+  /** Path of an admin kubeconfig (system:masters, bearer token). */
+  kubeconfig: string;
+  /** https://ADDRESS:PORT */
+  server: string;
+  /** The CA that signed the serving cert; also the --client-ca-file, see caKey. */
+  caFile: string;
+  /** Its key, so a test can issue client certificates (e.g. for a node identity). */
+  caKey: string;
+  /** The admin's bearer token. */
+  token: string;
+  /**
+   * Temp dir holding everything of this server (logs: etcd.log, kube-apiserver.log).
+   * Removed by stop() unless IPIP_KEEP_APISERVER_DIR is set.
+   */
+  dir: string;
+  /** Where kube-apiserver, etcd and helm are. */
+  binDir: string;
+  /** Runs kubectl against this server as admin. Never throws on a non-zero exit. */
+  kubectl(args: string[], opts?: {input?: string; timeoutMs?: number}): Promise<KubectlResult>;
+  /** Kills etcd and kube-apiserver and removes dir. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface ApiServerOptions {
+  /** --bind-address of kube-apiserver; default 127.0.0.1. etcd always stays on loopback. */
+  bindAddress?: string;
+}
+
+/**
+ * Builds the tools if needed (first time: minutes) and returns their directory.
+ * Throws with an install hint when they cannot be built (e.g. no Go).
+ */
+export async function clusterTools(): Promise<string> {
+  const {code, stdout, stderr} = await run('bash', [buildScript], {
+    // Build progress is minutes long on a first run: let the person see it.
+    onStderr: (chunk) => process.stderr.write(chunk),
+  });
+  const binDir = stdout.trim().split('\n').at(-1) ?? '';
+  if (code !== 0 || !existsSync(join(binDir, 'kube-apiserver'))) {
+    throw new Error(
+      `cannot build kube-apiserver/etcd for the cluster tests (scripts/cluster-tools.sh exited ${code}):\n` +
+        `${stderr.trim().split('\n').slice(-40).join('\n')}\n` +
+        'The first build needs Go 1.26+ (https://go.dev/dl/; or GO=/path/to/go) and the Go module proxy; ' +
+        'run scripts/cluster-tools.sh by hand to see it whole. Binaries are cached in ' +
+        '${IPIP_TOOLS_CACHE:-~/.cache/ipip-operator/tools}.',
+    );
+  }
+  return binDir;
+}
+
+export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
+  const binDir = await clusterTools();
+  const bindAddress = opts.bindAddress ?? '127.0.0.1';
+  // Ports are found free, then handed to the servers: another process can take one in
+  // between. Rare, so just try again with new ports.
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    try {
+      return await startOnce(binDir, bindAddress);
+    } catch (err) {
+      lastError = err;
+      if (!(err instanceof PortClashError)) throw err;
+    }
+  }
+  throw lastError;
+}
+
+class PortClashError extends Error {}
+
+// Every server still running, so the exit hooks can kill them if a test forgets stop()
+// or the process dies on an uncaught error.
+const running = new Set<{kill(): void}>();
+let hooksInstalled = false;
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  const killAll = () => {
+    for (const s of running) s.kill();
+  };
+  process.on('exit', killAll);
+  // A fatal signal skips 'exit' handlers: clean up, then die of the same signal.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      killAll();
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+async function startOnce(binDir: string, bindAddress: string): Promise<ApiServer> {
+  // Under /var/tmp rather than /tmp: UML guests mount their own tmpfs over /tmp but see
+  // the host's /var/tmp, so agents in guests can read this kubeconfig and CA.
+  const base = existsSync('/var/tmp') ? '/var/tmp' : tmpdir();
+  sweepStaleDirs(base);
+  const dir = mkdtempSync(join(base, dirPrefix));
+  // Whose dir this is, for sweepStaleDirs after a SIGKILL that left it behind.
+  writeFileSync(join(dir, 'owner.pid'), String(process.pid));
+  const children: ChildProcess[] = [];
+  let stopped = false;
+
+  const killNow = () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(dir, {recursive: true, force: true});
+  };
+  const handle = {kill: killNow};
+  running.add(handle);
+  installExitHooks();
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    // SIGTERM first so etcd/apiserver shut down cleanly; SIGKILL whoever lingers.
+    await Promise.all(
+      children.map(async (c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return;
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }),
+    );
+    running.delete(handle);
+    // IPIP_KEEP_APISERVER_DIR=1 keeps the logs and etcd data to look at after a failure.
+    // Without owner.pid the next run's sweep leaves it alone too.
+    if (process.env.IPIP_KEEP_APISERVER_DIR) {
+      rmSync(join(dir, 'owner.pid'), {force: true});
+      process.stderr.write(`kept ${dir}\n`);
+    } else {
+      rmSync(dir, {recursive: true, force: true});
+    }
+  };
+
+  try {
+    const pki = makePki(dir, bindAddress);
+    const token = randomBytes(24).toString('hex');
+    const tokenFile = join(dir, 'tokens.csv');
+    // token,user,uid,"group1,group2"
+    writeFileSync(tokenFile, `${token},admin,admin-uid,"system:masters"\n`, {mode: 0o600});
+
+    // ServiceAccount token signing, so tests can mint tokens (kubectl create token)
+    // for the chart's ServiceAccount and run the agent under its RBAC.
+    const sa = generateKeyPairSync('rsa', {modulusLength: 2048});
+    const saKey = join(dir, 'sa.key');
+    const saPub = join(dir, 'sa.pub');
+    writeFileSync(saKey, sa.privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600});
+    writeFileSync(saPub, sa.publicKey.export({type: 'spki', format: 'pem'}));
+
+    const [etcdClient, etcdPeer] = await freePorts('127.0.0.1', 2);
+    const [apiPort] = await freePorts(bindAddress, 1);
+
+    const etcdUrl = `http://127.0.0.1:${etcdClient}`;
+    const etcd = startChild(join(binDir, 'etcd'), [
+      '--name=test',
+      `--data-dir=${join(dir, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=test=http://127.0.0.1:${etcdPeer}`,
+      // Throwaway data: fsync only slows tests down.
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ], join(dir, 'etcd.log'));
+    children.push(etcd);
+
+    const hostForUrl = bindAddress === '0.0.0.0' || bindAddress === '::' ? '127.0.0.1' : bindAddress;
+    const server = `https://${hostForUrl.includes(':') ? `[${hostForUrl}]` : hostForUrl}:${apiPort}`;
+    const apiserver = startChild(join(binDir, 'kube-apiserver'), [
+      `--etcd-servers=${etcdUrl}`,
+      `--bind-address=${bindAddress}`,
+      `--secure-port=${apiPort}`,
+      // Without it, a loopback or 0.0.0.0 bind makes the apiserver look for a default
+      // route to pick an address, and a network namespace may have none.
+      `--advertise-address=${hostForUrl}`,
+      // No controller-manager keeps the "kubernetes" Service endpoints anyway, and a
+      // loopback advertise address is not a valid endpoint.
+      '--endpoint-reconciler-type=none',
+      `--tls-cert-file=${pki.serverCert}`,
+      `--tls-private-key-file=${pki.serverKey}`,
+      `--client-ca-file=${pki.caCert}`,
+      `--token-auth-file=${tokenFile}`,
+      '--authorization-mode=RBAC',
+      `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
+      `--service-account-key-file=${saPub}`,
+      `--service-account-signing-key-file=${saKey}`,
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--profiling=false',
+    ], join(dir, 'kube-apiserver.log'));
+    children.push(apiserver);
+
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, kubeconfigYaml(server, readFileSync(pki.caCert), token), {mode: 0o600});
+
+    await waitReady(server, readFileSync(pki.caCert), token, [
+      {name: 'etcd', child: etcd, log: join(dir, 'etcd.log')},
+      {name: 'kube-apiserver', child: apiserver, log: join(dir, 'kube-apiserver.log')},
+    ]);
+
+    const kubectl = (args: string[], o: {input?: string; timeoutMs?: number} = {}) =>
+      run('kubectl', args, {
+        input: o.input,
+        timeoutMs: o.timeoutMs ?? 60_000,
+        // Own discovery cache per server: ports are reused across runs, and the
+        // user's ~/.kube stays untouched.
+        env: {...process.env, KUBECONFIG: kubeconfig, KUBECACHEDIR: join(dir, 'kube-cache')},
+      });
+
+    return {kubeconfig, server, caFile: pki.caCert, caKey: pki.caKey, token, dir, binDir, kubectl, stop};
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+const dirPrefix = 'ipip-apiserver-';
+
+/** Removes the dirs of earlier test processes that died without cleaning up (SIGKILL). */
+function sweepStaleDirs(base: string): void {
+  for (const name of readdirSync(base)) {
+    if (!name.startsWith(dirPrefix)) continue;
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(base, name, 'owner.pid'), 'utf8'));
+    } catch {
+      continue; // being created right now, or not ours
+    }
+    if (!pid || isAlive(pid)) continue;
+    rmSync(join(base, name), {recursive: true, force: true});
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Spawns a server as a child whose output goes to a log file. */
+function startChild(bin: string, args: string[], logFile: string): ChildProcess {
+  const fd = openSync(logFile, 'a');
+  // setpriv --pdeathsig: the kernel kills the child when this process dies, even by
+  // SIGKILL, which no 'exit' handler sees. Without setpriv, the hooks above still run
+  // on normal exits and fatal signals.
+  const [cmd, argv] = hasSetpriv() ? ['setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];
+  const child = spawn(cmd, argv, {stdio: ['ignore', fd, fd]});
+  closeSync(fd);
+  // An 'error' (e.g. ENOENT) must not become an uncaught exception; waitReady sees the exit.
+  child.on('error', (err) => writeFileSync(logFile, `spawn failed: ${err.message}\n`, {flag: 'a'}));
+  return child;
+}
+
+let setprivCache: boolean | undefined;
+function hasSetpriv(): boolean {
+  setprivCache ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true']).status === 0;
+  return setprivCache;
+}
+
+interface Watched {
+  name: string;
+  child: ChildProcess;
+  log: string;
+}
+
+async function waitReady(server: string, ca: Buffer, token: string, watched: Watched[]): Promise<void> {
+  const deadline = Date.now() + 90_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    for (const w of watched) {
+      if (w.child.exitCode !== null || w.child.signalCode !== null) {
+        const log = tail(w.log);
+        const msg = `${w.name} exited (${w.child.exitCode ?? w.child.signalCode}) during startup:\n${log}`;
+        throw /address already in use/.test(log) ? new PortClashError(msg) : new Error(msg);
+      }
+    }
+    const r = await get(`${server}/readyz`, ca, token).catch((e: Error) => ({status: 0, body: e.message}));
+    if (r.status === 200) return;
+    last = `${r.status} ${r.body}`;
+    await sleep(250);
+  }
+  throw new Error(
+    `kube-apiserver at ${server} not ready after 90s; last /readyz: ${last}\n` +
+      watched.map((w) => `--- ${w.name}:\n${tail(w.log)}`).join('\n'),
+  );
+}
+
+function get(url: string, ca: Buffer, token: string): Promise<{status: number; body: string}> {
+  return new Promise((res, rej) => {
+    const req = request(url, {ca, headers: {authorization: `Bearer ${token}`}, timeout: 5000}, (resp) => {
+      let body = '';
+      resp.setEncoding('utf8');
+      resp.on('data', (c: string) => (body += c));
+      resp.on('end', () => res({status: resp.statusCode ?? 0, body}));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+interface Pki {
+  caCert: string;
+  caKey: string;
+  serverCert: string;
+  serverKey: string;
+}
+
+/**
+ * A throwaway CA and a serving cert for the apiserver, valid for 127.0.0.1, localhost
+ * and the bind address. Own CA rather than --cert-dir's self-signed pair, whose names
+ * depend on the bind/advertise address, and so the same CA can sign client certs.
+ * Node's crypto cannot issue X.509 certificates, hence openssl.
+ */
+function makePki(dir: string, bindAddress: string): Pki {
+  const p = (f: string) => join(dir, f);
+  const ips = new Set(['127.0.0.1', bindAddress]);
+  ips.delete('0.0.0.0');
+  ips.delete('::');
+  const alt = [...[...ips].map((ip, i) => `IP.${i + 1} = ${ip}`), 'DNS.1 = localhost', 'DNS.2 = kubernetes', 'DNS.3 = kubernetes.default.svc'];
+  // A config of our own, so the system's openssl.cnf defaults do not add extensions.
+  writeFileSync(
+    p('openssl.cnf'),
+    [
+      '[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused',
+      '[ca]', 'basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier = hash',
+      '[server]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage = serverAuth', 'subjectAltName = @alt', 'authorityKeyIdentifier = keyid',
+      '[alt]', ...alt, '',
+    ].join('\n'),
+  );
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl(dir, ['req', '-x509', '-new', ...ec, '-config', p('openssl.cnf'), '-extensions', 'ca', '-days', '3',
+    '-subj', '/CN=ipip-operator-test-ca', '-keyout', p('ca.key'), '-out', p('ca.crt')]);
+  openssl(dir, ['req', '-new', ...ec, '-config', p('openssl.cnf'), '-subj', '/CN=kube-apiserver',
+    '-keyout', p('server.key'), '-out', p('server.csr')]);
+  openssl(dir, ['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial',
+    '-days', '3', '-extfile', p('openssl.cnf'), '-extensions', 'server', '-out', p('server.crt')]);
+  return {caCert: p('ca.crt'), caKey: p('ca.key'), serverCert: p('server.crt'), serverKey: p('server.key')};
+}
+
+function openssl(cwd: string, args: string[]): void {
+  const r = spawnSync('openssl', args, {cwd, encoding: 'utf8'});
+  if (r.error) throw new Error(`openssl is needed to make the test apiserver's certificates (apt-get install openssl): ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+}
+
+function kubeconfigYaml(server: string, ca: Buffer, token: string): string {
+  // JSON is YAML; no YAML library needed.
+  return JSON.stringify(
+    {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{name: 'test', cluster: {server, 'certificate-authority-data': ca.toString('base64')}}],
+      users: [{name: 'admin', user: {token}}],
+      contexts: [{name: 'test', context: {cluster: 'test', user: 'admin'}}],
+      'current-context': 'test',
+    },
+    null,
+    2,
+  );
+}
+
+/** Free TCP ports on an address, found by letting the kernel pick. */
+async function freePorts(address: string, n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({length: n}, () =>
+      new Promise<ReturnType<typeof createServer>>((res, rej) => {
+        const s = createServer();
+        s.once('error', rej);
+        s.listen(0, address, () => res(s));
+      }),
+    ),
+  );
+  // Hold all n open at once so they are distinct, then release.
+  const ports = servers.map((s) => (s.address() as {port: number}).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface RunOptions {
+  input?: string | undefined;
+  timeoutMs?: number | undefined;
+  env?: NodeJS.ProcessEnv;
+  onStderr?: (chunk: string) => void;
+}
+
+/** Runs a command to completion; resolves with its exit code and output, never rejects on exit status. */
+export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<KubectlResult> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, {env: o.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']});
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+      o.onStderr?.(c);
+    });
+    const timer = o.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), o.timeoutMs) : undefined;
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      rej(new Error(`cannot run ${cmd}: ${err.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      res({code: code ?? (signal ? 128 : 1), stdout, stderr: signal ? `${stderr}\n(killed by ${signal})` : stderr});
+    });
+    child.stdin.on('error', () => {}); // the command may exit before reading its input
+    child.stdin.end(o.input ?? '');
+  });
+}
