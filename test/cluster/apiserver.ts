@@ -66,7 +66,7 @@ export async function clusterTools(): Promise<string> {
     throw new Error(
       `cannot build kube-apiserver/etcd for the cluster tests (scripts/cluster-tools.sh exited ${code}):\n` +
         `${stderr.trim().split('\n').slice(-40).join('\n')}\n` +
-        'The first build needs Go 1.26+ (https://go.dev/dl/; or GO=/path/to/go) and the Go module proxy; ' +
+        'The first build needs Go 1.26+ (the official release in /usr/local/go, or GO=/path/to/go) and the Go module proxy; ' +
         'run scripts/cluster-tools.sh by hand to see it whole. Binaries are cached in ' +
         '${IPIP_TOOLS_CACHE:-~/.cache/ipip-operator/tools}.',
     );
