@@ -66,15 +66,28 @@ function routeDelete(tunnel: string, route: ObservedRoute): Action {
   return { object: 'route', action: 'delete', tunnel, link: route.dev ?? '', detail: route.dst, commands: [args] };
 }
 
+/** Observed routes by destination: plan looks each desired prefix up once. */
+type RoutesByDst = ReadonlyMap<string, readonly ObservedRoute[]>;
+
+function indexRoutes(routes: readonly ObservedRoute[]): RoutesByDst {
+  const byDst = new Map<string, ObservedRoute[]>();
+  for (const r of routes) {
+    const list = byDst.get(r.dst);
+    if (list === undefined) byDst.set(r.dst, [r]);
+    else list.push(r);
+  }
+  return byDst;
+}
+
 /** Something not ours in the way of a desired tunnel: then the tunnel gets no action at all. */
-function conflictOf(d: DesiredTunnel, observedLink: ObservedLink | undefined, routes: readonly ObservedRoute[]): TunnelProblem | undefined {
+function conflictOf(d: DesiredTunnel, observedLink: ObservedLink | undefined, routes: RoutesByDst): TunnelProblem | undefined {
   const { tunnel, link } = d;
   if (observedLink !== undefined && tunnelOfAlias(observedLink.alias) === undefined) {
     const kind = observedLink.kind ?? 'device';
     return { tunnel, reason: 'LinkNameTaken', field: 'spec.linkName',
       message: `a ${kind} link named ${link.name} exists that ipip-operator did not create; it is left alone (choose another spec.linkName or remove it)` };
   }
-  const foreignRoute = routes.find((r) => d.routes.includes(r.dst) && r.metric === MAIN_METRIC && r.protocol !== ROUTE_PROTOCOL);
+  const foreignRoute = d.routes.flatMap((dst) => routes.get(dst) ?? []).find((r) => r.metric === MAIN_METRIC && r.protocol !== ROUTE_PROTOCOL);
   if (foreignRoute !== undefined) {
     return { tunnel, reason: 'RouteTaken', field: 'spec.routes',
       message: `a route to ${foreignRoute.dst} exists (protocol ${foreignRoute.protocol}${foreignRoute.dev === undefined ? '' : `, dev ${foreignRoute.dev}`}) that ipip-operator did not create; it is left alone` };
@@ -83,7 +96,7 @@ function conflictOf(d: DesiredTunnel, observedLink: ObservedLink | undefined, ro
 }
 
 /** The actions that bring one desired, unconflicted tunnel about. observedLink is ours or absent. */
-function actionsFor(d: DesiredTunnel, observedLink: ObservedLink | undefined, routes: readonly ObservedRoute[]): Action[] {
+function actionsFor(d: DesiredTunnel, observedLink: ObservedLink | undefined, routes: RoutesByDst): Action[] {
   const { tunnel, link } = d;
   const actions: Action[] = [];
   const ours = observedLink !== undefined && observedLink.kind === link.mode ? observedLink : undefined;
@@ -127,10 +140,9 @@ function actionsFor(d: DesiredTunnel, observedLink: ObservedLink | undefined, ro
       commands: [['address', 'add', ...addressArgs(d.address), 'dev', link.name]] });
   }
 
-  // A link that is (re)created has none of the routes the kernel showed on that name.
-  const liveRoutes = ours === undefined ? routes.filter((r) => r.dev !== link.name) : routes;
   for (const dst of d.routes) {
-    const current = liveRoutes.find((r) => r.dst === dst && r.protocol === ROUTE_PROTOCOL && r.metric === MAIN_METRIC);
+    // A link that is (re)created has none of the routes the kernel showed on that name.
+    const current = (routes.get(dst) ?? []).find((r) => r.protocol === ROUTE_PROTOCOL && r.metric === MAIN_METRIC && (ours !== undefined || r.dev !== link.name));
     if (current === undefined) actions.push(routeReplace(tunnel, link.name, dst, 'create'));
     else if (current.dev !== link.name || current.gateway !== undefined) actions.push(routeReplace(tunnel, link.name, dst, 'update'));
   }
@@ -146,6 +158,7 @@ const PHASE: Record<string, number> = {
 
 export function plan(resolutions: readonly TunnelResolution[], observed: ObservedState): Plan {
   const linksByName = new Map(observed.links.map((l) => [l.name, l]));
+  const routesByDst = indexRoutes(observed.routes);
   const desired = new Map<string, DesiredTunnel>();
   const conflicts: TunnelProblem[] = [];
   // Tunnels whose kernel objects stay exactly as they are: waiting, in error, or in conflict.
@@ -153,7 +166,7 @@ export function plan(resolutions: readonly TunnelResolution[], observed: Observe
   for (const r of resolutions) {
     if (r.outcome === 'waiting' || r.outcome === 'error') kept.add(r.tunnel);
     if (r.outcome !== 'desired') continue;
-    const conflict = conflictOf(r.desired, linksByName.get(r.desired.link.name), observed.routes);
+    const conflict = conflictOf(r.desired, linksByName.get(r.desired.link.name), routesByDst);
     if (conflict === undefined) desired.set(r.tunnel, r.desired);
     else {
       conflicts.push(conflict);
@@ -177,7 +190,7 @@ export function plan(resolutions: readonly TunnelResolution[], observed: Observe
 
   for (const d of desired.values()) {
     const current = linksByName.get(d.link.name);
-    actions.push(...actionsFor(d, current !== undefined && deletedLinks.has(current.name) ? undefined : current, observed.routes));
+    actions.push(...actionsFor(d, current !== undefined && deletedLinks.has(current.name) ? undefined : current, routesByDst));
   }
 
   // Our routes that no desired tunnel wants, except those on a link that is going anyway

@@ -21,6 +21,18 @@ export interface ResolveInput {
   nodeAddresses: ReadonlyMap<string, string>;
 }
 
+/** This node's interfaces, indexed once per resolve: by name, and by the addresses on them. */
+interface NodeIndex {
+  byName: ReadonlyMap<string, ObservedLink>;
+  byAddress: ReadonlyMap<string, ObservedLink>;
+}
+
+function indexNode(kernel: ObservedState): NodeIndex {
+  const byAddress = new Map<string, ObservedLink>();
+  for (const l of kernel.links) for (const a of l.addresses) if (!byAddress.has(a.local)) byAddress.set(a.local, l);
+  return { byName: new Map(kernel.links.map((l) => [l.name, l])), byAddress };
+}
+
 interface LocalUnderlay {
   address: string;
   device?: string;
@@ -46,12 +58,12 @@ function localUnderlay(
   endpoint: EndpointSpec,
   index: number,
   input: ResolveInput,
+  node: NodeIndex | undefined,
 ): LocalUnderlay | Problem {
   const field = `spec.endpoints[${index}].underlay`;
   const wantedAddress = endpoint.underlay?.address;
   const wantedDevice = endpoint.underlay?.interface;
-  const kernel = input.kernel;
-  if (kernel === undefined) {
+  if (node === undefined) {
     // plan --from-scratch: nothing is read, so trust the spec and assume a common MTU.
     if (wantedAddress === undefined) {
       return problem('error', 'LocalUnderlayUnknown', `planning from scratch needs ${field}.address for node ${endpoint.nodeName}`, `${field}.address`);
@@ -60,12 +72,11 @@ function localUnderlay(
       ? { address: wantedAddress, mtu: ASSUMED_UNDERLAY_MTU }
       : { address: wantedAddress, device: wantedDevice, mtu: ASSUMED_UNDERLAY_MTU };
   }
-  const byName = new Map(kernel.links.map((l) => [l.name, l]));
-  const holderOf = (address: string) => kernel.links.find((l) => l.addresses.some((a) => a.local === address));
+  const holderOf = (address: string) => node.byAddress.get(address);
 
   let device: ObservedLink | undefined;
   if (wantedDevice !== undefined) {
-    device = byName.get(wantedDevice);
+    device = node.byName.get(wantedDevice);
     if (device === undefined) {
       return problem('error', 'UnderlayInterfaceNotFound', `interface ${wantedDevice} does not exist on node ${input.nodeName}`, `${field}.interface`);
     }
@@ -120,7 +131,7 @@ function remoteUnderlay(
     `spec.endpoints[${index}].underlay`);
 }
 
-function resolveOne(tunnel: IpipTunnel, input: ResolveInput): TunnelResolution {
+function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | undefined): TunnelResolution {
   const name = tunnel.metadata.name;
   const endpoints = Array.isArray(tunnel.spec?.endpoints) ? tunnel.spec.endpoints : [];
   const selfIndex = endpoints.findIndex((e) => e?.nodeName === input.nodeName);
@@ -140,7 +151,7 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput): TunnelResolution {
   const remoteIndex = selfIndex === 0 ? 1 : 0;
   const remote = spec.endpoints[remoteIndex]!;
 
-  const local = localUnderlay(self, selfIndex, input);
+  const local = localUnderlay(self, selfIndex, input, node);
   if (isProblem(local)) return { tunnel: name, ...local };
   const remoteAddress = remoteUnderlay(tunnel, remote, remoteIndex, input);
   if (typeof remoteAddress !== 'string') return { tunnel: name, ...remoteAddress };
@@ -180,8 +191,9 @@ export function resolve(input: ResolveInput): TunnelResolution[] {
   const linkOwners = new Map<string, string>();
   const routeOwners = new Map<string, string>();
   const results: TunnelResolution[] = [];
+  const node = input.kernel === undefined ? undefined : indexNode(input.kernel);
   for (const tunnel of [...input.tunnels].sort(byAge)) {
-    let result = resolveOne(tunnel, input);
+    let result = resolveOne(tunnel, input, node);
     if (result.outcome === 'desired') {
       const { desired } = result;
       const linkOwner = linkOwners.get(desired.link.name);
