@@ -15,7 +15,7 @@ export class CoalescingRunner {
   private readonly options: RunnerOptions;
   /** The work; it may return a delay after which it wants to run again (a retry). */
   private readonly work: () => Promise<number | undefined>;
-  private idleWaiters: Array<() => void> = [];
+  private stopWaiters: Array<() => void> = [];
 
   constructor(work: () => Promise<number | undefined>, options: RunnerOptions) {
     this.work = work;
@@ -52,16 +52,8 @@ export class CoalescingRunner {
       } else if (retryAfterMs !== undefined && !this.stopped) {
         this.request(retryAfterMs);
       }
-      if (this.stopped || this.timer === undefined || retryAfterMs !== undefined) {
-        for (const w of this.idleWaiters.splice(0)) w();
-      }
+      if (this.stopped) for (const w of this.stopWaiters.splice(0)) w();
     }
-  }
-
-  /** Resolves when nothing is running and no run is due except a retry. */
-  idle(): Promise<void> {
-    if (!this.running && this.timer === undefined) return Promise.resolve();
-    return new Promise((resolveIdle) => this.idleWaiters.push(resolveIdle));
   }
 
   /** No more runs; resolves once the one under way (if any) has finished. */
@@ -69,8 +61,7 @@ export class CoalescingRunner {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.running) await new Promise<void>((resolveIdle) => this.idleWaiters.push(resolveIdle));
-    for (const w of this.idleWaiters.splice(0)) w();
+    if (this.running) await new Promise<void>((resolveStopped) => this.stopWaiters.push(resolveStopped));
   }
 }
 

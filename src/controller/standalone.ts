@@ -43,7 +43,7 @@ export async function reconcileOnce(options: Omit<StandaloneOptions, 'resyncMs' 
  * Runs until the returned stop() is called. A manifest that fails to load never removes
  * anything: the last good one stays in force (and before the first good one, nothing runs).
  */
-export function runStandalone(options: StandaloneOptions): { stop: () => Promise<void>; idle: () => Promise<void> } {
+export function runStandalone(options: StandaloneOptions): { stop: () => Promise<void> } {
   const { log } = options;
   let lastGood: IpipTunnel[] | undefined;
   let failuresInARow = 0;
@@ -78,7 +78,6 @@ export function runStandalone(options: StandaloneOptions): { stop: () => Promise
   log.info('agent started', { mode: 'standalone', node: options.nodeName, manifest: options.manifestPath });
 
   return {
-    idle: () => runner.idle(),
     stop: async () => {
       clearInterval(resync);
       fileWatcher.close();

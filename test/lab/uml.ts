@@ -2,7 +2,7 @@
 // ordinary process whose root is this machine's / (read-only). Commands run in the guest
 // over its console through guest-shell.ts; each returns its exit code and output.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
@@ -66,8 +66,7 @@ export class Guest {
         }
         const at = line.indexOf(RESULT);
         if (at >= 0) {
-          const payload = JSON.parse(Buffer.from(line.slice(at + RESULT.length).trim(), 'base64').toString()) as CommandResult & { id: number };
-          this_resolve(guest, payload);
+          guest.settle(JSON.parse(Buffer.from(line.slice(at + RESULT.length).trim(), 'base64').toString()) as CommandResult & { id: number });
         } else if (line.trim() !== '') {
           guest.console.push(line);
           if (guest.console.length > 500) guest.console.shift();
@@ -84,6 +83,14 @@ export class Guest {
     });
     await ready;
     return guest;
+  }
+
+  /** Answers are matched to requests by id. */
+  private settle(payload: CommandResult & { id: number }): void {
+    const done = this.waiting.get(payload.id);
+    if (done === undefined) return;
+    this.waiting.delete(payload.id);
+    done({ code: payload.code, stdout: payload.stdout, stderr: payload.stderr });
   }
 
   /** Runs a shell command in the guest (as root, cwd the checkout). */
@@ -119,19 +126,4 @@ export class Guest {
     await gone;
     clearTimeout(timer);
   }
-}
-
-function this_resolve(guest: Guest, payload: CommandResult & { id: number }): void {
-  // Private map access kept in one place: answers are matched to requests by id.
-  const waiting = (guest as unknown as { waiting: Map<number, (r: CommandResult) => void> }).waiting;
-  const done = waiting.get(payload.id);
-  if (done === undefined) return;
-  waiting.delete(payload.id);
-  done({ code: payload.code, stdout: payload.stdout, stderr: payload.stderr });
-}
-
-/** True when linux.uml can run here at all (used only for messages). */
-export function umlVersion(): string {
-  const r = spawnSync(UML, ['--version'], { encoding: 'utf8' });
-  return r.stdout.trim();
 }
