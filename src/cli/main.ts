@@ -11,7 +11,7 @@ import type { ObservedState } from '../dataplane/model.ts';
 import { plan } from '../plan/plan.ts';
 import { renderShell } from '../plan/render.ts';
 import { createLogger } from '../report/log.ts';
-import { resolve } from '../resolve/resolve.ts';
+import { problemsOf, resolve } from '../resolve/resolve.ts';
 import type { TunnelProblem } from '../resolve/types.ts';
 import { parseDuration, parseLogFormat, parseLogLevel, parseNodeName } from './args.ts';
 
@@ -64,10 +64,7 @@ async function planCommand(argv: string[]): Promise<number> {
   const resolutions = resolve({ nodeName, tunnels, kernel: fromScratch ? undefined : observed, nodeAddresses: new Map() });
   const { actions, conflicts } = plan(resolutions, observed);
   for (const line of renderShell(actions)) process.stdout.write(`${line}\n`);
-  const problems: TunnelProblem[] = [...conflicts];
-  for (const r of resolutions) {
-    if (r.outcome === 'error' || r.outcome === 'waiting') problems.push(r);
-  }
+  const problems: TunnelProblem[] = [...problemsOf(resolutions), ...conflicts];
   for (const p of problems) {
     process.stderr.write(`tunnel ${p.tunnel}: ${p.reason}: ${p.message}\n`);
   }

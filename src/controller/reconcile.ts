@@ -8,7 +8,7 @@ import { renderCommand } from '../plan/render.ts';
 import { OBJECT_KINDS, VERBS } from '../plan/types.ts';
 import type { ObjectKind, Verb } from '../plan/types.ts';
 import type { Logger } from '../report/log.ts';
-import { resolve } from '../resolve/resolve.ts';
+import { problemsOf, resolve } from '../resolve/resolve.ts';
 import type { TunnelProblem, TunnelResolution } from '../resolve/types.ts';
 
 export interface ReconcileInput {
@@ -45,14 +45,7 @@ export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log
   const { actions, conflicts } = plan(resolutions, observed);
   const results = await dataplane.apply(actions);
 
-  const problems: TunnelProblem[] = [];
-  for (const r of resolutions) {
-    if (r.outcome === 'error' || r.outcome === 'waiting') {
-      const { outcome: _outcome, ...problem } = r;
-      problems.push(problem);
-    }
-  }
-  problems.push(...conflicts);
+  const problems: TunnelProblem[] = [...problemsOf(resolutions), ...conflicts];
   for (const { action, error } of results) {
     const fields = {
       node: input.nodeName, tunnel: action.tunnel, object: action.object, action: action.action,

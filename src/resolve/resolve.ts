@@ -72,8 +72,6 @@ function localUnderlay(
       ? { address: wantedAddress, mtu: ASSUMED_UNDERLAY_MTU }
       : { address: wantedAddress, device: wantedDevice, mtu: ASSUMED_UNDERLAY_MTU };
   }
-  const holderOf = (address: string) => node.byAddress.get(address);
-
   let device: ObservedLink | undefined;
   if (wantedDevice !== undefined) {
     device = node.byName.get(wantedDevice);
@@ -83,7 +81,7 @@ function localUnderlay(
   }
   let address = wantedAddress;
   if (address !== undefined) {
-    const holder = holderOf(address);
+    const holder = node.byAddress.get(address);
     if (holder === undefined) {
       return problem('error', 'UnderlayAddressNotLocal', `${address} is not an address of node ${input.nodeName}`, `${field}.address`);
     }
@@ -98,7 +96,7 @@ function localUnderlay(
     if (address === undefined) {
       return problem('error', 'LocalUnderlayUnknown', `node ${input.nodeName} has no InternalIP known; set ${field}.address or ${field}.interface`, field);
     }
-    device = holderOf(address);
+    device = node.byAddress.get(address);
     if (device === undefined) {
       return problem('error', 'UnderlayAddressNotLocal', `InternalIP ${address} of node ${input.nodeName} is not an address of this node`, field);
     }
@@ -210,4 +208,16 @@ export function resolve(input: ResolveInput): TunnelResolution[] {
     results.push(result);
   }
   return results.sort((a, b) => (a.tunnel < b.tunnel ? -1 : a.tunnel > b.tunnel ? 1 : 0));
+}
+
+/** The tunnels that are waiting or in error on this node, as problems to report. */
+export function problemsOf(resolutions: readonly TunnelResolution[]): TunnelProblem[] {
+  const problems: TunnelProblem[] = [];
+  for (const r of resolutions) {
+    if (r.outcome === 'error' || r.outcome === 'waiting') {
+      const { outcome: _outcome, ...problem } = r;
+      problems.push(problem);
+    }
+  }
+  return problems;
 }
