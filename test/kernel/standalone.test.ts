@@ -4,17 +4,18 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
+import { parseManifest } from '../../src/api/manifest.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { agentCommand, HOSTS, setUpTwoHosts } from '../lab/two-hosts.ts';
+import { agentCommand, HOSTS, setUpTwoHosts, startIpipCapture } from '../lab/two-hosts.ts';
 import type { LabNode as Node } from '../lab/two-hosts.ts';
 import { Guest, REPO } from '../lab/uml.ts';
 
 let guest: Guest;
 
 function example(): IpipTunnel {
-  const doc = parseAllDocuments(readFileSync(`${REPO}/examples/tunnel.yaml`, 'utf8'))[0]!;
-  return doc.toJS() as IpipTunnel;
+  const path = `${REPO}/examples/tunnel.yaml`;
+  return parseManifest(readFileSync(path, 'utf8'), path)[0]!;
 }
 
 async function writeManifest(node: Node, tunnels: IpipTunnel[]): Promise<string> {
@@ -105,14 +106,11 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     assert.match(await routes('node-a'), /172\.0\.0\.0\/24 dev ipiptun proto 203/);
     assert.match(await routes('node-b'), /172\.0\.0\.0\/24 dev ipiptun proto 203/);
 
-    // Capture on node-b's underlay while node-a pings node-b's overlay address. The filter
-    // takes only IP protocol 4 (IPIP); -v prints the outer header, "proto IPIP (4)" (tcpdump
-    // 4.99 no longer appends the "(ipip-proto-4)" of older versions).
-    const capture = guest.sh('ip netns exec host-b timeout 10 tcpdump -l -n -v -c 2 -i eth1 ip proto 4 2>&1');
-    await new Promise((r) => setTimeout(r, 1500));
+    // Capture on node-b's underlay while node-a pings node-b's overlay address.
+    const capture = await startIpipCapture(guest, 'node-b');
     assert.ok(await ping('node-a', '172.0.0.3'), 'ping 172.0.0.3 from node-a answers');
     assert.ok(await ping('node-b', '172.0.0.2'), 'ping 172.0.0.2 from node-b answers');
-    const out = (await capture).stdout;
+    const out = (await capture.done).stdout;
     assert.match(out, /ttl 64, .*proto IPIP \(4\)/, out);
     assert.match(out, /192\.168\.40\.2 > 192\.168\.40\.3: .*\n?.*172\.0\.0\.2 > 172\.0\.0\.3: ICMP echo request/, out);
   });

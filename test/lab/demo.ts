@@ -4,7 +4,7 @@
 // Cluster mode comes with the in-cluster agent; then this lab grows a real API server.
 
 import { Guest } from './uml.ts';
-import { agentCommand, setUpTwoHosts } from './two-hosts.ts';
+import { agentCommand, HOSTS, setUpTwoHosts, startIpipCapture } from './two-hosts.ts';
 
 function step(text: string): void {
   process.stdout.write(`\n== ${text}\n`);
@@ -19,7 +19,7 @@ try {
   await guest.ok('cp examples/tunnel.yaml /run/lab/tunnel.yaml');
   for (const node of ['node-a', 'node-b'] as const) {
     step(`${node}: ipip-operator plan -f examples/tunnel.yaml --node ${node}`);
-    process.stdout.write(await guest.ok(`ip netns exec host-${node.slice(-1)} node src/cli/main.ts plan -f /run/lab/tunnel.yaml --node ${node}`));
+    process.stdout.write(await guest.ok(`ip netns exec ${HOSTS[node]} node src/cli/main.ts plan -f /run/lab/tunnel.yaml --node ${node}`));
     step(`${node}: ipip-operator agent --once --manifest examples/tunnel.yaml --node-name ${node}`);
     const r = await guest.sh(agentCommand(node, '--once --manifest /run/lab/tunnel.yaml --log-format text'));
     process.stdout.write(r.stderr + r.stdout);
@@ -28,11 +28,10 @@ try {
   step('node-a: ip -d link show ipiptun; ip addr show dev ipiptun; ip route');
   process.stdout.write(await guest.ok('ip -n host-a -d link show ipiptun; ip -n host-a addr show dev ipiptun; ip -n host-a route'));
   step('node-a: ping -c 3 172.0.0.3 (node-b through the tunnel), capturing on node-b\'s eth1');
-  const capture = guest.sh('ip netns exec host-b timeout 10 tcpdump -l -n -v -c 2 -i eth1 ip proto 4 2>&1');
-  await new Promise((r) => setTimeout(r, 1500));
+  const capture = await startIpipCapture(guest, 'node-b');
   process.stdout.write(await guest.ok('ip netns exec host-a ping -c 3 -i 0.3 172.0.0.3'));
   step('capture on node-b eth1 (filter: ip proto 4, IPIP)');
-  process.stdout.write((await capture).stdout);
+  process.stdout.write((await capture.done).stdout);
   step('a second reconcile changes nothing');
   process.stdout.write(await guest.ok(agentCommand('node-a', '--once --manifest /run/lab/tunnel.yaml --log-level warn')));
   step('done: the lab powers off with its kernel; nothing was changed on this machine');
