@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Installs what the lab and the tests need on a Debian machine, idempotently:
 # Debian packages (User-Mode Linux kernel, iproute2, ping, tcpdump; openssl for the test
-# API server's certificates) and the npm packages, which include the pinned Node.js 24
-# (the npm package "node") used by every script. The cluster tests also need Go (1.26+)
-# and kubectl; scripts/cluster-tools.sh builds kube-apiserver and etcd with that Go.
+# API server's certificates; prometheus for promtool, which checks the metrics exposition)
+# and the npm packages, which include the pinned Node.js 24 (the npm package "node") used
+# by every script. The cluster tests also need Go (1.26+) and kubectl;
+# scripts/cluster-tools.sh builds kube-apiserver and etcd with that Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump openssl:openssl; do
+for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump openssl:openssl promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # npm ci when the lock file is newer than what is installed (or nothing is installed).

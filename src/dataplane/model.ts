@@ -1,5 +1,6 @@
-// What the agent knows of a node's kernel: the links with their IPv4 addresses, and the
-// IPv4 routes of the main table. Types only; the one module that fills them is iproute2.ts.
+// What the agent knows of a node's kernel: the links with their IPv4 addresses and traffic
+// counters, and the IPv4 routes of the main table. Types only; the one module that fills
+// them is iproute2.ts.
 
 export interface ObservedAddress {
   local: string;
@@ -26,6 +27,24 @@ export interface ObservedLink {
   remote?: string;
   ttl?: number;
   addresses: ObservedAddress[];
+  /** The kernel's counters since the link was created; undefined when `ip` printed none. */
+  stats?: LinkStats;
+}
+
+/**
+ * A link's traffic counters as the kernel keeps them (`ip -s`: stats64). Errors and drops
+ * are the totals; by kernel convention the finer kinds (carrier, over, ...) are counted in
+ * them too, so they are not kept apart. Numbers lose precision only past 2^53 (some 9 PB).
+ */
+export interface LinkStats {
+  rxBytes: number;
+  rxPackets: number;
+  rxErrors: number;
+  rxDropped: number;
+  txBytes: number;
+  txPackets: number;
+  txErrors: number;
+  txDropped: number;
 }
 
 export interface ObservedRoute {

@@ -1,9 +1,9 @@
-// Turns `ip -json -details -N` output into the observed model. Pure, so it is tested on
+// Turns `ip -json -details -N -s` output into the observed model. Pure, so it is tested on
 // output captured from a real kernel (test/unit/fixtures/). -N makes iproute2 print
 // protocols, scopes and types as numbers, so no name table (/etc/iproute2) is consulted.
 
 import { normalizePrefix } from '../net/ipv4.ts';
-import type { ObservedAddress, ObservedLink, ObservedRoute, ObservedState } from './model.ts';
+import type { LinkStats, ObservedAddress, ObservedLink, ObservedRoute, ObservedState } from './model.ts';
 
 type Json = Record<string, unknown>;
 
@@ -39,6 +39,21 @@ function parseAddress(a: Json): ObservedAddress | undefined {
   return address;
 }
 
+/**
+ * `ip -s -json` prints a link's counters as stats64 (or stats, from a kernel without 64-bit
+ * counters; same keys). A counter that is missing drops the whole set: a made-up 0 would
+ * read as a counter reset to anyone computing a rate.
+ */
+function parseStats(raw: unknown): LinkStats | undefined {
+  const { rx, tx } = (raw ?? {}) as { rx?: Json; tx?: Json };
+  if (rx === undefined || tx === undefined) return undefined;
+  const stats = {
+    rxBytes: rx.bytes, rxPackets: rx.packets, rxErrors: rx.errors, rxDropped: rx.dropped,
+    txBytes: tx.bytes, txPackets: tx.packets, txErrors: tx.errors, txDropped: tx.dropped,
+  };
+  return Object.values(stats).every((n) => typeof n === 'number') ? stats as LinkStats : undefined;
+}
+
 export function parseLinks(json: unknown): ObservedLink[] {
   if (!Array.isArray(json)) throw new Error('ip -json address show: expected a JSON array');
   return json.map((raw: Json) => {
@@ -65,6 +80,8 @@ export function parseLinks(json: unknown): ObservedLink[] {
     const remote = str(data.remote);
     if (remote !== undefined) link.remote = remote;
     if (typeof data.ttl === 'number') link.ttl = data.ttl;
+    const stats = parseStats(raw.stats64 ?? raw.stats);
+    if (stats !== undefined) link.stats = stats;
     return link;
   });
 }

@@ -1,5 +1,11 @@
-// Parsing what a real kernel printed (captured in UML 6.1 with iproute2 6.1), and mapping
-// `ip -force -batch` failures back to actions.
+// Parsing what a real kernel printed, and mapping `ip -force -batch` failures back to actions.
+// The fixture is the observe batch (`ip -json -details -N -s -batch -`: `address show`,
+// `route show table main`) run in host-a of the two-host lab (test/lab/two-hosts.ts) on UML
+// 6.1 with iproute2 6.1, after: ipiptun (alias ipip-operator/lab, 172.0.0.2 peer 172.0.0.3,
+// route 172.0.0.0/24 proto 203) with its mirror in host-b; foreign0 (ipip, down, no alias);
+// a route 10.9.0.0/16 via 192.168.40.1 proto boot metric 100; `ping -c 3 172.0.0.3`; and
+// `ping -c 2 172.0.0.9`, which leaves host-a through the tunnel and never comes back
+// (host-b does not forward), so transmit and receive counters differ.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -11,16 +17,34 @@ import type { Action } from '../../src/plan/types.ts';
 const capture = readFileSync(new URL('./fixtures/ip-observe-uml-6.1.txt', import.meta.url), 'utf8');
 const section = (name: string) => JSON.parse(capture.split(`=====${name}\n`)[1]!.split('\n=====')[0]!) as unknown;
 
-describe('parse ip -json -details -N', () => {
+describe('parse ip -json -details -N -s', () => {
   const links = parseLinks(section('ADDR'));
   const byName = new Map(links.map((l) => [l.name, l]));
+  const link = (extra: object) => ({ ifindex: 9, ifname: 'x', flags: [], mtu: 1480, ...extra });
 
-  test('an ipip link: kind, alias, underlay, endpoints, ttl, up, peer address', () => {
+  test('an ipip link: kind, alias, underlay, endpoints, ttl, up, peer address, counters', () => {
     assert.deepEqual(byName.get('ipiptun'), {
-      index: 5, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', up: true, mtu: 1480,
+      index: 4, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', up: true, mtu: 1480,
       underlay: 'eth1', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64,
       addresses: [{ local: '172.0.0.2', peer: '172.0.0.3', prefixlen: 32, scope: 0 }],
+      // 3 echo replies in, 3 requests + 2 unanswered out; 84 bytes each (the inner packet).
+      stats: { rxBytes: 252, rxPackets: 3, rxErrors: 0, rxDropped: 0, txBytes: 420, txPackets: 5, txErrors: 0, txDropped: 0 },
     });
+  });
+  test('every link carries its counters: the underlay carried 5 outer packets and an ARP request', () => {
+    assert.deepEqual(links.filter((l) => l.stats === undefined).map((l) => l.name), []);
+    assert.equal(byName.get('eth1')!.stats!.txPackets, 6);
+  });
+  test('each kernel counter lands in its own field; stats (kernels without stats64) as well as stats64', () => {
+    const rx = { bytes: 1, packets: 2, errors: 3, dropped: 4, over_errors: 90, multicast: 91 };
+    const tx = { bytes: 5, packets: 6, errors: 7, dropped: 8, carrier_errors: 92, collisions: 93 };
+    const expected = { rxBytes: 1, rxPackets: 2, rxErrors: 3, rxDropped: 4, txBytes: 5, txPackets: 6, txErrors: 7, txDropped: 8 };
+    assert.deepEqual(parseLinks([link({ stats64: { rx, tx } })])[0]!.stats, expected);
+    assert.deepEqual(parseLinks([link({ stats: { rx, tx } })])[0]!.stats, expected);
+  });
+  test('no counters, or an incomplete set, is no stats rather than made-up zeros', () => {
+    assert.equal(parseLinks([link({})])[0]!.stats, undefined);
+    assert.equal(parseLinks([link({ stats64: { rx: { bytes: 1, packets: 2, errors: 0, dropped: 0 }, tx: { bytes: 1 } } })])[0]!.stats, undefined);
   });
   test('tunl0 and a foreign ipip link have no alias; eth1 has its address', () => {
     assert.equal(byName.get('tunl0')!.alias, undefined);

@@ -1,0 +1,183 @@
+// The agent's Prometheus metrics. One AgentMetrics owns its own Registry (not prom-client's
+// global one), so tests and several agents in one process do not share series.
+// Names carry the `ipip_operator_` prefix; Node's default process metrics keep their
+// standard `process_*` / `nodejs_*` names, which existing dashboards expect.
+
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ActionResult } from '../dataplane/dataplane.ts';
+import type { IpCommandObserver } from '../dataplane/iproute2.ts';
+import type { LinkStats } from '../dataplane/model.ts';
+import { OBJECT_KINDS, VERBS } from '../plan/types.ts';
+
+const PREFIX = 'ipip_operator_';
+
+/** From 1 ms (an `ip` read) to the 30 s `ip` timeout. */
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+const IP_PURPOSES = ['observe', 'apply', 'monitor'] as const;
+const RESULTS = ['success', 'error'] as const;
+const result = (ok: boolean) => (ok ? 'success' : 'error');
+/** As controller-runtime counts them: requeue is a pass that changed what it could but left a tunnel waiting or refused. */
+export const RECONCILE_RESULTS = ['success', 'error', 'requeue'] as const;
+export type ReconcileResult = (typeof RECONCILE_RESULTS)[number];
+
+/** One tunnel link of this node as the metrics show it. */
+export interface TunnelMetrics {
+  tunnel: string;
+  link: string;
+  mode: string;
+  local: string;
+  remote: string;
+  up: boolean;
+  /** The link's kernel counters; without them the tunnel has no counter series. */
+  stats?: LinkStats | undefined;
+}
+
+/** Metric name (after the prefix) and help of each kernel counter, by its LinkStats field. */
+const KERNEL_COUNTERS: ReadonlyArray<[keyof LinkStats, string, string]> = [
+  ['rxBytes', 'tunnel_receive_bytes_total', 'Bytes received on the tunnel link (inner packets), as counted by the kernel.'],
+  ['txBytes', 'tunnel_transmit_bytes_total', 'Bytes transmitted on the tunnel link (inner packets), as counted by the kernel.'],
+  ['rxPackets', 'tunnel_receive_packets_total', 'Packets received on the tunnel link, as counted by the kernel.'],
+  ['txPackets', 'tunnel_transmit_packets_total', 'Packets transmitted on the tunnel link, as counted by the kernel.'],
+  ['rxErrors', 'tunnel_receive_errors_total', 'Receive errors on the tunnel link, as counted by the kernel.'],
+  ['txErrors', 'tunnel_transmit_errors_total', 'Transmit errors on the tunnel link, as counted by the kernel.'],
+  ['rxDropped', 'tunnel_receive_drops_total', 'Received packets dropped on the tunnel link, as counted by the kernel.'],
+  ['txDropped', 'tunnel_transmit_drops_total', 'Packets dropped before transmission on the tunnel link, as counted by the kernel.'],
+];
+
+/**
+ * prom-client's default metrics include gauges named nodejs_active_{handles,requests,resources}_total,
+ * which `promtool check metrics` rejects (a gauge must not end in _total). Each has a twin
+ * without the suffix holding the same value, so dropping them loses nothing and lets the
+ * whole exposition pass promtool.
+ */
+const MISNAMED_DEFAULTS = /^(# (HELP|TYPE) )?nodejs_active_(handles|requests|resources)_total[ {]/;
+
+function withoutMisnamedDefaults(exposition: string): string {
+  return exposition.split('\n').filter((line) => !MISNAMED_DEFAULTS.test(line)).join('\n');
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+
+  private readonly reconciles = new Counter({
+    name: `${PREFIX}reconcile_total`, help: 'Reconcile passes, by result.',
+    labelNames: ['result'], registers: [this.registry],
+  });
+  private readonly reconcileDuration = new Histogram({
+    name: `${PREFIX}reconcile_duration_seconds`, help: 'How long a reconcile pass took: observe, plan, apply.',
+    buckets: DURATION_BUCKETS, registers: [this.registry],
+  });
+  private readonly dataplaneChanges = new Counter({
+    name: `${PREFIX}dataplane_changes_total`, help: 'Kernel objects the agent changed successfully, by object and action.',
+    labelNames: ['object', 'action'], registers: [this.registry],
+  });
+  private readonly driftCorrections = new Counter({
+    name: `${PREFIX}drift_corrections_total`, help: 'Changes made to undo kernel state that drifted from the wanted state after it had been reached.',
+    registers: [this.registry],
+  });
+  private readonly tunnelUp = new Gauge({
+    name: `${PREFIX}tunnel_up`, help: '1 when the tunnel link is administratively up, else 0.',
+    labelNames: ['tunnel', 'link'], registers: [this.registry],
+  });
+  private readonly tunnelInfo = new Gauge({
+    name: `${PREFIX}tunnel_info`, help: 'Always 1; labels describe the tunnel link on this node.',
+    labelNames: ['tunnel', 'link', 'mode', 'local', 'remote'], registers: [this.registry],
+  });
+  // Counters whose value is the kernel's own absolute count, replaced on every setTunnels;
+  // a link that is recreated starts again from 0, which Prometheus reads as a counter reset.
+  private readonly kernelCounters = KERNEL_COUNTERS.map(([field, name, help]) => ({
+    field,
+    counter: new Counter({ name: `${PREFIX}${name}`, help, labelNames: ['tunnel', 'link'], registers: [this.registry] }),
+  }));
+  private readonly ipCommands = new Counter({
+    name: `${PREFIX}ip_commands_total`, help: '`ip` processes run, by purpose and result.',
+    labelNames: ['purpose', 'result'], registers: [this.registry],
+  });
+  private readonly ipCommandDuration = new Histogram({
+    name: `${PREFIX}ip_command_duration_seconds`, help: 'How long an `ip` process took, by purpose.',
+    labelNames: ['purpose'], buckets: DURATION_BUCKETS, registers: [this.registry],
+  });
+  private readonly lists = new Counter({
+    name: `${PREFIX}watch_lists_total`, help: 'Full lists of a watched resource, by why: start, expired (410), error (reconnects failed), periodic.',
+    labelNames: ['resource', 'reason'], registers: [this.registry],
+  });
+  private readonly leader = new Gauge({
+    name: `${PREFIX}status_leader`, help: '1 while this agent holds the Lease and writes the tunnels\' aggregate status, else 0.',
+    registers: [this.registry],
+  });
+  private readonly apiRequests = new Counter({
+    name: `${PREFIX}apiserver_requests_total`, help: 'Requests to the Kubernetes API server, by verb and result.',
+    labelNames: ['verb', 'result'], registers: [this.registry],
+  });
+
+  constructor() {
+    // Series that exist from the start, at 0, so rate() and absent() work before the first
+    // event rather than seeing the series appear mid-way.
+    for (const r of RECONCILE_RESULTS) this.reconciles.inc({ result: r }, 0);
+    for (const object of OBJECT_KINDS) for (const action of VERBS) this.dataplaneChanges.inc({ object, action }, 0);
+    for (const purpose of IP_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text for a scrape. */
+  async metrics(): Promise<string> {
+    return withoutMisnamedDefaults(await this.registry.metrics());
+  }
+
+  recordReconcile(outcome: ReconcileResult, seconds: number): void {
+    this.reconciles.inc({ result: outcome });
+    this.reconcileDuration.observe(seconds);
+  }
+
+  /** Counts the actions that succeeded; failed ones changed nothing to count. */
+  recordChanges(results: readonly ActionResult[]): void {
+    for (const r of results) {
+      if (r.error === undefined) this.dataplaneChanges.inc({ object: r.action.object, action: r.action.action });
+    }
+  }
+
+  recordList(resource: string, reason: string): void {
+    this.lists.inc({ resource, reason });
+  }
+
+  setLeader(leader: boolean): void {
+    this.leader.set(leader ? 1 : 0);
+  }
+
+  recordDriftCorrections(count: number): void {
+    this.driftCorrections.inc(count);
+  }
+
+  /** For Iproute2Dataplane's `onCommand`; an arrow function, so it can be passed as it is. */
+  readonly ipCommandObserver: IpCommandObserver = (purpose, seconds, ok) => {
+    this.ipCommands.inc({ purpose, result: result(ok) });
+    this.ipCommandDuration.observe({ purpose }, seconds);
+  };
+
+  /** For the cluster client's `onRequest`; an arrow function, so it can be passed as it is. */
+  readonly recordApiRequest = (verb: string, ok: boolean): void => {
+    this.apiRequests.inc({ verb, result: result(ok) });
+  };
+
+  /**
+   * Replaces the tunnels shown: a tunnel missing from `tunnels` loses all its series. Each
+   * tunnel link should appear once (tunnel and link name one set of series).
+   */
+  setTunnels(tunnels: TunnelMetrics[]): void {
+    this.tunnelUp.reset();
+    this.tunnelInfo.reset();
+    for (const { counter } of this.kernelCounters) counter.reset();
+    for (const t of tunnels) {
+      const labels = { tunnel: t.tunnel, link: t.link };
+      this.tunnelUp.set(labels, t.up ? 1 : 0);
+      this.tunnelInfo.set({ ...labels, mode: t.mode, local: t.local, remote: t.remote }, 1);
+      if (t.stats === undefined) continue;
+      for (const { field, counter } of this.kernelCounters) counter.inc(labels, t.stats[field]);
+    }
+  }
+}
