@@ -13,6 +13,7 @@ import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
 import {dirname, join, resolve} from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {inNetns, isAlive, onProcessExit, withPdeathsig} from '../lab/process-guard.ts';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const buildScript = join(repoRoot, 'scripts/cluster-tools.sh');
@@ -41,8 +42,19 @@ export interface ApiServer {
   dir: string;
   /** Where kube-apiserver, etcd and helm are. */
   binDir: string;
-  /** Runs kubectl against this server as admin. Never throws on a non-zero exit. */
+  /** The network namespace both servers run in, when startApiServer was given one. */
+  netns: string | undefined;
+  /** Runs kubectl against this server as admin (inside netns if set). Never throws on a non-zero exit. */
   kubectl(args: string[], opts?: {input?: string; timeoutMs?: number}): Promise<KubectlResult>;
+  /**
+   * Stops kube-apiserver only (SIGTERM, SIGKILL after 5 s); etcd keeps running, so every
+   * object survives. For tests of an agent whose API server is gone for a while.
+   */
+  pause(): Promise<void>;
+  /** Starts kube-apiserver again with the same arguments and port; resolves when ready. */
+  resume(): Promise<void>;
+  /** pause() then resume(). */
+  restart(): Promise<void>;
   /** Kills etcd and kube-apiserver and removes dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -50,6 +62,12 @@ export interface ApiServer {
 export interface ApiServerOptions {
   /** --bind-address of kube-apiserver; default 127.0.0.1. etcd always stays on loopback. */
   bindAddress?: string;
+  /**
+   * An existing network namespace to run etcd, kube-apiserver and kubectl() in (with
+   * `ip netns exec`). Its `lo` must be up (etcd listens on 127.0.0.1 there) and it must
+   * hold bindAddress. The server is then only reachable from inside that namespace.
+   */
+  netns?: string;
 }
 
 /**
@@ -82,7 +100,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   let lastError: unknown;
   for (let attempt = 1; attempt <= 3; attempt++) {
     try {
-      return await startOnce(binDir, bindAddress);
+      return await startOnce(binDir, bindAddress, opts.netns);
     } catch (err) {
       lastError = err;
       if (!(err instanceof PortClashError)) throw err;
@@ -93,28 +111,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
 
 class PortClashError extends Error {}
 
-// Every server still running, so the exit hooks can kill them if a test forgets stop()
-// or the process dies on an uncaught error.
-const running = new Set<{kill(): void}>();
-let hooksInstalled = false;
-
-function installExitHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  const killAll = () => {
-    for (const s of running) s.kill();
-  };
-  process.on('exit', killAll);
-  // A fatal signal skips 'exit' handlers: clean up, then die of the same signal.
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      killAll();
-      process.kill(process.pid, sig);
-    });
-  }
-}
-
-async function startOnce(binDir: string, bindAddress: string): Promise<ApiServer> {
+async function startOnce(binDir: string, bindAddress: string, netns: string | undefined): Promise<ApiServer> {
   // Under /var/tmp rather than /tmp: UML guests mount their own tmpfs over /tmp but see
   // the host's /var/tmp, so agents in guests can read this kubeconfig and CA.
   const base = existsSync('/var/tmp') ? '/var/tmp' : tmpdir();
@@ -122,32 +119,32 @@ async function startOnce(binDir: string, bindAddress: string): Promise<ApiServer
   const dir = mkdtempSync(join(base, dirPrefix));
   // Whose dir this is, for sweepStaleDirs after a SIGKILL that left it behind.
   writeFileSync(join(dir, 'owner.pid'), String(process.pid));
-  const children: ChildProcess[] = [];
+  // pause()/resume() replace the apiserver child; the exit hook kills whatever is current.
+  let etcd: ChildProcess | undefined;
+  let apiserver: ChildProcess | undefined;
   let stopped = false;
+  const alive = (c: ChildProcess | undefined): c is ChildProcess => c !== undefined && c.exitCode === null && c.signalCode === null;
 
-  const killNow = () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  const unregister = onProcessExit(() => {
+    for (const c of [apiserver, etcd]) if (alive(c)) c.kill('SIGKILL');
     rmSync(dir, {recursive: true, force: true});
+  });
+
+  // SIGTERM first so etcd/apiserver shut down cleanly; SIGKILL whoever lingers.
+  const terminate = async (c: ChildProcess | undefined) => {
+    if (!alive(c)) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
   };
-  const handle = {kill: killNow};
-  running.add(handle);
-  installExitHooks();
 
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    // SIGTERM first so etcd/apiserver shut down cleanly; SIGKILL whoever lingers.
-    await Promise.all(
-      children.map(async (c) => {
-        if (c.exitCode !== null || c.signalCode !== null) return;
-        const exited = new Promise((r) => c.once('exit', r));
-        c.kill('SIGTERM');
-        const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(t);
-      }),
-    );
-    running.delete(handle);
+    await Promise.all([terminate(apiserver), terminate(etcd)]);
+    unregister();
     // IPIP_KEEP_APISERVER_DIR=1 keeps the logs and etcd data to look at after a failure.
     // Without owner.pid the next run's sweep leaves it alone too.
     if (process.env.IPIP_KEEP_APISERVER_DIR) {
@@ -173,11 +170,12 @@ async function startOnce(binDir: string, bindAddress: string): Promise<ApiServer
     writeFileSync(saKey, sa.privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600});
     writeFileSync(saPub, sa.publicKey.export({type: 'spki', format: 'pem'}));
 
-    const [etcdClient, etcdPeer] = await freePorts('127.0.0.1', 2);
-    const [apiPort] = await freePorts(bindAddress, 1);
+    const [etcdClient, etcdPeer] = await freePorts('127.0.0.1', 2, netns);
+    const [apiPort] = await freePorts(bindAddress, 1, netns);
 
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
-    const etcd = startChild(join(binDir, 'etcd'), [
+    const etcdLog = join(dir, 'etcd.log');
+    etcd = startChild(join(binDir, 'etcd'), [
       '--name=test',
       `--data-dir=${join(dir, 'etcd')}`,
       `--listen-client-urls=${etcdUrl}`,
@@ -188,12 +186,11 @@ async function startOnce(binDir: string, bindAddress: string): Promise<ApiServer
       // Throwaway data: fsync only slows tests down.
       '--unsafe-no-fsync',
       '--log-level=warn',
-    ], join(dir, 'etcd.log'));
-    children.push(etcd);
+    ], etcdLog, netns);
 
     const hostForUrl = bindAddress === '0.0.0.0' || bindAddress === '::' ? '127.0.0.1' : bindAddress;
     const server = `https://${hostForUrl.includes(':') ? `[${hostForUrl}]` : hostForUrl}:${apiPort}`;
-    const apiserver = startChild(join(binDir, 'kube-apiserver'), [
+    const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
       `--bind-address=${bindAddress}`,
       `--secure-port=${apiPort}`,
@@ -213,19 +210,20 @@ async function startOnce(binDir: string, bindAddress: string): Promise<ApiServer
       `--service-account-signing-key-file=${saKey}`,
       '--service-cluster-ip-range=10.0.0.0/24',
       '--profiling=false',
-    ], join(dir, 'kube-apiserver.log'));
-    children.push(apiserver);
+    ];
+    const apiserverLog = join(dir, 'kube-apiserver.log');
+    const startApiserver = () => {
+      apiserver = startChild(join(binDir, 'kube-apiserver'), apiserverArgs, apiserverLog, netns);
+      return apiserver;
+    };
+    startApiserver();
 
     const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, kubeconfigYaml(server, readFileSync(pki.caCert), token), {mode: 0o600});
-
-    await waitReady(server, readFileSync(pki.caCert), token, [
-      {name: 'etcd', child: etcd, log: join(dir, 'etcd.log')},
-      {name: 'kube-apiserver', child: apiserver, log: join(dir, 'kube-apiserver.log')},
-    ]);
+    const ca = readFileSync(pki.caCert);
+    writeFileSync(kubeconfig, kubeconfigYaml(server, ca, token), {mode: 0o600});
 
     const kubectl = (args: string[], o: {input?: string; timeoutMs?: number} = {}) =>
-      run('kubectl', args, {
+      run(...inNetns(netns, 'kubectl', args), {
         input: o.input,
         timeoutMs: o.timeoutMs ?? 60_000,
         // Own discovery cache per server: ports are reused across runs, and the
@@ -233,7 +231,42 @@ async function startOnce(binDir: string, bindAddress: string): Promise<ApiServer
         env: {...process.env, KUBECONFIG: kubeconfig, KUBECACHEDIR: join(dir, 'kube-cache')},
       });
 
-    return {kubeconfig, server, caFile: pki.caCert, caKey: pki.caKey, token, dir, binDir, kubectl, stop};
+    // Outside a namespace, an https GET from here; inside one, this process cannot
+    // connect, so kubectl asks from within (it exits 0 only on a 200).
+    const readyz = async (): Promise<{ok: boolean; detail: string}> => {
+      if (netns === undefined) {
+        const r = await get(`${server}/readyz`, ca, token).catch((e: Error) => ({status: 0, body: e.message}));
+        return {ok: r.status === 200, detail: `${r.status} ${r.body}`};
+      }
+      const r = await kubectl(['get', '--raw', '/readyz', '--request-timeout=5s'], {timeoutMs: 10_000});
+      return {ok: r.code === 0, detail: `${r.stdout}${r.stderr}`.trim()};
+    };
+    const watched = (): Watched[] => [
+      {name: 'etcd', child: etcd!, log: etcdLog},
+      {name: 'kube-apiserver', child: apiserver!, log: apiserverLog},
+    ];
+
+    await waitReady(server, readyz, watched());
+
+    const pause = async () => {
+      if (stopped) throw new Error('pause(): the API server was stopped');
+      await terminate(apiserver);
+    };
+    const resume = async () => {
+      if (stopped) throw new Error('resume(): the API server was stopped');
+      if (alive(apiserver)) return;
+      startApiserver();
+      // The same port as before: a clash here is a real failure, not one to retry.
+      await waitReady(server, readyz, watched()).catch((err: unknown) => {
+        throw err instanceof PortClashError ? new Error(err.message) : err;
+      });
+    };
+    const restart = async () => {
+      await pause();
+      await resume();
+    };
+
+    return {kubeconfig, server, caFile: pki.caCert, caKey: pki.caKey, token, dir, binDir, netns, kubectl, pause, resume, restart, stop};
   } catch (err) {
     await stop();
     throw err;
@@ -257,33 +290,17 @@ function sweepStaleDirs(base: string): void {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Spawns a server as a child whose output goes to a log file. */
-function startChild(bin: string, args: string[], logFile: string): ChildProcess {
+function startChild(bin: string, args: string[], logFile: string, netns: string | undefined): ChildProcess {
   const fd = openSync(logFile, 'a');
-  // setpriv --pdeathsig: the kernel kills the child when this process dies, even by
-  // SIGKILL, which no 'exit' handler sees. Without setpriv, the hooks above still run
-  // on normal exits and fatal signals.
-  const [cmd, argv] = hasSetpriv() ? ['setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];
+  // Parent-death signal: the kernel kills the child when this process dies, even by
+  // SIGKILL, which no 'exit' handler sees (see process-guard.ts).
+  const [cmd, argv] = withPdeathsig(...inNetns(netns, bin, args));
   const child = spawn(cmd, argv, {stdio: ['ignore', fd, fd]});
   closeSync(fd);
   // An 'error' (e.g. ENOENT) must not become an uncaught exception; waitReady sees the exit.
   child.on('error', (err) => writeFileSync(logFile, `spawn failed: ${err.message}\n`, {flag: 'a'}));
   return child;
-}
-
-let setprivCache: boolean | undefined;
-function hasSetpriv(): boolean {
-  setprivCache ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true']).status === 0;
-  return setprivCache;
 }
 
 interface Watched {
@@ -292,7 +309,7 @@ interface Watched {
   log: string;
 }
 
-async function waitReady(server: string, ca: Buffer, token: string, watched: Watched[]): Promise<void> {
+async function waitReady(server: string, readyz: () => Promise<{ok: boolean; detail: string}>, watched: Watched[]): Promise<void> {
   const deadline = Date.now() + 90_000;
   let last = '';
   while (Date.now() < deadline) {
@@ -303,9 +320,9 @@ async function waitReady(server: string, ca: Buffer, token: string, watched: Wat
         throw /address already in use/.test(log) ? new PortClashError(msg) : new Error(msg);
       }
     }
-    const r = await get(`${server}/readyz`, ca, token).catch((e: Error) => ({status: 0, body: e.message}));
-    if (r.status === 200) return;
-    last = `${r.status} ${r.body}`;
+    const r = await readyz();
+    if (r.ok) return;
+    last = r.detail;
     await sleep(250);
   }
   throw new Error(
@@ -375,15 +392,16 @@ function openssl(cwd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
 }
 
-function kubeconfigYaml(server: string, ca: Buffer, token: string): string {
+/** A kubeconfig (as text) that authenticates to server with a bearer token. */
+export function kubeconfigYaml(server: string, ca: Buffer, token: string, user = 'admin'): string {
   // JSON is YAML; no YAML library needed.
   return JSON.stringify(
     {
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{name: 'test', cluster: {server, 'certificate-authority-data': ca.toString('base64')}}],
-      users: [{name: 'admin', user: {token}}],
-      contexts: [{name: 'test', context: {cluster: 'test', user: 'admin'}}],
+      users: [{name: user, user: {token}}],
+      contexts: [{name: 'test', context: {cluster: 'test', user}}],
       'current-context': 'test',
     },
     null,
@@ -391,8 +409,14 @@ function kubeconfigYaml(server: string, ca: Buffer, token: string): string {
   );
 }
 
-/** Free TCP ports on an address, found by letting the kernel pick. */
-async function freePorts(address: string, n: number): Promise<number[]> {
+/** Free TCP ports on an address, found by letting the kernel pick (inside netns if given). */
+async function freePorts(address: string, n: number, netns?: string): Promise<number[]> {
+  if (netns !== undefined) {
+    // This process's sockets live in its own namespace: ask a child inside the target one.
+    const r = await run(...inNetns(netns, process.execPath, ['-e', freePortsScript, address, String(n)]), {timeoutMs: 30_000});
+    if (r.code !== 0) throw new Error(`cannot find free ports on ${address} in netns ${netns}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as number[];
+  }
   const servers = await Promise.all(
     Array.from({length: n}, () =>
       new Promise<ReturnType<typeof createServer>>((res, rej) => {
@@ -407,6 +431,15 @@ async function freePorts(address: string, n: number): Promise<number[]> {
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
 }
+
+// The same as above as a script of its own (argv: address, n), printing the ports as JSON.
+const freePortsScript = `
+const net = require('node:net');
+const [address, n] = process.argv.slice(1);
+const servers = Array.from({length: Number(n)}, () => net.createServer());
+Promise.all(servers.map((s) => new Promise((res, rej) => { s.once('error', rej); s.listen(0, address, res); })))
+  .then(() => { console.log(JSON.stringify(servers.map((s) => s.address().port))); servers.forEach((s) => s.close()); });
+`;
 
 function tail(file: string, lines = 30): string {
   try {

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { inNetns, withPdeathsig } from './process-guard.ts';
 
 export const REPO = resolvePath(dirname(fileURLToPath(import.meta.url)), '../..');
 const READY = '@@GUEST-READY@@';
@@ -52,7 +53,9 @@ export class Guest {
       `IPIP_REPO=${REPO}`,
     ];
     if (options.tap !== undefined) args.push(`vec0:transport=tap,ifname=${options.tap}`);
-    const [cmd, cmdArgs] = options.hostNetns === undefined ? [UML, args] : ['ip', ['netns', 'exec', options.hostNetns, UML, ...args]];
+    // The kernel kills the guest if the test process dies, even by SIGKILL. (Only its main
+    // process: UML's helper processes outlive it; the cluster lab sweeps those by netns.)
+    const [cmd, cmdArgs] = withPdeathsig(...inNetns(options.hostNetns, UML, args));
     const proc = spawn(cmd, cmdArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
     const guest = new Guest(proc);
     const ready = new Promise<void>((resolveReady, reject) => {
@@ -112,6 +115,11 @@ export class Guest {
 
   async writeFile(path: string, content: string): Promise<void> {
     await this.ok(`printf %s '${Buffer.from(content).toString('base64')}' | base64 -d > '${path}'`);
+  }
+
+  /** False once the guest's kernel has exited (powered off, crashed or killed). */
+  get running(): boolean {
+    return !this.exited;
   }
 
   consoleTail(lines = 30): string {

@@ -1,0 +1,405 @@
+// The cluster lab: nodes that are real Linux kernels (User-Mode Linux guests) on one
+// bridge, and a real kube-apiserver + etcd on that bridge, all inside one network
+// namespace this harness makes and deletes. For the in-cluster agent tests and the
+// end-to-end lab.
+//
+//   netns ipiplab-<pid>:  lo, br0 192.168.40.1/24 (kube-apiserver :PORT, etcd on lo)
+//                         tap0 -> guest node-a, eth1 192.168.40.2/24
+//                         tap1 -> guest node-b, eth1 192.168.40.3/24
+//
+// Nothing of it touches the machine's own network namespace. The API server's dir is
+// under /var/tmp, which guests see (read-only), so kubeconfigs written there work in
+// guests; what a guest writes goes under its own /run.
+
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { kubeconfigYaml, repoRoot, run, startApiServer } from '../cluster/apiserver.ts';
+import type { ApiServer, KubectlResult } from '../cluster/apiserver.ts';
+import { isAlive, onProcessExit } from './process-guard.ts';
+import { Guest, requireUml } from './uml.ts';
+
+export const BRIDGE_ADDRESS = '192.168.40.1';
+export const LAB_PREFIX_LENGTH = 24;
+/** The default nodes and their eth1 addresses, as examples/tunnel.yaml has them. */
+export const LAB_NODES = { 'node-a': '192.168.40.2', 'node-b': '192.168.40.3' } as const;
+export type LabNodeName = keyof typeof LAB_NODES;
+export const CRD_NAME = 'ipiptunnels.tunnel.ipip-operator.dev';
+
+/** The eth1 address of the i-th node (0-based): 192.168.40.2, .3, ... */
+export function nodeAddress(index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index > 200) throw new Error(`no lab address for node #${index}`);
+  return `192.168.40.${2 + index}`;
+}
+
+export interface ClusterLabOptions {
+  /** Node names, one guest each, addressed in order by nodeAddress(); default node-a, node-b. */
+  nodes?: string[];
+  /** Memory of each guest; default 512. */
+  guestMemMB?: number;
+}
+
+export interface NodeAddress {
+  type: 'InternalIP' | 'ExternalIP' | 'Hostname' | 'InternalDNS' | 'ExternalDNS';
+  address: string;
+}
+
+export interface StartInGuestOptions {
+  /** Extra environment, on top of the guest shell's (PATH has node_modules/.bin first). */
+  env?: Record<string, string>;
+}
+
+/** How a process started in a guest ended: its exit status as sh reports it (128+n for signal n). */
+export interface GuestExit {
+  status: number;
+  /** It outlived the grace period and was sent SIGKILL. */
+  killed: boolean;
+}
+
+const NETNS_PREFIX = 'ipiplab-';
+let labsInProcess = 0;
+
+/**
+ * Starts the whole lab: namespace and bridge, API server with the CRD, one guest per node
+ * with its eth1 up, a Node object per node. On any failure, everything started so far
+ * is removed before the error is thrown.
+ */
+export async function startClusterLab(opts: ClusterLabOptions = {}): Promise<ClusterLab> {
+  requireUml();
+  const nodes = opts.nodes ?? Object.keys(LAB_NODES);
+  if (nodes.length === 0 || new Set(nodes).size !== nodes.length) throw new Error(`lab nodes must be distinct and at least one: ${nodes.join(', ')}`);
+  sweepStaleNamespaces();
+  labsInProcess += 1;
+  const netns = `${NETNS_PREFIX}${process.pid}${labsInProcess > 1 ? `-${labsInProcess}` : ''}`;
+  const lab = new ClusterLab(netns, Object.fromEntries(nodes.map((n, i) => [n, nodeAddress(i)])));
+  try {
+    await lab.start(opts.guestMemMB ?? 512);
+    return lab;
+  } catch (error) {
+    await lab.stop().catch((stopError: unknown) => {
+      process.stderr.write(`cluster lab: cleanup after a failed start also failed: ${String(stopError)}\n`);
+    });
+    throw error;
+  }
+}
+
+export class ClusterLab {
+  /** The network namespace that holds the bridge, the taps, the API server and the guests' host side. */
+  readonly netns: string;
+  /** node name -> its eth1 address. */
+  readonly nodes: Readonly<Record<string, string>>;
+  private apiServer: ApiServer | undefined;
+  private readonly guests = new Map<string, Guest>();
+  /** "node/name" -> pid in that guest, for everything startInGuest started and nobody stopped. */
+  private readonly processes = new Map<string, number>();
+  private readonly unregister: () => void;
+  private stopping: Promise<void> | undefined;
+
+  constructor(netns: string, nodes: Record<string, string>) {
+    this.netns = netns;
+    this.nodes = nodes;
+    // Registered before anything exists, so a death at any point of start() cleans up.
+    this.unregister = onProcessExit(() => killNamespace(netns));
+  }
+
+  get api(): ApiServer {
+    if (this.apiServer === undefined) throw new Error('cluster lab: the API server is not running');
+    return this.apiServer;
+  }
+
+  guest(node: string): Guest {
+    const guest = this.guests.get(node);
+    if (guest === undefined) throw new Error(`cluster lab: no guest for node ${node} (nodes: ${Object.keys(this.nodes).join(', ')})`);
+    return guest;
+  }
+
+  /** Used by startClusterLab only. */
+  async start(guestMemMB: number): Promise<void> {
+    const nodes = Object.keys(this.nodes);
+    const ns = this.netns;
+    await ip(['netns', 'add', ns]);
+    await ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+    await ip(['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
+    await ip(['-n', ns, 'addr', 'add', `${BRIDGE_ADDRESS}/${LAB_PREFIX_LENGTH}`, 'dev', 'br0']);
+    await ip(['-n', ns, 'link', 'set', 'br0', 'up']);
+    for (const [i] of nodes.entries()) {
+      await ip(['-n', ns, 'tuntap', 'add', `tap${i}`, 'mode', 'tap']);
+      await ip(['-n', ns, 'link', 'set', `tap${i}`, 'master', 'br0', 'up']);
+    }
+
+    // The API server and the guests take seconds each: start them all at once. Whatever
+    // came up is kept on the lab so stop() removes it when another part failed.
+    const api = startApiServer({ netns: ns, bindAddress: BRIDGE_ADDRESS }).then((a) => {
+      this.apiServer = a;
+    });
+    const guests = nodes.map(async (node, i) => {
+      const guest = await Guest.boot({ hostNetns: ns, tap: `tap${i}`, memMB: guestMemMB });
+      this.guests.set(node, guest);
+      await this.configureGuest(node, i);
+    });
+    await settleAll([api, ...guests]);
+
+    const applied = await this.api.kubectl(['apply', '-f', join(repoRoot, 'crds')]);
+    if (applied.code !== 0) throw new Error(`kubectl apply -f crds/ failed:\n${applied.stderr}`);
+    await kubectlOk(this.api, ['wait', '--for=condition=Established', `crd/${CRD_NAME}`, '--timeout=60s']);
+    await kubectlOk(this.api, ['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: nodes.map((node) => ({
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: node, labels: { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' } },
+      })),
+    }));
+    for (const node of nodes) await this.setNodeInternalIP(node, this.nodes[node]!);
+  }
+
+  /** vec0 (the tap) becomes eth1 with the node's address, and the bridge must answer. */
+  private async configureGuest(node: string, index: number): Promise<void> {
+    const guest = this.guest(node);
+    const address = nodeAddress(index);
+    await guest.ok([
+      `hostname ${node}`,
+      'ip link set vec0 name eth1',
+      `ip addr add ${address}/${LAB_PREFIX_LENGTH} dev eth1`,
+      'ip link set eth1 up',
+    ].join(' && '));
+    // The first ARP exchange over a fresh tap can take a moment; a few tries, then fail.
+    const r = await guest.sh(`for i in 1 2 3 4 5 6 7 8 9 10; do ping -c 1 -W 1 ${BRIDGE_ADDRESS} >/dev/null && exit 0; done; exit 1`, 30_000);
+    if (r.code !== 0) throw new Error(`cluster lab: ${node} (${address} on eth1) cannot reach the bridge ${BRIDGE_ADDRESS}\n${await guest.sh('ip addr; ip route').then((x) => x.stdout)}`);
+  }
+
+  /** Replaces a Node's status.addresses (through the status subresource, as a kubelet would). */
+  async setNodeAddresses(node: string, addresses: NodeAddress[]): Promise<void> {
+    await kubectlOk(this.api, ['patch', 'node', node, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses } })]);
+  }
+
+  /** Sets a Node's InternalIP (and its Hostname, the node name); undefined leaves only the Hostname. */
+  async setNodeInternalIP(node: string, address: string | undefined): Promise<void> {
+    const addresses: NodeAddress[] = address === undefined ? [] : [{ type: 'InternalIP', address }];
+    await this.setNodeAddresses(node, [...addresses, { type: 'Hostname', address: node }]);
+  }
+
+  /**
+   * Writes a kubeconfig for a bearer token where guests can read it (the API server's dir
+   * under /var/tmp), with the lab's server and CA, and returns its path.
+   */
+  kubeconfigFor(identity: string, token: string): string {
+    if (!/^[A-Za-z0-9._-]+$/.test(identity)) throw new Error(`kubeconfigFor: "${identity}" is not a file-name-safe identity`);
+    const dir = join(this.api.dir, 'kubeconfigs');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${identity}.kubeconfig`);
+    writeFileSync(path, kubeconfigYaml(this.api.server, readFileSync(this.api.caFile), token, identity), { mode: 0o600 });
+    return path;
+  }
+
+  /** A kubeconfig for guests with the admin token (system:masters). */
+  adminKubeconfigForGuests(): string {
+    return this.kubeconfigFor('admin', this.api.token);
+  }
+
+  /** Creates the namespace and ServiceAccount if missing (no controller-manager does it here). */
+  async ensureServiceAccount(namespace: string, name: string): Promise<void> {
+    await kubectlOk(this.api, ['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
+        { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
+      ],
+    }));
+  }
+
+  /**
+   * A kubeconfig for guests that authenticates as an existing ServiceAccount with a fresh
+   * 2 h token (TokenRequest), so RBAC judges what it may do.
+   */
+  async serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
+    const token = (await kubectlOk(this.api, ['create', 'token', name, '-n', namespace, '--duration=2h'])).trim();
+    return this.kubeconfigFor(`sa-${namespace}-${name}`, token);
+  }
+
+  /**
+   * Starts argv in the background in a node's guest (cwd the checkout), output to
+   * /run/lab/NAME.log there, and returns its pid in the guest. Its exit status is kept in
+   * /run/lab/NAME.exit by the subshell that waits for it.
+   */
+  async startInGuest(node: string, name: string, argv: string[], opts: StartInGuestOptions = {}): Promise<number> {
+    if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`startInGuest: "${name}" is not a file-name-safe name`);
+    const key = `${node}/${name}`;
+    if (this.processes.has(key)) throw new Error(`startInGuest: ${name} already runs on ${node}; stop it first`);
+    const env = Object.entries(opts.env ?? {}).map(([k, v]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`startInGuest: bad environment variable name ${k}`);
+      return quote(`${k}=${v}`);
+    });
+    const f = guestFiles(name);
+    // A background command of a non-interactive sh starts with SIGINT and SIGQUIT ignored;
+    // env --default-signal undoes that, so tests can stop it with any signal. The subshell
+    // prints the pid, lets go of the answer pipe, and waits to record the exit status.
+    const command = `env --default-signal ${[...env, ...argv.map(quote)].join(' ')}`;
+    const out = await this.guest(node).ok(
+      `mkdir -p /run/lab && rm -f ${f.exit} && ` +
+      `( ${command} > ${f.log} 2>&1 < /dev/null & echo $!; exec > /dev/null 2>&1; wait $!; echo $? > ${f.exit} ) &`,
+    );
+    const pid = Number(out.trim());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`startInGuest: no pid from ${node}: ${out}`);
+    this.processes.set(key, pid);
+    return pid;
+  }
+
+  /**
+   * Sends a signal to what startInGuest started and waits for it to exit; after graceMs it
+   * gets SIGKILL. Also returns at once when it had already exited.
+   */
+  async stopInGuest(node: string, name: string, signal = 'TERM', graceMs = 10_000): Promise<GuestExit> {
+    const key = `${node}/${name}`;
+    const pid = this.processes.get(key);
+    if (pid === undefined) throw new Error(`stopInGuest: nothing called ${name} was started on ${node}`);
+    if (!/^[A-Z0-9]+$/.test(signal)) throw new Error(`stopInGuest: bad signal ${signal}`);
+    const f = guestFiles(name);
+    const tries = Math.max(1, Math.ceil(graceMs / 100));
+    // The waiting happens in the guest, one round trip instead of one per poll.
+    const waitExit = (n: number) => `i=0; while [ ! -s ${f.exit} ] && [ $i -lt ${n} ]; do sleep 0.1; i=$((i+1)); done`;
+    const out = await this.guest(node).ok(
+      `[ -s ${f.exit} ] || kill -${signal} ${pid} 2>/dev/null; ${waitExit(tries)}; ` +
+      `if [ -s ${f.exit} ]; then echo "exited $(cat ${f.exit})"; exit 0; fi; ` +
+      `kill -KILL ${pid} 2>/dev/null; ${waitExit(100)}; echo "killed $(cat ${f.exit} 2>/dev/null)"`,
+      graceMs + 30_000,
+    );
+    const m = /^(exited|killed) (\d+)$/m.exec(out);
+    if (m === null) throw new Error(`stopInGuest: ${name} on ${node} (pid ${pid}) did not exit even after SIGKILL: ${out}`);
+    this.processes.delete(key);
+    return { status: Number(m[2]), killed: m[1] === 'killed' };
+  }
+
+  /** The exit status of what startInGuest started, or undefined while it runs. */
+  async exitStatus(node: string, name: string): Promise<number | undefined> {
+    const r = await this.guest(node).sh(`cat ${guestFiles(name).exit}`);
+    return r.code === 0 && r.stdout.trim() !== '' ? Number(r.stdout.trim()) : undefined;
+  }
+
+  /** Output (stdout and stderr) so far of what startInGuest started. */
+  async guestLog(node: string, name: string): Promise<string> {
+    const r = await this.guest(node).sh(`cat ${guestFiles(name).log}`);
+    return r.code === 0 ? r.stdout : `(no log: ${r.stderr.trim()})`;
+  }
+
+  /** `node src/cli/main.ts agent --node-name NODE ...args` in that node's guest; log /run/lab/agent-NODE.log. */
+  startAgent(node: string, args: string[], opts: StartInGuestOptions = {}): Promise<number> {
+    return this.startInGuest(node, agentName(node), ['node', 'src/cli/main.ts', 'agent', '--node-name', node, ...args], opts);
+  }
+
+  stopAgent(node: string, signal = 'TERM', graceMs = 10_000): Promise<GuestExit> {
+    return this.stopInGuest(node, agentName(node), signal, graceMs);
+  }
+
+  agentLog(node: string): Promise<string> {
+    return this.guestLog(node, agentName(node));
+  }
+
+  /**
+   * Stops what runs in the guests, the guests, the API server, and deletes the namespace
+   * with anything still in it. Safe to call twice; throws after doing all it can if a part
+   * would not go.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopOnce();
+    return this.stopping;
+  }
+
+  private async stopOnce(): Promise<void> {
+    const problems: string[] = [];
+    const attempt = async (what: string, step: () => Promise<unknown>) => {
+      try {
+        await step();
+      } catch (error) {
+        problems.push(`${what}: ${(error as Error).message}`);
+      }
+    };
+    // Agents first, while the API server is still there for whatever they do on SIGTERM.
+    // (A guest that is already gone took its processes with it.)
+    await Promise.all([...this.processes.keys()].map((key) => {
+      const [node, name] = key.split('/') as [string, string];
+      if (this.guests.get(node)?.running !== true) return undefined;
+      return attempt(`stopping ${name} on ${node}`, () => this.stopInGuest(node, name));
+    }));
+    await Promise.all([...this.guests].map(([node, guest]) => attempt(`stopping guest ${node}`, () => guest.stop())));
+    await attempt('stopping the API server', async () => this.apiServer?.stop());
+    // UML leaves helper processes behind when its main process is killed; anything of
+    // the lab still in the namespace goes now.
+    const leftover = namespacePids(this.netns);
+    if (leftover.length > 0) process.stderr.write(`cluster lab: killing leftover processes in ${this.netns}: ${leftover.join(' ')}\n`);
+    killNamespace(this.netns);
+    this.unregister();
+    if (namespaceExists(this.netns)) problems.push(`network namespace ${this.netns} is still there`);
+    if (problems.length > 0) throw new Error(`cluster lab stop:\n${problems.join('\n')}`);
+  }
+}
+
+function agentName(node: string): string {
+  return `agent-${node}`;
+}
+
+function guestFiles(name: string): { log: string; exit: string } {
+  return { log: `/run/lab/${name}.log`, exit: `/run/lab/${name}.exit` };
+}
+
+/** One shell word. */
+function quote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+async function ip(args: string[]): Promise<void> {
+  const r = await run('ip', args, { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`ip ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+}
+
+async function kubectlOk(api: ApiServer, args: string[], input?: string): Promise<string> {
+  const r: KubectlResult = await api.kubectl(args, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Waits for all, then throws the first failure: nothing is left starting in the background. */
+async function settleAll(steps: Array<Promise<unknown>>): Promise<void> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed.length > 0) throw failed[0]!.reason;
+}
+
+function namespacePids(netns: string): number[] {
+  const r = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n').map(Number).filter((pid) => Number.isInteger(pid) && pid > 0) : [];
+}
+
+function namespaceExists(netns: string): boolean {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return r.stdout.split('\n').some((line) => line.split(' ')[0] === netns);
+}
+
+/**
+ * SIGKILLs every process in the lab's namespace and deletes it; synchronous, so it also
+ * works from an 'exit' handler. Only processes in a namespace this harness made are hit.
+ */
+function killNamespace(netns: string): void {
+  if (!namespaceExists(netns)) return;
+  for (const pid of namespacePids(netns)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  spawnSync('ip', ['netns', 'del', netns]);
+}
+
+/** Namespaces of earlier test processes that died without cleaning up (e.g. SIGKILL). */
+function sweepStaleNamespaces(): void {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  for (const line of r.stdout.split('\n')) {
+    const name = line.split(' ')[0] ?? '';
+    const m = new RegExp(`^${NETNS_PREFIX}(\\d+)(?:-\\d+)?$`).exec(name);
+    if (m === null || isAlive(Number(m[1]))) continue;
+    killNamespace(name);
+  }
+}
