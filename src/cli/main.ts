@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// ipip-operator: the agent (standalone now, in-cluster next), `plan` and `version`.
+// ipip-operator: the agent (in a cluster, or standalone with a manifest), `plan` and `version`.
 // Exit codes: 0 done, 1 runtime failure, 2 bad input (the message names the field or flag).
 
 import { readFileSync } from 'node:fs';
@@ -10,17 +10,29 @@ import { Iproute2Dataplane } from '../dataplane/iproute2.ts';
 import type { ObservedState } from '../dataplane/model.ts';
 import { plan } from '../plan/plan.ts';
 import { renderShell } from '../plan/render.ts';
+import { DEFAULT_METRICS_PORT, parseListenAddress } from '../report/http.ts';
 import { createLogger } from '../report/log.ts';
+import type { Logger } from '../report/log.ts';
 import { problemsOf, resolve } from '../resolve/resolve.ts';
 import type { TunnelProblem } from '../resolve/types.ts';
 import { parseDuration, parseLogFormat, parseLogLevel, parseNodeName } from './args.ts';
 
 const USAGE = `Usage:
+  ipip-operator agent [--node-name NODE] [options]
+      Cluster mode (a DaemonSet): watch IpipTunnels and Nodes on the API server, keep this
+      node's kernel as they say, report status, conditions, Events and metrics.
+      --node-name NODE         this node (default: $NODE_NAME, from the downward API)
+      --kubeconfig FILE        (default: $KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config)
+      --metrics-address ADDR   /metrics, /healthz and /readyz (default :9477)
+      --health-address ADDR    serve /healthz and /readyz here instead (default: with the metrics)
+      --lease-namespace NS     where the Lease electing the status writer lives
+                               (default: $POD_NAMESPACE, else the pod's namespace, else ipip-operator)
   ipip-operator agent --manifest FILE --node-name NODE [--once] [options]
       Standalone mode: bring this node's kernel to the tunnels in FILE (multi-document
       YAML of IpipTunnel objects), once or continuously.
       --once                 reconcile once, print a JSON summary and exit
-      --resync-period DUR    full resync period when running continuously (default 60s)
+  Both modes:
+      --resync-period DUR    full resync period (default 60s)
       --log-format json|text (default json)   --log-level error|warn|info|debug (default info)
   ipip-operator plan -f FILE --node NODE [--from-scratch]
       Print the ip commands the agent would run on NODE now, one per line; change nothing.
@@ -71,6 +83,23 @@ async function planCommand(argv: string[]): Promise<number> {
   return exitCodeFor(problems);
 }
 
+function listenAddress(flag: string, text: string): string {
+  try {
+    parseListenAddress(text);
+    return text;
+  } catch (error) {
+    throw new InputError(`--${flag}: ${(error as Error).message}`);
+  }
+}
+
+/** Resolves on SIGTERM or SIGINT, telling which. */
+export function untilSignal(): Promise<string> {
+  return new Promise((done) => {
+    process.once('SIGTERM', () => done('SIGTERM'));
+    process.once('SIGINT', () => done('SIGINT'));
+  });
+}
+
 async function agentCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     manifest: { type: 'string' },
@@ -79,30 +108,43 @@ async function agentCommand(argv: string[]): Promise<number> {
     'resync-period': { type: 'string', default: '60s' },
     'log-format': { type: 'string', default: 'json' },
     'log-level': { type: 'string', default: 'info' },
+    kubeconfig: { type: 'string' },
+    'metrics-address': { type: 'string', default: `:${DEFAULT_METRICS_PORT}` },
+    'health-address': { type: 'string' },
+    'lease-namespace': { type: 'string' },
   });
   const nodeName = parseNodeName('node-name', (values['node-name'] as string | undefined) ?? process.env.NODE_NAME);
   const log = createLogger({ format: parseLogFormat(values['log-format'] as string), level: parseLogLevel(values['log-level'] as string) });
   const resyncMs = parseDuration('resync-period', values['resync-period'] as string);
-  if (typeof values.manifest !== 'string') {
-    throw new InputError('--manifest FILE is required: this version runs in standalone mode only (the in-cluster agent is coming)');
-  }
+  if (typeof values.manifest === 'string') return standaloneAgent(values.manifest, values.once === true, nodeName, resyncMs, log);
+  if (values.once === true) throw new InputError('--once needs --manifest: in a cluster the agent runs continuously');
+
+  const metricsAddress = listenAddress('metrics-address', values['metrics-address'] as string);
+  const healthAddress = values['health-address'] === undefined ? undefined : listenAddress('health-address', values['health-address'] as string);
+  // Loaded only here: the Kubernetes client costs seconds to load on a slow machine, which
+  // `plan` and the standalone agent should not pay.
+  const { runClusterCommand } = await import('./cluster-agent.ts');
+  return runClusterCommand({
+    nodeName, log, resyncMs, metricsAddress, untilSignal,
+    ...(healthAddress === undefined ? {} : { healthAddress }),
+    ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig as string }),
+    ...(values['lease-namespace'] === undefined ? {} : { leaseNamespace: values['lease-namespace'] as string }),
+  });
+}
+
+async function standaloneAgent(manifest: string, once: boolean, nodeName: string, resyncMs: number, log: Logger): Promise<number> {
   const dataplane = new Iproute2Dataplane({ onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
-  if (values.once === true) {
-    const summary = await reconcileOnce({ manifestPath: values.manifest, nodeName, dataplane, log });
+  if (once) {
+    const summary = await reconcileOnce({ manifestPath: manifest, nodeName, dataplane, log });
     process.stdout.write(`${JSON.stringify(summary)}\n`);
     return exitCodeFor(summary.errors);
   }
   // Fail fast on a manifest that is bad from the start; later bad edits keep the last good one.
-  await loadManifest(values.manifest);
-  const agent = runStandalone({ manifestPath: values.manifest, nodeName, dataplane, log, resyncMs, debounceMs: 200 });
-  await new Promise<void>((done) => {
-    const shutdown = (signal: string) => {
-      log.info('stopping; tunnels stay as they are', { signal });
-      void agent.stop().then(done);
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  await loadManifest(manifest);
+  const agent = runStandalone({ manifestPath: manifest, nodeName, dataplane, log, resyncMs, debounceMs: 200 });
+  const signal = await untilSignal();
+  log.info('stopping; tunnels stay as they are', { signal });
+  await agent.stop();
   return 0;
 }
 

@@ -3,6 +3,7 @@
 
 import type { IpipTunnel } from '../api/types.ts';
 import type { ActionResult, Dataplane } from '../dataplane/dataplane.ts';
+import type { ObservedState } from '../dataplane/model.ts';
 import { plan } from '../plan/plan.ts';
 import { renderCommand } from '../plan/render.ts';
 import { OBJECT_KINDS, VERBS } from '../plan/types.ts';
@@ -18,6 +19,8 @@ export interface ReconcileInput {
 }
 
 export interface ReconcileOutcome {
+  /** The kernel as read at the start of this reconcile (before its changes). */
+  observed: ObservedState;
   resolutions: TunnelResolution[];
   results: ActionResult[];
   /** Every tunnel that is not as its spec asks, and why: resolve errors, waiting, conflicts, kernel errors. */
@@ -58,5 +61,32 @@ export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log
     }
   }
   for (const p of problems) log.warn('tunnel not programmed', { node: input.nodeName, ...p });
-  return { resolutions, results, problems };
+  return { observed, resolutions, results, problems };
+}
+
+/**
+ * Counts drift corrections: kernel changes made for a tunnel whose desired state is the
+ * same as when this agent last had it fully programmed. Those changes repair something
+ * that changed under us (a route deleted, a link set down by hand), not a spec change.
+ * A fresh agent has no memory, so what it adopts and fixes at start is not counted.
+ */
+export class DriftTracker {
+  private readonly programmed = new Map<string, string>();
+
+  /** Returns, per tunnel, how many of this reconcile's successful changes were drift corrections. */
+  update(outcome: ReconcileOutcome): Map<string, number> {
+    const failed = new Set(outcome.problems.map((p) => p.tunnel));
+    const wanted = new Map<string, string>();
+    for (const r of outcome.resolutions) if (r.outcome === 'desired') wanted.set(r.tunnel, JSON.stringify(r.desired));
+    const corrections = new Map<string, number>();
+    for (const { action, error } of outcome.results) {
+      const fingerprint = wanted.get(action.tunnel);
+      if (error === undefined && fingerprint !== undefined && this.programmed.get(action.tunnel) === fingerprint) {
+        corrections.set(action.tunnel, (corrections.get(action.tunnel) ?? 0) + 1);
+      }
+    }
+    this.programmed.clear();
+    for (const [tunnel, fingerprint] of wanted) if (!failed.has(tunnel)) this.programmed.set(tunnel, fingerprint);
+    return corrections;
+  }
 }

@@ -152,7 +152,7 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
   const local = localUnderlay(self, selfIndex, input, node);
   if (isProblem(local)) return { tunnel: name, ...local };
   const remoteAddress = remoteUnderlay(tunnel, remote, remoteIndex, input);
-  if (typeof remoteAddress !== 'string') return { tunnel: name, ...remoteAddress };
+  if (typeof remoteAddress !== 'string') return { tunnel: name, ...remoteAddress, underlayAddress: local.address };
 
   const routes = [...new Set([...spec.routes, ...(remote.networks ?? [])])].sort();
   const desired: DesiredTunnel = {
@@ -215,7 +215,7 @@ export function problemsOf(resolutions: readonly TunnelResolution[]): TunnelProb
   const problems: TunnelProblem[] = [];
   for (const r of resolutions) {
     if (r.outcome === 'error' || r.outcome === 'waiting') {
-      const { outcome: _outcome, ...problem } = r;
+      const { outcome: _outcome, underlayAddress: _address, ...problem } = r;
       problems.push(problem);
     }
   }

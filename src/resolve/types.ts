@@ -47,11 +47,12 @@ export interface TunnelProblem {
 /**
  * - desired: this node is an endpoint and everything needed is known.
  * - waiting: an endpoint but something outside this node is not known yet (a remote
- *   underlay address another agent will publish); what exists stays as it is.
+ *   underlay address another agent will publish); what exists stays as it is. Its own
+ *   underlayAddress is still given when known: the peer may be waiting for it.
  * - error: an endpoint but the spec cannot be honoured here; what exists stays as it is.
  * - absent: this node is not an endpoint; whatever it owns for the tunnel goes.
  */
 export type TunnelResolution =
   | { tunnel: string; outcome: 'desired'; desired: DesiredTunnel; underlayAddress: string }
-  | ({ outcome: 'waiting' | 'error' } & TunnelProblem)
+  | ({ outcome: 'waiting' | 'error'; underlayAddress?: string } & TunnelProblem)
   | { tunnel: string; outcome: 'absent' };

@@ -60,6 +60,19 @@ describe('ipip-operator CLI', () => {
     assert.deepEqual([missing.code, /nonexistent/.test(missing.stderr)], [2, true]);
   });
 
+  test('cluster-mode flags are checked before anything connects: exit 2 naming the flag', () => {
+    const expect = (args: string[], flag: RegExp) => {
+      const r = cli('agent', '--node-name', 'node-a', ...args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, flag);
+    };
+    expect(['--metrics-address', 'everywhere'], /--metrics-address: listen address must be HOST:PORT or :PORT/);
+    expect(['--health-address', ':99999'], /--health-address/);
+    expect(['--lease-namespace', 'Not_A_Namespace'], /--lease-namespace: "Not_A_Namespace"/);
+    expect(['--once'], /--once needs --manifest/);
+    expect(['--kubeconfig', '/nonexistent/kubeconfig'], /cannot load the cluster configuration: .*\/nonexistent\/kubeconfig/);
+  });
+
   test('version prints the package version', () => {
     assert.match(cli('version').stdout, /^\d+\.\d+\.\d+\n$/);
   });

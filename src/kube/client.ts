@@ -1,0 +1,281 @@
+// The only code that talks to the Kubernetes API server (@kubernetes/client-node). Every
+// call has a timeout (the library sets none), reports to an observer (for metrics), and
+// throws ApiError with the HTTP status, so callers can tell "gone" (404), "expired" (410)
+// and "conflict" (409) from "the server is away" (status 0).
+
+import { readFileSync } from 'node:fs';
+import {
+  ApiException, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, Observable, PatchStrategy, V1MicroTime, Watch,
+} from '@kubernetes/client-node';
+import type { ConfigurationOptions, CoreV1Event, RequestContext, ResponseContext, V1Lease, V1Node } from '@kubernetes/client-node';
+import { API_GROUP, KIND } from '../api/types.ts';
+import type { IpipTunnel, IpipTunnelStatus } from '../api/types.ts';
+
+export const TUNNEL_VERSION = 'v1alpha1';
+export const TUNNEL_PLURAL = 'ipiptunnels';
+
+/** A failed API call: `status` is the HTTP status, 0 when no answer came (network, timeout). */
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export type ApiObserver = (verb: string, ok: boolean) => void;
+
+export interface ClientOptions {
+  /** A kubeconfig file; without it: $KUBECONFIG, then the in-cluster ServiceAccount, then ~/.kube/config. */
+  kubeconfig?: string;
+  /** Per-request timeout for everything but watches. */
+  timeoutMs?: number;
+  onRequest?: ApiObserver;
+}
+
+/** One page of a list: the items and the resourceVersion to watch from. */
+export interface ListPage<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+export interface WatchHandlers {
+  onEvent(type: WatchEventType, object: Record<string, unknown>): void;
+  /** The watch ended: err undefined when the server closed it normally (timeoutSeconds). */
+  onDone(err: unknown): void;
+}
+
+/** A Node as the agent needs it: nothing else of the (large) Node object is kept. */
+export interface NodeAddresses {
+  name: string;
+  internalIP?: string;
+}
+
+/** The first IPv4 InternalIP of a Node, which is what the underlay falls back to. */
+export function nodeAddressesOf(node: Pick<V1Node, 'metadata' | 'status'>): NodeAddresses {
+  const name = node.metadata?.name ?? '';
+  const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && /^\d+\.\d+\.\d+\.\d+$/.test(a.address));
+  return internal === undefined ? { name } : { name, internalIP: internal.address };
+}
+
+function loadConfig(kubeconfig: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  if (kubeconfig !== undefined) kc.loadFromFile(kubeconfig);
+  else if (process.env.KUBECONFIG) kc.loadFromDefault();
+  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  if (kc.getCurrentCluster() === null) {
+    throw new Error('no Kubernetes cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a pod');
+  }
+  return kc;
+}
+
+/** Turns whatever the library threw into an ApiError with the status and the server's message. */
+function toApiError(error: unknown, what: string): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof ApiException) {
+    let message = String(error.message);
+    const body: unknown = error.body;
+    if (typeof body === 'string') {
+      try {
+        message = (JSON.parse(body) as { message?: string }).message ?? message;
+      } catch { /* not JSON: keep the library's message */ }
+    } else if (typeof body === 'object' && body !== null && 'message' in body) message = String((body as { message: unknown }).message);
+    return new ApiError(error.code, `${what}: ${message}`);
+  }
+  const cause = (error as { cause?: { code?: string } }).cause?.code;
+  return new ApiError(0, `${what}: ${(error as Error).message}${cause === undefined ? '' : ` (${cause})`}`);
+}
+
+export class KubeClient {
+  readonly server: string;
+  private readonly kc: KubeConfig;
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+  private readonly coordination: CoordinationV1Api;
+  private readonly timeoutMs: number;
+  private readonly observe: ApiObserver;
+
+  constructor(options: ClientOptions = {}) {
+    this.kc = loadConfig(options.kubeconfig);
+    this.server = this.kc.getCurrentCluster()!.server;
+    this.core = this.kc.makeApiClient(CoreV1Api);
+    this.custom = this.kc.makeApiClient(CustomObjectsApi);
+    this.coordination = this.kc.makeApiClient(CoordinationV1Api);
+    this.timeoutMs = options.timeoutMs ?? 15_000;
+    this.observe = options.onRequest ?? (() => {});
+  }
+
+  /** The namespace of the pod we run in, when in-cluster; undefined otherwise. */
+  static podNamespace(): string | undefined {
+    try {
+      return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Request options: a timeout on every call, and a Content-Type for patches. */
+  private options(contentType?: string): ConfigurationOptions {
+    const timeoutMs = this.timeoutMs;
+    const middleware = {
+      pre(ctx: RequestContext) {
+        ctx.setSignal(AbortSignal.timeout(timeoutMs));
+        if (contentType !== undefined) ctx.setHeaderParam('Content-Type', contentType);
+        return new Observable(Promise.resolve(ctx));
+      },
+      post(ctx: ResponseContext) {
+        return new Observable(Promise.resolve(ctx));
+      },
+    };
+    return { middleware: [middleware], middlewareMergeStrategy: 'append' };
+  }
+
+  private async call<T>(verb: string, what: string, request: () => Promise<T>): Promise<T> {
+    try {
+      const result = await request();
+      this.observe(verb, true);
+      return result;
+    } catch (error) {
+      this.observe(verb, false);
+      throw toApiError(error, what);
+    }
+  }
+
+  // --- IpipTunnels ---
+
+  async listTunnels(limit = 500): Promise<ListPage<IpipTunnel>> {
+    const items: IpipTunnel[] = [];
+    let next: string | undefined;
+    let resourceVersion = '';
+    do {
+      // Pages of `limit`: a big cluster's list is not one huge response.
+      const page = await this.call('list', 'list ipiptunnels', () => this.custom.listClusterCustomObject(
+        { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, limit, ...(next === undefined ? {} : { _continue: next }) },
+        this.options(),
+      )) as { items: IpipTunnel[]; metadata: { resourceVersion: string; continue?: string } };
+      items.push(...page.items);
+      resourceVersion = page.metadata.resourceVersion;
+      next = page.metadata.continue || undefined;
+    } while (next !== undefined);
+    return { items, resourceVersion };
+  }
+
+  watchTunnels(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
+    return this.watch(`/apis/${API_GROUP}/${TUNNEL_VERSION}/${TUNNEL_PLURAL}`, resourceVersion, handlers);
+  }
+
+  /**
+   * Server-side apply of the status subresource as `fieldManager`. With `endpoints` a
+   * map list keyed by nodeName, each manager owns only the entries it applies; an entry a
+   * manager stops applying is removed.
+   */
+  async applyTunnelStatus(name: string, fieldManager: string, status: IpipTunnelStatus): Promise<IpipTunnel> {
+    const body = { apiVersion: `${API_GROUP}/${TUNNEL_VERSION}`, kind: KIND, metadata: { name }, status };
+    return await this.call('apply', `apply status of ipiptunnel ${name}`, () => this.custom.patchClusterCustomObjectStatus(
+      { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, name, body, fieldManager, force: true },
+      this.options(PatchStrategy.ServerSideApply),
+    )) as IpipTunnel;
+  }
+
+  // --- Nodes ---
+
+  async listNodes(limit = 500): Promise<ListPage<NodeAddresses>> {
+    const items: NodeAddresses[] = [];
+    let next: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.call('list', 'list nodes', () => this.core.listNode(
+        { limit, ...(next === undefined ? {} : { _continue: next }) }, this.options(),
+      ));
+      items.push(...page.items.map(nodeAddressesOf));
+      resourceVersion = page.metadata?.resourceVersion ?? '';
+      next = page.metadata?._continue || undefined;
+    } while (next !== undefined);
+    return { items, resourceVersion };
+  }
+
+  watchNodes(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
+    return this.watch('/api/v1/nodes', resourceVersion, handlers);
+  }
+
+  // --- Watches ---
+
+  /**
+   * A watch from `resourceVersion` with bookmarks. The server ends it after 5-10 minutes
+   * (spread, so many agents do not reconnect at once); a silent connection is dropped
+   * after 2 minutes without a byte (bookmarks arrive about every minute).
+   */
+  private async watch(path: string, resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
+    const watch = new Watch(this.kc);
+    // The library's inactivity timeout (30 s, declared private in its types) would drop an
+    // idle but healthy watch between two bookmarks.
+    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = 120_000;
+    const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
+    let ended = false;
+    const controller = await watch.watch(path, { resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
+      (type: string, object: Record<string, unknown>) => {
+        if (!ended) handlers.onEvent(type as WatchEventType, object);
+      },
+      (err: unknown) => {
+        if (ended) return;
+        ended = true;
+        this.observe('watch', err === null || err === undefined);
+        if (err === null || err === undefined) handlers.onDone(undefined);
+        else {
+          // A refused watch (e.g. 403, 410 at connect) carries statusCode; a dropped one does not.
+          const status = (err as { statusCode?: number }).statusCode;
+          handlers.onDone(status === undefined ? toApiError(err, `watch ${path}`) : new ApiError(status, `watch ${path}: ${(err as Error).message}`));
+        }
+      });
+    return () => {
+      ended = true;
+      controller.abort();
+    };
+  }
+
+  // --- Events ---
+
+  async createEvent(event: CoreV1Event): Promise<CoreV1Event> {
+    const namespace = event.metadata.namespace ?? 'default';
+    return this.call('create', 'create event', () => this.core.createNamespacedEvent({ namespace, body: event }, this.options()));
+  }
+
+  /** Counts a repeat of an earlier Event (merge patch of count and lastTimestamp), as client-go does. */
+  async patchEventSeries(namespace: string, name: string, count: number, last: Date): Promise<void> {
+    await this.call('patch', `patch event ${name}`, () => this.core.patchNamespacedEvent(
+      { namespace, name, body: { count, lastTimestamp: last.toISOString().replace(/\.\d+Z$/, 'Z') } },
+      this.options(PatchStrategy.MergePatch),
+    ));
+  }
+
+  // --- Leases ---
+
+  async getLease(namespace: string, name: string): Promise<V1Lease | undefined> {
+    try {
+      return await this.call('get', `get lease ${namespace}/${name}`, () => this.coordination.readNamespacedLease({ namespace, name }, this.options()));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async createLease(lease: V1Lease): Promise<V1Lease> {
+    const namespace = lease.metadata!.namespace!;
+    return this.call('create', `create lease ${namespace}/${lease.metadata!.name}`, () => this.coordination.createNamespacedLease({ namespace, body: lease }, this.options()));
+  }
+
+  /** Replace with the lease's resourceVersion: 409 when someone else wrote it first. */
+  async replaceLease(lease: V1Lease): Promise<V1Lease> {
+    const namespace = lease.metadata!.namespace!;
+    const name = lease.metadata!.name!;
+    return this.call('update', `update lease ${namespace}/${name}`, () => this.coordination.replaceNamespacedLease({ namespace, name, body: lease }, this.options()));
+  }
+}
+
+/** Lease and Event times are MicroTime: six fractional digits, which a plain Date does not print. */
+export function microTime(date: Date): V1MicroTime {
+  return new V1MicroTime(date.getTime());
+}

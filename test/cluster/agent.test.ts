@@ -1,0 +1,313 @@
+// The agent in cluster mode, as users run it: two nodes, each a real Linux kernel (a
+// User-Mode Linux guest) on a lab bridge, one agent per node, a real kube-apiserver and
+// etcd on the bridge, the agents authenticated as the ServiceAccount of deploy/rbac.yaml
+// with RBAC enforced. Everything is observed the way a user would: kubectl and the
+// kernel (`ip`, ping) on each node.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import type { IpipTunnel } from '../../src/api/types.ts';
+import { LAB_NODES, startClusterLab } from '../lab/cluster-lab.ts';
+import type { ClusterLab } from '../lab/cluster-lab.ts';
+import { repoRoot } from './apiserver.ts';
+
+type Node = keyof typeof LAB_NODES;
+const NODES = Object.keys(LAB_NODES) as Node[];
+const SA = { namespace: 'ipip-operator', name: 'ipip-operator' };
+
+function example(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
+  const t = parseAllDocuments(readFileSync(join(repoRoot, 'examples/tunnel.yaml'), 'utf8'))[0]!.toJS() as IpipTunnel;
+  mutate(t);
+  return t;
+}
+
+describe('the agent in a cluster: two nodes on real kernels, one API server', { timeout: 900_000 }, () => {
+  let lab: ClusterLab | undefined;
+  let startError: unknown;
+  const L = (): ClusterLab => {
+    if (lab === undefined) throw new Error('no lab: see the failure of the first test', { cause: startError });
+    return lab;
+  };
+
+  after(async () => {
+    await lab?.stop();
+  });
+
+  async function kubectl(args: string[], input?: string): Promise<string> {
+    const r = await L().api.kubectl(args, input === undefined ? {} : { input });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async function apply(t: IpipTunnel): Promise<void> {
+    await kubectl(['apply', '-f', '-'], JSON.stringify(t));
+  }
+
+  async function tunnel(name: string): Promise<IpipTunnel | undefined> {
+    const r = await L().api.kubectl(['get', 'ipiptunnel', name, '-o', 'json']);
+    if (r.code !== 0) return undefined;
+    return JSON.parse(r.stdout) as IpipTunnel;
+  }
+
+  /** Polls until check returns a value (not undefined), or fails with the last thing seen and the agents' logs. */
+  async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const v = await check();
+        if (v !== undefined) return v;
+      } catch (error) {
+        last = error;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const logs = await Promise.all(NODES.map(async (n) => `--- agent ${n}:\n${(await L().agentLog(n)).split('\n').slice(-25).join('\n')}`));
+    throw new Error(`timed out waiting for ${what}; last: ${String((last as Error | undefined)?.message ?? last)}\n${logs.join('\n')}`);
+  }
+
+  /** The tunnel once its aggregate says Ready 2/2 at its current generation. */
+  function readyTunnel(name: string): Promise<IpipTunnel> {
+    return eventually(`${name} Ready 2/2`, async () => {
+      const t = await tunnel(name);
+      const ready = t?.status?.conditions?.find((c) => c.type === 'Ready');
+      const current = t?.status?.observedGeneration === t?.metadata.generation;
+      return t?.status?.readySummary === '2/2' && ready?.status === 'True' && current ? t : undefined;
+    });
+  }
+
+  async function link(node: Node, name: string): Promise<Record<string, any> | undefined> {
+    const r = await L().guest(node).sh(`ip -j -d link show dev ${name}`);
+    return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
+  }
+
+  async function ping(from: Node, to: string): Promise<boolean> {
+    return (await L().guest(from).sh(`ping -c 1 -W 2 ${to}`)).code === 0;
+  }
+
+  async function deleteAndWaitClean(name: string, linkName: string): Promise<void> {
+    await kubectl(['delete', 'ipiptunnel', name, '--wait=true']);
+    for (const node of NODES) {
+      await eventually(`${linkName} gone from ${node}`, async () => ((await link(node, linkName)) === undefined ? true : undefined));
+    }
+  }
+
+  test('lab up: API server on the bridge, two guests, Node objects, RBAC of deploy/rbac.yaml, an agent per node as its ServiceAccount', async () => {
+    try {
+      lab = await startClusterLab();
+    } catch (error) {
+      startError = error;
+      throw error;
+    }
+    await kubectl(['apply', '-f', join(repoRoot, 'deploy/rbac.yaml')]);
+    const kubeconfig = await L().serviceAccountKubeconfig(SA.namespace, SA.name);
+    for (const node of NODES) {
+      await L().startAgent(node, ['--kubeconfig', kubeconfig, '--lease-namespace', SA.namespace, '--resync-period', '3s', '--log-format', 'text']);
+    }
+    for (const node of NODES) {
+      await eventually(`${node} agent ready`, async () => {
+        const r = await L().guest(node).sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"');
+        return r.code === 0 ? true : undefined;
+      });
+    }
+  });
+
+  test('the example: both agents write their own status entry, the aggregate says 2/2, ping crosses the tunnel', async () => {
+    await apply(example());
+    const t = await readyTunnel('lab');
+    const entries = Object.fromEntries((t.status?.endpoints ?? []).map((e) => [e.nodeName, e]));
+    assert.deepEqual(Object.keys(entries).sort(), ['node-a', 'node-b']);
+    for (const node of NODES) {
+      assert.equal(entries[node]!.ready, true);
+      assert.equal(entries[node]!.reason, 'Programmed');
+      assert.equal(entries[node]!.underlayAddress, LAB_NODES[node]);
+      assert.equal(entries[node]!.observedGeneration, 1);
+    }
+    // Each agent owns exactly its own entry: one field manager per node, and the aggregate's.
+    const managed = JSON.parse(await kubectl(['get', 'ipiptunnel', 'lab', '-o', 'json', '--show-managed-fields'])) as { metadata: { managedFields: Array<{ manager: string; subresource?: string; fieldsV1: object }> } };
+    const statusManagers = managed.metadata.managedFields.filter((f) => f.subresource === 'status').map((f) => f.manager).sort();
+    assert.deepEqual(statusManagers, ['ipip-operator-aggregate', 'ipip-operator-node/node-a', 'ipip-operator-node/node-b']);
+    for (const node of NODES) {
+      const own = managed.metadata.managedFields.find((f) => f.manager === `ipip-operator-node/${node}`)!;
+      assert.deepEqual(Object.keys((own.fieldsV1 as any)['f:status']['f:endpoints']).filter((k) => k.startsWith('k:')), [`k:{"nodeName":"${node}"}`]);
+    }
+    assert.match(await kubectl(['get', 'ipt', 'lab']), /^lab\s+ipip\s+2\/2\s/m, 'kubectl get ipt shows READY 2/2');
+
+    for (const node of NODES) {
+      const l = await link(node, 'ipiptun');
+      assert.equal(l?.linkinfo?.info_kind, 'ipip');
+      assert.equal(l?.ifalias, 'ipip-operator/lab');
+    }
+    assert.ok(await ping('node-a', '172.0.0.3'), 'node-a pings node-b through the tunnel');
+    assert.ok(await ping('node-b', '172.0.0.2'), 'node-b pings node-a through the tunnel');
+
+    const lease = JSON.parse(await kubectl(['get', 'lease', 'ipip-operator-status', '-n', SA.namespace, '-o', 'json'])) as { spec: { holderIdentity: string } };
+    assert.ok(NODES.includes(lease.spec.holderIdentity as Node), `one agent holds the lease: ${lease.spec.holderIdentity}`);
+    const events = await kubectl(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.kind=IpipTunnel,involvedObject.name=lab', '-o', 'json']);
+    const programmed = (JSON.parse(events) as { items: Array<{ reason: string; source: { host: string } }> }).items.filter((e) => e.reason === 'Programmed').map((e) => e.source.host).sort();
+    assert.deepEqual(programmed, ['node-a', 'node-b'], 'a Programmed Event from each node');
+  });
+
+  test('status is written only when it changes: resyncs every 3 s leave the object alone', async () => {
+    const before = (await tunnel('lab'))!.metadata.resourceVersion;
+    await new Promise((r) => setTimeout(r, 8000));
+    assert.equal((await tunnel('lab'))!.metadata.resourceVersion, before);
+  });
+
+  test('a spec change reaches both kernels in place, and observedGeneration follows everywhere', async () => {
+    const indexBefore = await Promise.all(NODES.map(async (n) => (await link(n, 'ipiptun'))?.ifindex));
+    await apply(example((t) => { t.spec.ttl = 32; }));
+    const t = await readyTunnel('lab');
+    assert.equal(t.metadata.generation, 2);
+    assert.equal(t.status?.observedGeneration, 2);
+    assert.ok(t.status?.conditions?.every((c) => c.observedGeneration === 2));
+    assert.ok(t.status?.endpoints?.every((e) => e.observedGeneration === 2));
+    for (const [i, node] of NODES.entries()) {
+      const l = await link(node, 'ipiptun');
+      assert.equal(l?.linkinfo?.info_data?.ttl, 32);
+      assert.equal(l?.ifindex, indexBefore[i], 'changed in place');
+    }
+  });
+
+  test('losing the API server tears nothing down; after a restart the agents catch up (the watch expires: 410, a fresh list)', async () => {
+    await L().api.pause();
+    await new Promise((r) => setTimeout(r, 5000));
+    for (const node of NODES) assert.ok(await link(node, 'ipiptun'), `${node} keeps its tunnel while the API server is away`);
+    assert.ok(await ping('node-a', '172.0.0.3'));
+    await L().api.resume();
+    await apply(example((t) => { t.spec.ttl = 16; }));
+    const t = await readyTunnel('lab');
+    assert.equal(t.status?.observedGeneration, 3);
+    for (const node of NODES) assert.equal((await link(node, 'ipiptun'))?.linkinfo?.info_data?.ttl, 16);
+    for (const node of NODES) {
+      await eventually(`${node} relisted after 410`, async () => (/watch expired; listing again/.test(await L().agentLog(node)) ? true : undefined));
+    }
+  });
+
+  test('deleting the tunnel removes its links and routes from both kernels', async () => {
+    await deleteAndWaitClean('lab', 'ipiptun');
+    for (const node of NODES) {
+      const routes = await L().guest(node).ok('ip route show proto 203');
+      assert.equal(routes.trim(), '', `${node} has no route of ours left`);
+    }
+  });
+
+  test('a remote underlay given as an interface is read from the status its own agent published', async () => {
+    await apply(example((t) => {
+      t.metadata.name = 'by-interface';
+      t.spec.linkName = 'ipipif';
+      for (const e of t.spec.endpoints) e.underlay = { interface: 'eth1' };
+    }));
+    const t = await readyTunnel('by-interface');
+    for (const e of t.status!.endpoints!) assert.equal(e.underlayAddress, LAB_NODES[e.nodeName as Node]);
+    assert.equal((await link('node-a', 'ipipif'))?.linkinfo?.info_data?.remote, LAB_NODES['node-b']);
+    assert.ok(await ping('node-a', '172.0.0.3'));
+    await deleteAndWaitClean('by-interface', 'ipipif');
+  });
+
+  test("without an underlay, an endpoint's address is its Node's InternalIP", async () => {
+    await apply(example((t) => {
+      t.metadata.name = 'by-node';
+      t.spec.linkName = 'ipipnode';
+      for (const e of t.spec.endpoints) delete e.underlay;
+    }));
+    await readyTunnel('by-node');
+    const l = await link('node-a', 'ipipnode');
+    assert.equal(l?.linkinfo?.info_data?.local, LAB_NODES['node-a']);
+    assert.equal(l?.linkinfo?.info_data?.remote, LAB_NODES['node-b']);
+    assert.ok(await ping('node-b', '172.0.0.2'));
+  });
+
+  test('an endpoint moved to another node is cleaned from the node it left, entry and all; the tunnel waits for the new node', async () => {
+    await apply(example((t) => {
+      t.metadata.name = 'by-node';
+      t.spec.linkName = 'ipipnode';
+      for (const e of t.spec.endpoints) delete e.underlay;
+      t.spec.endpoints[1]!.nodeName = 'node-c'; // no such Node: no InternalIP known
+    }));
+    await eventually('node-b cleaned', async () => ((await link('node-b', 'ipipnode')) === undefined ? true : undefined));
+    const t = await eventually('node-b entry gone, node-a waiting', async () => {
+      const x = await tunnel('by-node');
+      const a = x?.status?.endpoints?.find((e) => e.nodeName === 'node-a');
+      const b = x?.status?.endpoints?.find((e) => e.nodeName === 'node-b');
+      return b === undefined && a?.reason === 'RemoteUnderlayUnknown' && a.observedGeneration === x?.metadata.generation ? x : undefined;
+    });
+    assert.equal(t.status?.readySummary, '0/2');
+    assert.ok(await link('node-a', 'ipipnode'), 'node-a keeps what it has while it waits');
+    const ready = t.status?.conditions?.find((c) => c.type === 'Ready');
+    const degraded = t.status?.conditions?.find((c) => c.type === 'Degraded');
+    assert.equal(ready?.status, 'False');
+    assert.equal(degraded?.status, 'False', 'waiting is not an error');
+    await deleteAndWaitClean('by-node', 'ipipnode');
+  });
+
+  test('a problem only the agent can see is a Warning Event and a Degraded condition, and changes nothing', async () => {
+    await apply(example((t) => {
+      t.metadata.name = 'bad-iface';
+      t.spec.linkName = 'ipipbad';
+      t.spec.endpoints[0]!.underlay = { interface: 'eth9' };
+    }));
+    const t = await eventually('Degraded', async () => {
+      const x = await tunnel('bad-iface');
+      return x?.status?.conditions?.find((c) => c.type === 'Degraded' && c.status === 'True') ? x : undefined;
+    });
+    assert.equal(t.status?.conditions?.find((c) => c.type === 'Degraded')?.reason, 'UnderlayInterfaceNotFound');
+    assert.equal(await link('node-a', 'ipipbad'), undefined);
+    const events = JSON.parse(await kubectl(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.name=bad-iface', '-o', 'json'])) as { items: Array<{ type: string; reason: string; message: string }> };
+    const warning = events.items.find((e) => e.type === 'Warning' && e.reason === 'UnderlayInterfaceNotFound');
+    assert.match(warning?.message ?? '', /node node-a: interface eth9 does not exist/);
+    await kubectl(['delete', 'ipiptunnel', 'bad-iface']);
+  });
+
+  test('RBAC: the ServiceAccount can do what the agent needs and nothing more, and the role matches the documented list', async () => {
+    const as = `system:serviceaccount:${SA.namespace}:${SA.name}`;
+    const can = async (args: string[]) => (await L().api.kubectl(['auth', 'can-i', '--as', as, ...args])).stdout.trim();
+    assert.equal(await can(['watch', 'ipiptunnels.tunnel.ipip-operator.dev']), 'yes');
+    assert.equal(await can(['patch', 'ipiptunnels.tunnel.ipip-operator.dev', '--subresource=status']), 'yes');
+    for (const denied of [
+      ['update', 'ipiptunnels.tunnel.ipip-operator.dev'], ['delete', 'ipiptunnels.tunnel.ipip-operator.dev'],
+      ['patch', 'ipiptunnels.tunnel.ipip-operator.dev'], ['get', 'secrets', '-A'], ['patch', 'nodes'],
+      ['create', 'events', '-n', 'kube-system'], ['update', 'leases', '-n', 'kube-system'],
+    ]) assert.equal(await can(denied), 'no', `must not: ${denied.join(' ')}`);
+
+    const documented = documentedRules();
+    const granted = grantedRules();
+    assert.deepEqual(granted, documented, 'deploy/rbac.yaml and the README\'s Permissions table must list the same rules');
+  });
+});
+
+/** "scope | apiGroup | resource | verbs" rows, normalised and sorted. */
+type Rule = string;
+
+function rule(scope: string, group: string, resource: string, verbs: string[], names: string[] = []): Rule {
+  return `${scope} ${group === '' ? 'core' : group} ${resource}${names.length > 0 ? `/${names.sort().join(',')}` : ''} ${[...verbs].sort().join(',')}`;
+}
+
+function grantedRules(): Rule[] {
+  const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/rbac.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any>);
+  const rules: Rule[] = [];
+  for (const d of docs) {
+    if (d.kind !== 'ClusterRole' && d.kind !== 'Role') continue;
+    const scope = d.kind === 'ClusterRole' ? 'cluster' : `namespace:${d.metadata.namespace}`;
+    for (const r of d.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }>) {
+      for (const g of r.apiGroups) for (const res of r.resources) rules.push(rule(scope, g, res, r.verbs, r.resourceNames));
+    }
+  }
+  return rules.sort();
+}
+
+/** The README's Permissions table: | Scope | API group | Resource | Verbs | Why | */
+function documentedRules(): Rule[] {
+  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+  const section = readme.split(/^## /m).find((s) => s.startsWith('Permissions'));
+  if (section === undefined) throw new Error('README.md has no "## Permissions" section');
+  const rows = section.split('\n').filter((l) => /^\|\s*`/.test(l));
+  return rows.map((row) => {
+    const [scope, group, resource, verbs] = row.split('|').slice(1, 5).map((c) => c.trim().replace(/`/g, ''));
+    const [res, names] = resource!.split(' named ');
+    return rule(scope!, group === 'core' ? '' : group!, res!, verbs!.split(/,\s*/), names === undefined ? [] : names.split(/,\s*/));
+  }).sort();
+}

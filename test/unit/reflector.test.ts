@@ -1,0 +1,125 @@
+// The reflector's supervision, driven by a scripted source (each list and watch call is
+// answered from a script): what it does after 410, after a dropped watch, while the API
+// server is away. The same code against the real API server is in test/cluster/.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Reflector } from '../../src/controller/reflector.ts';
+import type { ListReason } from '../../src/controller/reflector.ts';
+import type { ListPage, WatchHandlers } from '../../src/kube/client.ts';
+import { ApiError } from '../../src/kube/client.ts';
+import { createLogger } from '../../src/report/log.ts';
+
+interface Item { name: string; v: string }
+
+type WatchScript = (h: WatchHandlers) => void;
+
+/** A source whose lists and watches follow the given scripts, in order; records the calls. */
+function scripted(lists: Array<ListPage<Item> | Error>, watches: WatchScript[]) {
+  const calls: string[] = [];
+  return {
+    calls,
+    source: {
+      what: 'items',
+      list: async () => {
+        const next = lists.shift();
+        calls.push('list');
+        if (next === undefined) return new Promise<ListPage<Item>>(() => {}); // hang: the test is over
+        if (next instanceof Error) throw next;
+        return next;
+      },
+      watch: async (rv: string, h: WatchHandlers) => {
+        calls.push(`watch@${rv}`);
+        const script = watches.shift();
+        if (script !== undefined) setImmediate(() => script(h));
+        return () => {};
+      },
+      fromWatch: (o: Record<string, unknown>) => ({ name: (o.metadata as { name: string }).name, v: String(o.v) }),
+      key: (i: Item) => i.name,
+      same: (a: Item, b: Item) => a.v === b.v,
+    },
+  };
+}
+
+const obj = (name: string, v: string, rv: string) => ({ metadata: { name, resourceVersion: rv }, v });
+const log = createLogger({ format: 'json', level: 'error' });
+const tick = () => new Promise((r) => setTimeout(r, 30));
+
+async function until(what: string, check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await tick();
+  assert.ok(check(), `timed out waiting for ${what}`);
+}
+
+describe('Reflector', () => {
+  test('lists, then watches from the list resourceVersion; a closed watch resumes from the last one seen (bookmarks too)', async () => {
+    const { source, calls } = scripted(
+      [{ items: [{ name: 'a', v: '1' }], resourceVersion: '10' }],
+      [
+        (h) => {
+          h.onEvent('MODIFIED', obj('a', '2', '11'));
+          h.onEvent('BOOKMARK', { metadata: { resourceVersion: '15' } });
+          h.onDone(undefined);
+        },
+      ],
+    );
+    let changes = 0;
+    const r = new Reflector(source, { log, onChange: () => changes++, backoffMs: { first: 1, max: 2 } });
+    r.start();
+    await until('second watch', () => calls.length >= 3);
+    assert.deepEqual(calls.slice(0, 3), ['list', 'watch@10', 'watch@15']);
+    assert.equal(r.get('a')?.v, '2');
+    assert.equal(changes, 2, 'the list and the modification; the bookmark is not a change');
+    await r.stop();
+  });
+
+  test('410 Gone (an ERROR event or a refused watch) lists again, and the new list replaces the cache', async () => {
+    const reasons: ListReason[] = [];
+    const { source, calls } = scripted(
+      [
+        { items: [{ name: 'a', v: '1' }, { name: 'b', v: '1' }], resourceVersion: '10' },
+        { items: [{ name: 'a', v: '1' }], resourceVersion: '20' },
+        { items: [{ name: 'a', v: '1' }], resourceVersion: '30' },
+      ],
+      [
+        (h) => h.onEvent('ERROR', { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' }),
+        (h) => h.onDone(new ApiError(410, 'Gone')),
+      ],
+    );
+    const r = new Reflector(source, { log, onChange: () => {}, onList: (why) => reasons.push(why), backoffMs: { first: 1, max: 2 } });
+    r.start();
+    await until('third list', () => reasons.length >= 3);
+    assert.deepEqual(calls.slice(0, 5), ['list', 'watch@10', 'list', 'watch@20', 'list']);
+    assert.deepEqual(reasons, ['start', 'expired', 'expired']);
+    assert.deepEqual(r.items().map((i) => i.name), ['a'], 'b was deleted while the watch was expired: the relist removes it');
+    await r.stop();
+  });
+
+  test('while the API server is away the last known cache stays, synced stays true, and nothing is reported as changed', async () => {
+    const down = new ApiError(0, 'connect ECONNREFUSED');
+    const { source, calls } = scripted(
+      [{ items: [{ name: 'a', v: '1' }], resourceVersion: '10' }, down, down, { items: [{ name: 'a', v: '1' }], resourceVersion: '40' }],
+      [(h) => h.onDone(down), (h) => h.onDone(down), (h) => h.onDone(down), (h) => h.onDone(down), (h) => h.onDone(down)],
+    );
+    let changes = 0;
+    const r = new Reflector(source, { log, onChange: () => changes++, backoffMs: { first: 1, max: 2 } });
+    r.start();
+    await until('the list after the server came back', () => calls.filter((c) => c === 'list').length >= 4);
+    await tick();
+    assert.deepEqual(calls.slice(0, 7), ['list', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'list'],
+      'watch retried from the same resourceVersion, then a fresh list after 5 failures in a row');
+    assert.equal(r.synced, true);
+    assert.deepEqual(r.items(), [{ name: 'a', v: '1' }]);
+    assert.equal(changes, 1, 'only the first list was a change');
+    await r.stop();
+  });
+
+  test('not synced until a list succeeds: a failing first list leaves it unsynced and empty', async () => {
+    const { source } = scripted([new ApiError(403, 'forbidden')], []);
+    const r = new Reflector(source, { log, onChange: () => {}, backoffMs: { first: 1000, max: 1000 } });
+    r.start();
+    await tick();
+    assert.equal(r.synced, false);
+    assert.deepEqual(r.items(), []);
+    await r.stop();
+  });
+});
