@@ -17,7 +17,7 @@ import type { AgentMetrics } from '../report/metrics.ts';
 import {
   AGGREGATE_FIELD_MANAGER, aggregateStatus, endpointEntry, entryOf, nodeFieldManager, sameAggregate, sameEntry,
 } from '../report/status.ts';
-import type { EndpointStatus } from '../api/types.ts';
+import type { EndpointStatus, IpipTunnelStatus } from '../api/types.ts';
 import type { TunnelProblem } from '../resolve/types.ts';
 import { LeaseElector } from './lease.ts';
 import { DriftTracker, reconcile } from './reconcile.ts';
@@ -48,6 +48,17 @@ export interface ClusterAgent {
 
 /** A reconcile (two `ip` processes with 30 s timeouts, a few API writes) running longer than this is stuck. */
 const STUCK_AFTER_MS = 5 * 60_000;
+/** Status writes in flight at once: many tunnels changing together should not queue one by one. */
+const WRITE_CONCURRENCY = 8;
+
+/** Runs fn over items with at most `limit` at a time; resolves when all are done. */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
 
 export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
   const { client, log, metrics, nodeName } = o;
@@ -68,6 +79,7 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     fromWatch: (object) => object as unknown as IpipTunnel,
     key: (t) => t.metadata.name,
     same: (a, b) => a.metadata.resourceVersion === b.metadata.resourceVersion,
+    resourceVersion: (t) => t.metadata.resourceVersion,
   }, {
     log,
     onChange: () => {
@@ -84,6 +96,7 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     key: (n) => n.name,
     // Only the address matters: Node status heartbeats change nothing here.
     same: (a, b) => a.internalIP === b.internalIP,
+    resourceVersion: () => undefined, // nothing is written to Nodes
   }, { log, onChange: () => nodeRunner.request(), onList: (why) => metrics.recordList('nodes', why) });
   const elector = new LeaseElector(client, {
     namespace: o.lease.namespace, name: o.lease.name, identity: nodeName, log,
@@ -140,7 +153,7 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     }
     const linksByName = new Map(outcome.observed.links.map((l) => [l.name, l]));
     const samples: Parameters<AgentMetrics['setTunnels']>[0] = [];
-    let allWritten = true;
+    const writes: Array<{ tunnel: IpipTunnel; endpoints: EndpointStatus[] }> = [];
 
     for (const tunnel of list) {
       const name = tunnel.metadata.name;
@@ -154,7 +167,7 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
       }
       if (resolution.outcome === 'absent') {
         // No longer an endpoint: the kernel objects went above; the status entry goes too.
-        if (mine !== undefined) allWritten = (await writeEntries(name, [])) && allWritten;
+        if (mine !== undefined) writes.push({ tunnel, endpoints: [] });
         continue;
       }
       const wanted = endpointEntry(nodeName, tunnel, resolution, firstProblem.get(name));
@@ -167,19 +180,30 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
       if (wanted.ready !== true && (mine?.reason !== wanted.reason || mine?.message !== wanted.message)) {
         void events.record({ tunnel, type: 'Warning', reason: wanted.reason ?? 'Unknown', message: `node ${nodeName}: ${wanted.message ?? ''}` });
       }
-      allWritten = (await writeEntries(name, [wanted])) && allWritten;
+      writes.push({ tunnel, endpoints: [wanted] });
     }
     metrics.setTunnels(samples);
+    let allWritten = true;
+    await eachLimited(writes, WRITE_CONCURRENCY, async (w) => {
+      if (!(await writeStatus(w.tunnel, nodeFieldManager(nodeName), { endpoints: w.endpoints }))) allWritten = false;
+    });
     return allWritten;
   }
 
-  async function writeEntries(tunnel: string, endpoints: EndpointStatus[]): Promise<boolean> {
+  /**
+   * Server-side apply of a status part. The answer goes into the cache at once: comparing
+   * the next wanted status with a cache that has not seen this write's watch event yet
+   * would write the same thing again.
+   */
+  async function writeStatus(tunnel: IpipTunnel, manager: string, status: IpipTunnelStatus): Promise<boolean> {
+    const name = tunnel.metadata.name;
     try {
-      await client.applyTunnelStatus(tunnel, nodeFieldManager(nodeName), { endpoints });
+      tunnels.offer(await client.applyTunnelStatus(name, manager, status));
+      log.debug('status written', { tunnel: name, manager, status: JSON.stringify(status) });
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return true; // deleted meanwhile: nothing to report on
-      log.warn('status not written; will retry', { tunnel, node: nodeName, error: error instanceof Error ? error.message : String(error) });
+      log.warn('status not written; will retry', { tunnel: name, node: nodeName, manager, error: error instanceof Error ? error.message : String(error) });
       return false;
     }
   }
@@ -187,17 +211,12 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
   async function writeAggregates(): Promise<number | undefined> {
     if (!elector.isLeader || !tunnels.synced) return undefined;
     let failed = false;
-    for (const tunnel of tunnels.items()) {
-      const wanted = aggregateStatus(tunnel, new Date());
-      if (sameAggregate(tunnel.status, wanted)) continue;
-      try {
-        await client.applyTunnelStatus(tunnel.metadata.name, AGGREGATE_FIELD_MANAGER, wanted);
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 404) continue;
-        failed = true;
-        log.warn('aggregate status not written; will retry', { tunnel: tunnel.metadata.name, error: error instanceof Error ? error.message : String(error) });
-      }
-    }
+    const now = new Date();
+    const changed = tunnels.items().map((tunnel) => ({ tunnel, wanted: aggregateStatus(tunnel, now) }))
+      .filter(({ tunnel, wanted }) => !sameAggregate(tunnel.status, wanted));
+    await eachLimited(changed, WRITE_CONCURRENCY, async ({ tunnel, wanted }) => {
+      if (!(await writeStatus(tunnel, AGGREGATE_FIELD_MANAGER, wanted))) failed = true;
+    });
     aggregateFailures = failed ? aggregateFailures + 1 : 0;
     return failed ? backoffMs(aggregateFailures) : undefined;
   }

@@ -22,6 +22,12 @@ export interface ReflectorSource<T> {
   key(item: T): string;
   /** Equal for what the agent cares about: an update that changes nothing of it is not a change. */
   same(a: T, b: T): boolean;
+  resourceVersion(item: T): string | undefined;
+}
+
+function isNewer(candidate: string | undefined, current: string | undefined): boolean {
+  if (candidate === undefined || current === undefined || !/^\d+$/.test(candidate) || !/^\d+$/.test(current)) return false;
+  return BigInt(candidate) > BigInt(current);
 }
 
 export interface ReflectorOptions {
@@ -117,6 +123,21 @@ export class Reflector<T> {
     this.cache.clear();
     for (const [k, v] of fresh) this.cache.set(k, v);
     if (changed) this.options.onChange();
+  }
+
+  /**
+   * An object the agent just got back from a write: into the cache now, if it is newer
+   * than what the cache has, rather than when its watch event arrives (which then changes
+   * nothing). resourceVersions are opaque by contract; an API server on etcd gives its
+   * revision, a decimal number. Where they are not numbers, the offer is ignored and the
+   * watch event does the job.
+   */
+  offer(item: T): void {
+    const key = this.source.key(item);
+    const current = this.cache.get(key);
+    if (current === undefined || !isNewer(this.source.resourceVersion(item), this.source.resourceVersion(current))) return;
+    this.cache.set(key, item);
+    if (!this.source.same(current, item)) this.options.onChange();
   }
 
   private apply(type: WatchEventType, object: Record<string, unknown>): void {

@@ -10,7 +10,7 @@ import type { ListPage, WatchHandlers } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/client.ts';
 import { createLogger } from '../../src/report/log.ts';
 
-interface Item { name: string; v: string }
+interface Item { name: string; v: string; rv?: string }
 
 type WatchScript = (h: WatchHandlers) => void;
 
@@ -34,9 +34,10 @@ function scripted(lists: Array<ListPage<Item> | Error>, watches: WatchScript[]) 
         if (script !== undefined) setImmediate(() => script(h));
         return () => {};
       },
-      fromWatch: (o: Record<string, unknown>) => ({ name: (o.metadata as { name: string }).name, v: String(o.v) }),
+      fromWatch: (o: Record<string, unknown>): Item => ({ name: (o.metadata as { name: string }).name, v: String(o.v) }),
       key: (i: Item) => i.name,
       same: (a: Item, b: Item) => a.v === b.v,
+      resourceVersion: (i: Item) => i.rv,
     },
   };
 }
@@ -110,6 +111,21 @@ describe('Reflector', () => {
     assert.equal(r.synced, true);
     assert.deepEqual(r.items(), [{ name: 'a', v: '1' }]);
     assert.equal(changes, 1, 'only the first list was a change');
+    await r.stop();
+  });
+
+  test('a write\'s answer goes into the cache when it is newer; an older or unparsable one is ignored', async () => {
+    const { source } = scripted([{ items: [{ name: 'a', v: '1', rv: '10' }], resourceVersion: '10' }], []);
+    let changes = 0;
+    const r = new Reflector(source, { log, onChange: () => changes++ });
+    r.start();
+    await until('synced', () => r.synced);
+    r.offer({ name: 'a', v: '2', rv: '12' });
+    assert.deepEqual([r.get('a')?.v, changes], ['2', 2], 'newer: in, and a change');
+    r.offer({ name: 'a', v: '3', rv: '11' });
+    r.offer({ name: 'a', v: '4', rv: 'opaque-x' });
+    r.offer({ name: 'b', v: '1', rv: '99' });
+    assert.deepEqual([r.get('a')?.v, r.get('b'), changes], ['2', undefined, 2], 'older, unparsable, unknown: ignored');
     await r.stop();
   });
 

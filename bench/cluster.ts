@@ -1,0 +1,107 @@
+// The in-cluster agent's cost, reported in bench/RESULTS.md:  node bench/cluster.ts [N]
+// The cluster lab (test/lab/cluster-lab.ts): one agent on node-a (a UML guest) as the
+// ServiceAccount of deploy/rbac.yaml, against a real API server. N tunnels from node-a to
+// N remote Nodes (Node objects with an InternalIP; no agent runs for them, so the
+// aggregate stays 1/2 and node-a's entries are what is measured). Reported: the time
+// until node-a has all N entries ready, the agent's RSS idle before and after, and what
+// one idle minute costs, once status writes have stopped: API requests by verb, objects
+// written, reconciles. Times are from the one `kubectl apply` of the N tunnels.
+
+import { join } from 'node:path';
+import { startClusterLab } from '../test/lab/cluster-lab.ts';
+import { repoRoot } from '../test/cluster/apiserver.ts';
+
+const n = Number(process.argv[2] ?? 100);
+const IDLE_MS = 60_000;
+const lines: string[] = [];
+const say = (s: string) => { lines.push(s); process.stdout.write(`${s}\n`); };
+
+const lab = await startClusterLab();
+try {
+  const kubectl = async (args: string[], input?: string) => {
+    const r = await lab.api.kubectl(args, { ...(input === undefined ? {} : { input }), timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  await kubectl(['apply', '-f', join(repoRoot, 'deploy/rbac.yaml')]);
+  const kubeconfig = await lab.serviceAccountKubeconfig('ipip-operator', 'ipip-operator');
+  await lab.startAgent('node-a', ['--kubeconfig', kubeconfig, '--lease-namespace', 'ipip-operator', '--log-level', process.env.BENCH_LOG_LEVEL ?? 'warn']);
+  const guest = lab.guest('node-a');
+  const metrics = async () => guest.ok(`node -e "fetch('http://127.0.0.1:9477/metrics').then(r => r.text()).then(t => process.stdout.write(t))"`);
+  const rssMiB = async () => {
+    const pid = (await guest.ok('pgrep -f "src/cli/main.ts agent"')).trim().split('\n')[0];
+    return Math.round(Number((await guest.ok(`ps -o rss= -p ${pid}`)).trim()) / 1024);
+  };
+  const sample = (text: string, name: string): number =>
+    text.split('\n').filter((l) => l.startsWith(name)).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+  for (let i = 0; i < 60 && !/ 1$/m.test((await guest.sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => console.log(r.status === 200 ? 1 : 0), () => console.log(0))"')).stdout); i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  await new Promise((r) => setTimeout(r, 5000));
+  const rssEmpty = await rssMiB();
+
+  // N remote Nodes, then N tunnels, each one apply.
+  const remote = (i: number) => `10.77.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+  const nodes = Array.from({ length: n }, (_, i) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name: `remote-${i}` } }));
+  await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: nodes }));
+  for (let i = 0; i < n; i++) await lab.setNodeInternalIP(`remote-${i}`, remote(i));
+  const tunnels = Array.from({ length: n }, (_, i) => ({
+    apiVersion: 'tunnel.ipip-operator.dev/v1alpha1', kind: 'IpipTunnel', metadata: { name: `t${i}` },
+    spec: {
+      linkName: `ipb${i}`,
+      endpoints: [
+        { nodeName: 'node-a', underlay: { interface: 'eth1' }, overlayAddress: `172.30.${Math.floor(i / 100)}.${(i % 100) * 2 + 1}` },
+        { nodeName: `remote-${i}`, overlayAddress: `172.30.${Math.floor(i / 100)}.${(i % 100) * 2 + 2}` },
+      ],
+    },
+  }));
+  const t0 = Date.now();
+  await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: tunnels }));
+  let ready = 0;
+  while (ready < n && Date.now() - t0 < 600_000) {
+    const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Array<{ status?: { endpoints?: Array<{ nodeName: string; ready?: boolean }> } }> };
+    ready = list.items.filter((t) => t.status?.endpoints?.some((e) => e.nodeName === 'node-a' && e.ready === true)).length;
+    if (ready < n) await new Promise((r) => setTimeout(r, 1000));
+  }
+  const convergeS = (Date.now() - t0) / 1000;
+  // Then the aggregate: 1/2 everywhere (the remotes run no agent).
+  let aggregated = 0;
+  while (aggregated < n && Date.now() - t0 < 600_000) {
+    const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Array<{ status?: { readySummary?: string } }> };
+    aggregated = list.items.filter((t) => t.status?.readySummary === '1/2').length;
+    if (aggregated < n) await new Promise((r) => setTimeout(r, 1000));
+  }
+  const aggregateS = (Date.now() - t0) / 1000;
+  const links = Number((await guest.ok('ip -o link show type ipip | grep -c "alias ipip-operator/" || true')).trim());
+
+  // Quiet: no status write for 15 s (the last aggregates and entries settle).
+  let applies = -1;
+  for (let still = 0; still < 3 && Date.now() - t0 < 900_000;) {
+    await new Promise((r) => setTimeout(r, 5000));
+    const now = sample(await metrics(), 'ipip_operator_apiserver_requests_total{verb="apply"');
+    still = now === applies ? still + 1 : 0;
+    applies = now;
+  }
+  const quietS = (Date.now() - t0) / 1000 - 15;
+  const before = await metrics();
+  const rvBefore = await kubectl(['get', 'ipiptunnels', '-o', 'jsonpath={range .items[*]}{.metadata.resourceVersion} {end}']);
+  await new Promise((r) => setTimeout(r, IDLE_MS));
+  const after = await metrics();
+  const rvAfter = await kubectl(['get', 'ipiptunnels', '-o', 'jsonpath={range .items[*]}{.metadata.resourceVersion} {end}']);
+  const rssLoaded = await rssMiB();
+  const delta = (name: string) => sample(after, name) - sample(before, name);
+  const verbs = ['list', 'watch', 'get', 'create', 'update', 'apply', 'patch']
+    .map((v) => [v, delta(`ipip_operator_apiserver_requests_total{verb="${v}"`)] as const).filter(([, d]) => d > 0);
+  const changedObjects = rvBefore.split(' ').filter((rv, i) => rv !== rvAfter.split(' ')[i]).length;
+
+  say(`| tunnels on the node | node's entries all ready (s) | aggregates all 1/2 (s) | last status write (s) | status writes in all | links in the kernel | RSS idle, no tunnels (MiB) | RSS idle, ${n} tunnels (MiB) |`);
+  say('|---:|---:|---:|---:|---:|---:|---:|---:|');
+  say(`| ${n} | ${convergeS.toFixed(1)} | ${aggregateS.toFixed(1)} | ${quietS.toFixed(1)} | ${applies} | ${links} | ${rssEmpty} | ${rssLoaded} |`);
+  say('');
+  say(`One idle minute with ${n} tunnels and the default 60 s resync: ${delta('ipip_operator_reconcile_total')} reconciles ` +
+    `(${delta('ipip_operator_ip_commands_total')} ip processes), ${changedObjects} tunnel objects written, API requests: ` +
+    `${verbs.length === 0 ? 'none' : verbs.map(([v, d]) => `${v} ${d}`).join(', ')}.`);
+} finally {
+  if (process.env.BENCH_LOG_LEVEL !== undefined) process.stderr.write(await lab.agentLog('node-a'));
+  await lab.stop();
+}
