@@ -155,9 +155,10 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     const samples: Parameters<AgentMetrics['setTunnels']>[0] = [];
     const writes: Array<{ tunnel: IpipTunnel; endpoints: EndpointStatus[] }> = [];
 
+    const resolutions = new Map(outcome.resolutions.map((r) => [r.tunnel, r]));
     for (const tunnel of list) {
       const name = tunnel.metadata.name;
-      const resolution = outcome.resolutions.find((r) => r.tunnel === name);
+      const resolution = resolutions.get(name);
       if (resolution === undefined) continue;
       const mine = entryOf(tunnel, nodeName);
       const changed = changes.get(name);

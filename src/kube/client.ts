@@ -144,23 +144,33 @@ export class KubeClient {
     }
   }
 
-  // --- IpipTunnels ---
-
-  async listTunnels(limit = 500): Promise<ListPage<IpipTunnel>> {
-    const items: IpipTunnel[] = [];
+  /** A list in pages of 500 (a big cluster's list is not one huge response), as one call. */
+  private async listPaged<T>(
+    what: string,
+    page: (params: { limit: number; _continue?: string }) => Promise<{ items: T[]; resourceVersion: string; next: string | undefined }>,
+  ): Promise<ListPage<T>> {
+    const items: T[] = [];
     let next: string | undefined;
     let resourceVersion = '';
     do {
-      // Pages of `limit`: a big cluster's list is not one huge response.
-      const page = await this.call('list', 'list ipiptunnels', () => this.custom.listClusterCustomObject(
-        { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, limit, ...(next === undefined ? {} : { _continue: next }) },
-        this.options(),
-      )) as { items: IpipTunnel[]; metadata: { resourceVersion: string; continue?: string } };
-      items.push(...page.items);
-      resourceVersion = page.metadata.resourceVersion;
-      next = page.metadata.continue || undefined;
+      const cont = next;
+      const got = await this.call('list', what, () => page(cont === undefined ? { limit: 500 } : { limit: 500, _continue: cont }));
+      items.push(...got.items);
+      resourceVersion = got.resourceVersion;
+      next = got.next || undefined;
     } while (next !== undefined);
     return { items, resourceVersion };
+  }
+
+  // --- IpipTunnels ---
+
+  listTunnels(): Promise<ListPage<IpipTunnel>> {
+    return this.listPaged('list ipiptunnels', async (page) => {
+      const list = await this.custom.listClusterCustomObject(
+        { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, ...page }, this.options(),
+      ) as { items: IpipTunnel[]; metadata: { resourceVersion: string; continue?: string } };
+      return { items: list.items, resourceVersion: list.metadata.resourceVersion, next: list.metadata.continue };
+    });
   }
 
   watchTunnels(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
@@ -182,19 +192,11 @@ export class KubeClient {
 
   // --- Nodes ---
 
-  async listNodes(limit = 500): Promise<ListPage<NodeAddresses>> {
-    const items: NodeAddresses[] = [];
-    let next: string | undefined;
-    let resourceVersion = '';
-    do {
-      const page = await this.call('list', 'list nodes', () => this.core.listNode(
-        { limit, ...(next === undefined ? {} : { _continue: next }) }, this.options(),
-      ));
-      items.push(...page.items.map(nodeAddressesOf));
-      resourceVersion = page.metadata?.resourceVersion ?? '';
-      next = page.metadata?._continue || undefined;
-    } while (next !== undefined);
-    return { items, resourceVersion };
+  listNodes(): Promise<ListPage<NodeAddresses>> {
+    return this.listPaged('list nodes', async (page) => {
+      const list = await this.core.listNode(page, this.options());
+      return { items: list.items.map(nodeAddressesOf), resourceVersion: list.metadata?.resourceVersion ?? '', next: list.metadata?._continue };
+    });
   }
 
   watchNodes(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
