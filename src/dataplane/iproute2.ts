@@ -111,6 +111,7 @@ export class Iproute2Dataplane implements Dataplane {
     const start = () => {
       if (stopped) return;
       // -o: one line per event. What changed does not matter: reconcile reads everything.
+      const started = process.hrtime.bigint();
       const child = execa(this.ip, ['-o', 'monitor', 'link', 'address', 'route'], { buffer: false, reject: false, stdin: 'ignore' });
       kill = () => child.kill();
       const lines = createInterface({ input: child.stdout });
@@ -119,6 +120,8 @@ export class Iproute2Dataplane implements Dataplane {
         onChange();
       });
       void child.then((r) => {
+        // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.
+        this.options.onCommand?.('monitor', Number(process.hrtime.bigint() - started) / 1e9, stopped);
         if (stopped) return;
         this.options.onMonitorError?.(`ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`);
         setTimeout(start, restartDelay).unref();
