@@ -1,7 +1,7 @@
 // The in-cluster agent's cost, reported in bench/RESULTS.md:  node bench/cluster.ts [N]
 // The cluster lab (test/lab/cluster-lab.ts): one agent on node-a (a UML guest) as the
-// ServiceAccount of deploy/rbac.yaml, against a real API server. N tunnels from node-a to
-// N remote Nodes (Node objects with an InternalIP; no agent runs for them, so the
+// chart's ServiceAccount (deploy/manifests/), against a real API server. N tunnels from
+// node-a to N remote Nodes (Node objects with an InternalIP; no agent runs for them, so the
 // aggregate stays 1/2 and node-a's entries are what is measured). Reported: the time
 // until node-a has all N entries ready, the agent's RSS idle before and after, and what
 // one idle minute costs, once status writes have stopped: API requests by verb, objects
@@ -23,7 +23,7 @@ try {
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  await kubectl(['apply', '-f', join(repoRoot, 'deploy/rbac.yaml')]);
+  await kubectl(['apply', '-f', join(repoRoot, 'deploy/manifests/ipip-operator.yaml')]);
   const kubeconfig = await lab.serviceAccountKubeconfig('ipip-operator', 'ipip-operator');
   await lab.startAgent('node-a', ['--kubeconfig', kubeconfig, '--lease-namespace', 'ipip-operator', '--log-level', process.env.BENCH_LOG_LEVEL ?? 'warn']);
   const guest = lab.guest('node-a');

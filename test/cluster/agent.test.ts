@@ -1,8 +1,9 @@
 // The agent in cluster mode, as users run it: two nodes, each a real Linux kernel (a
 // User-Mode Linux guest) on a lab bridge, one agent per node, a real kube-apiserver and
-// etcd on the bridge, the agents authenticated as the ServiceAccount of deploy/rbac.yaml
-// with RBAC enforced. Everything is observed the way a user would: kubectl and the
-// kernel (`ip`, ping) on each node.
+// etcd on the bridge, the agents authenticated as the chart's ServiceAccount (applied from
+// deploy/manifests/, the chart rendered with default values) with RBAC enforced.
+// Everything is observed the way a user would: kubectl and the kernel (`ip`, ping) on
+// each node.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -95,14 +96,16 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     }
   }
 
-  test('lab up: API server on the bridge, two guests, Node objects, RBAC of deploy/rbac.yaml, an agent per node as its ServiceAccount', async () => {
+  test('lab up: API server on the bridge, two guests, Node objects, the chart\'s objects from deploy/manifests/, an agent per node as its ServiceAccount', async () => {
     try {
       lab = await startClusterLab();
     } catch (error) {
       startError = error;
       throw error;
     }
-    await kubectl(['apply', '-f', join(repoRoot, 'deploy/rbac.yaml')]);
+    // Everything a user's `kubectl apply -f deploy/manifests/` creates. Its DaemonSet gets no
+    // pods (no kubelet, no controller-manager); the agents are started in the guests below.
+    await kubectl(['apply', '-f', join(repoRoot, 'deploy/manifests/ipip-operator.yaml')]);
     const kubeconfig = await L().serviceAccountKubeconfig(SA.namespace, SA.name);
     for (const node of NODES) {
       await L().startAgent(node, ['--kubeconfig', kubeconfig, '--lease-namespace', SA.namespace, '--resync-period', '3s', '--log-format', 'text']);
@@ -275,7 +278,7 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
 
     const documented = documentedRules();
     const granted = grantedRules();
-    assert.deepEqual(granted, documented, 'deploy/rbac.yaml and the README\'s Permissions table must list the same rules');
+    assert.deepEqual(granted, documented, 'the roles of deploy/manifests/ (the chart) and the README\'s Permissions table must list the same rules');
   });
 });
 
@@ -286,11 +289,12 @@ function rule(scope: string, group: string, resource: string, verbs: string[], n
   return `${scope} ${group === '' ? 'core' : group} ${resource}${names.length > 0 ? `/${names.sort().join(',')}` : ''} ${[...verbs].sort().join(',')}`;
 }
 
+/** The roles of the chart, as rendered with default values into deploy/manifests/. */
 function grantedRules(): Rule[] {
-  const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/rbac.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any>);
+  const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/manifests/ipip-operator.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any> | null);
   const rules: Rule[] = [];
   for (const d of docs) {
-    if (d.kind !== 'ClusterRole' && d.kind !== 'Role') continue;
+    if (d === null || (d.kind !== 'ClusterRole' && d.kind !== 'Role')) continue;
     const scope = d.kind === 'ClusterRole' ? 'cluster' : `namespace:${d.metadata.namespace}`;
     for (const r of d.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }>) {
       for (const g of r.apiGroups) for (const res of r.resources) rules.push(rule(scope, g, res, r.verbs, r.resourceNames));

@@ -1,0 +1,75 @@
+# The ipip-operator agent image: the built JavaScript, its production dependencies, the Node.js
+# binary and iproute2 (`ip`, the only thing the agent runs), nothing else.
+#
+#   docker build --build-arg VERSION=$(node -p 'require("./package.json").version') -t ipip-operator .
+#
+# The Node major here must be the one package.json's engines asks for (24), on the same
+# Debian release (bookworm) in every stage: test/unit/dockerfile.test.ts checks both, and
+# scripts/image-smoke.sh rebuilds the runtime layout without Docker and runs it.
+
+# --- deps: production node_modules only --------------------------------------------------
+FROM node:24-bookworm-slim AS deps
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --omit=dev keeps typescript, @types/node and the npm package "node" (the pinned Node the
+# checkout runs with) out of the image. --ignore-scripts: no production dependency has an
+# install script (in package-lock.json only the dev package "node" has one).
+# Type declarations and source maps are never loaded at run time and are about half of
+# what npm installs (47 of 97 MB, most of it @kubernetes/client-node), so they go.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
+
+# --- build: src/ compiled to dist/ -------------------------------------------------------
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: "prepare" would run tsc before the sources are copied in, and the
+# "node" devDependency's preinstall would download a second Node that nothing here uses.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+# What `npm run build` runs (package.json "build"), called directly since scripts are off.
+RUN node_modules/.bin/tsc -p tsconfig.build.json
+
+# --- runtime -----------------------------------------------------------------------------
+# debian:bookworm-slim plus the one Node binary, rather than node:24-bookworm-slim: the same
+# Debian and the same Node, minus npm, corepack and the C headers (about 25-30 MB; npm alone
+# is 19 MB), which the agent never runs and which would only add to what a scanner reports.
+# The official Node binary needs glibc, libstdc++6 and libgcc-s1; bookworm-slim has all
+# three (its apt depends on them). Estimated size: 75 MB Debian + 7 MB iproute2 and its
+# libraries + 121 MB node + 50 MB node_modules + 0.5 MB dist, about 255 MB unpacked.
+FROM debian:bookworm-slim
+
+# iproute2 and nothing else: the agent reads and writes the kernel only through `ip`
+# (-json, -batch, monitor). --no-install-recommends; the package lists are not kept.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 \
+ && rm -rf /var/lib/apt/lists/*
+
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+
+# Layers from the least to the most often changed. Everything is owned by root (COPY's
+# default) with modes 0644/0755, so it is read-only to any other user, and nothing under
+# /app is written at run time: the chart can set readOnlyRootFilesystem. The agent writes
+# only to stdout/stderr and the kernel, and needs no HOME.
+WORKDIR /app
+COPY --from=deps /src/node_modules ./node_modules
+# dist/cli/main.js reads the version from ../../package.json.
+COPY package.json ./
+COPY --from=build /src/dist ./dist
+
+ENV NODE_ENV=production
+
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="ipip-operator" \
+      org.opencontainers.image.description="A Kubernetes node agent that builds and keeps Linux IPIP tunnels between cluster nodes" \
+      org.opencontainers.image.source="https://github.com/ipip-operator/ipip-operator" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+
+# No USER: the image does not force a user. In the cluster the agent changes links, addresses
+# and routes in the host's network namespace, which takes NET_ADMIN, and a non-root uid does
+# not get an added capability in its effective set: the pod runs as uid 0 with NET_ADMIN
+# added (not privileged). `version` and `plan --from-scratch` work as any uid.
+ENTRYPOINT ["node", "/app/dist/cli/main.js"]
+CMD ["agent"]
