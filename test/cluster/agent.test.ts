@@ -14,6 +14,7 @@ import type { IpipTunnel } from '../../src/api/types.ts';
 import { LAB_NODES, startClusterLab } from '../lab/cluster-lab.ts';
 import type { ClusterLab } from '../lab/cluster-lab.ts';
 import { repoRoot } from './apiserver.ts';
+import { eventually as waitUntil, kubectlOk, StartedByTest } from './support.ts';
 
 type Node = keyof typeof LAB_NODES;
 const NODES = Object.keys(LAB_NODES) as Node[];
@@ -26,22 +27,14 @@ function example(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
 }
 
 describe('the agent in a cluster: two nodes on real kernels, one API server', { timeout: 900_000 }, () => {
-  let lab: ClusterLab | undefined;
-  let startError: unknown;
-  const L = (): ClusterLab => {
-    if (lab === undefined) throw new Error('no lab: see the failure of the first test', { cause: startError });
-    return lab;
-  };
+  const lab = new StartedByTest<ClusterLab>('lab');
+  const L = (): ClusterLab => lab.get();
 
   after(async () => {
-    await lab?.stop();
+    await lab.started?.stop();
   });
 
-  async function kubectl(args: string[], input?: string): Promise<string> {
-    const r = await L().api.kubectl(args, input === undefined ? {} : { input });
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return r.stdout;
-  }
+  const kubectl = (args: string[], input?: string): Promise<string> => kubectlOk(L().api, args, input);
 
   async function apply(t: IpipTunnel): Promise<void> {
     await kubectl(['apply', '-f', '-'], JSON.stringify(t));
@@ -53,21 +46,11 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     return JSON.parse(r.stdout) as IpipTunnel;
   }
 
-  /** Polls until check returns a value (not undefined), or fails with the last thing seen and the agents' logs. */
-  async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      try {
-        const v = await check();
-        if (v !== undefined) return v;
-      } catch (error) {
-        last = error;
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    const logs = await Promise.all(NODES.map(async (n) => `--- agent ${n}:\n${(await L().agentLog(n)).split('\n').slice(-25).join('\n')}`));
-    throw new Error(`timed out waiting for ${what}; last: ${String((last as Error | undefined)?.message ?? last)}\n${logs.join('\n')}`);
+  /** eventually(), failing with the agents' last log lines. */
+  function eventually<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
+    return waitUntil(what, check, {
+      context: async () => (await Promise.all(NODES.map(async (n) => `--- agent ${n}:\n${(await L().agentLog(n)).split('\n').slice(-25).join('\n')}`))).join('\n'),
+    });
   }
 
   /** The tunnel once its aggregate says Ready 2/2 at its current generation. */
@@ -97,12 +80,7 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   }
 
   test('lab up: API server on the bridge, two guests, Node objects, the chart\'s objects from deploy/manifests/, an agent per node as its ServiceAccount', async () => {
-    try {
-      lab = await startClusterLab();
-    } catch (error) {
-      startError = error;
-      throw error;
-    }
+    await lab.start(() => startClusterLab());
     // Everything a user's `kubectl apply -f deploy/manifests/` creates. Its DaemonSet gets no
     // pods (no kubelet, no controller-manager); the agents are started in the guests below.
     await kubectl(['apply', '-f', join(repoRoot, 'deploy/manifests/ipip-operator.yaml')]);

@@ -7,31 +7,20 @@ import assert from 'node:assert/strict';
 import {join} from 'node:path';
 import {repoRoot, startApiServer, type ApiServer} from './apiserver.ts';
 import {badTunnels, validTunnel} from './bad-tunnels.ts';
+import {StartedByTest} from './support.ts';
 
 const crdName = 'ipiptunnels.tunnel.ipip-operator.dev';
 
 describe('IpipTunnel CRD on a real API server', () => {
-  let api: ApiServer | undefined;
-  // Startup is a test of its own, not a before() hook: a failing hook only marks the
-  // tests "cancelled" (the summary says "fail 0"), while this counts as a failure and
-  // prints the install hint right there.
-  let startError: unknown;
-  const server = (): ApiServer => {
-    if (!api) throw new Error('no API server: see the failure of the first test', {cause: startError});
-    return api;
-  };
+  const api = new StartedByTest<ApiServer>('API server');
+  const server = (): ApiServer => api.get();
 
   after(async () => {
-    await api?.stop();
+    await api.started?.stop();
   });
 
   test('kube-apiserver starts and the CRD in crds/ becomes Established', async () => {
-    try {
-      api = await startApiServer();
-    } catch (err) {
-      startError = err;
-      throw err;
-    }
+    await api.start(() => startApiServer());
     const applied = await server().kubectl(['apply', '-f', join(repoRoot, 'crds')]);
     assert.equal(applied.code, 0, `kubectl apply -f crds/ failed:\n${applied.stderr}`);
     const est = await server().kubectl(['wait', '--for=condition=Established', `crd/${crdName}`, '--timeout=60s']);

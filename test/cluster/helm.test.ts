@@ -21,6 +21,7 @@ import { parse as parseYaml, parseAllDocuments, stringify } from 'yaml';
 import { onProcessExit, withPdeathsig } from '../lab/process-guard.ts';
 import { clusterTools, kubeconfigYaml, repoRoot, run, startApiServer } from './apiserver.ts';
 import type { ApiServer, KubectlResult } from './apiserver.ts';
+import { eventually as waitUntil, kubectlOk, StartedByTest } from './support.ts';
 
 const chart = join(repoRoot, 'deploy/helm/ipip-operator');
 const manifests = join(repoRoot, 'deploy/manifests/ipip-operator.yaml');
@@ -84,7 +85,6 @@ async function helmOk(args: string[], api?: ApiServer): Promise<string> {
   return r.stdout;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('the Helm chart and the plain manifests', () => {
   test("the chart's crds/ipiptunnels.yaml is a byte copy of crds/ipiptunnels.yaml", () => {
@@ -340,27 +340,16 @@ describe('the Helm chart and the plain manifests', () => {
 });
 
 describe('the chart on a real API server', { timeout: 600_000 }, () => {
-  let api: ApiServer | undefined;
-  // Startup is a test of its own, not a before() hook: a failing hook only marks the
-  // tests "cancelled" (the summary says "fail 0"), while this counts as a failure and
-  // prints the install hint right there.
-  let startError: unknown;
-  const server = (): ApiServer => {
-    if (!api) throw new Error('no API server: see the failure of the first test of this group', { cause: startError });
-    return api;
-  };
+  const api = new StartedByTest<ApiServer>('API server');
+  const server = (): ApiServer => api.get();
   let agent: ChildProcess | undefined;
 
   after(async () => {
     if (agent !== undefined && agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
-    await api?.stop();
+    await api.started?.stop();
   });
 
-  async function kubectl(args: string[], input?: string): Promise<string> {
-    const r = await server().kubectl(args, input === undefined ? {} : { input });
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return r.stdout;
-  }
+  const kubectl = (args: string[], input?: string): Promise<string> => kubectlOk(server(), args, input);
 
   async function exists(args: string[]): Promise<boolean> {
     const r = await server().kubectl(['get', ...args, '-o', 'name']);
@@ -369,20 +358,9 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     throw new Error(`kubectl get ${args.join(' ')}: ${r.stderr}`);
   }
 
-  async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      try {
-        const v = await check();
-        if (v !== undefined) return v;
-      } catch (error) {
-        last = error;
-      }
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `; last: ${String((last as Error).message ?? last)}`}`);
-  }
+  const eventually = <T>(what: string, check: () => Promise<T | undefined>): Promise<T> =>
+    waitUntil(what, check, { timeoutMs: 30_000, intervalMs: 250 });
+
 
   /** What the release owns on the server, as "Kind/namespace/name". */
   const releaseObjects = [
@@ -399,12 +377,7 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
   const getArgs = ([kind, ns, name]: readonly [string, string, string]) => [kind, name, ...(ns === '' ? [] : ['-n', ns])];
 
   test('kube-apiserver starts', async () => {
-    try {
-      api = await startApiServer();
-    } catch (error) {
-      startError = error;
-      throw error;
-    }
+    await api.start(() => startApiServer());
   });
 
   test('the rendered objects with default values are accepted (kubectl apply --dry-run=server)', async () => {

@@ -8,8 +8,11 @@ import {existsSync, readFileSync} from 'node:fs';
 import {after, describe, test} from 'node:test';
 import assert from 'node:assert/strict';
 import {BRIDGE_ADDRESS, LAB_NODES, startClusterLab, type ClusterLab, type LabNodeName} from '../lab/cluster-lab.ts';
+import {eventually, kubectlOk, StartedByTest} from './support.ts';
 
 const NODES = Object.keys(LAB_NODES) as LabNodeName[];
+/** Processes in a guest answer within seconds. */
+const quick = {timeoutMs: 10_000, intervalMs: 200};
 
 interface NodeJson {
   metadata: {name: string};
@@ -17,24 +20,14 @@ interface NodeJson {
 }
 
 describe('cluster lab: guests on a bridge with a real API server', {timeout: 600_000}, () => {
-  let lab: ClusterLab | undefined;
-  // Startup is a test of its own, not a before() hook: a failing hook only marks the
-  // tests "cancelled", while this counts as a failure and shows the install hint.
-  let startError: unknown;
-  const L = (): ClusterLab => {
-    if (!lab) throw new Error('no lab: see the failure of the first test', {cause: startError});
-    return lab;
-  };
+  const lab = new StartedByTest<ClusterLab>('lab');
+  const L = (): ClusterLab => lab.get();
 
   after(async () => {
-    await lab?.stop();
+    await lab.started?.stop();
   });
 
-  async function kubectl(args: string[], input?: string): Promise<string> {
-    const r = await L().api.kubectl(args, input === undefined ? {} : {input});
-    assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  }
+  const kubectl = (args: string[], input?: string): Promise<string> => kubectlOk(L().api, args, input);
 
   async function internalIPs(): Promise<Record<string, string | undefined>> {
     const list = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as {items: NodeJson[]};
@@ -43,16 +36,11 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
 
   test('the lab starts: namespace, bridge, API server with the CRD, a guest per node', async (t) => {
     const started = Date.now();
-    try {
-      lab = await startClusterLab();
-    } catch (err) {
-      startError = err;
-      throw err;
-    }
-    t.diagnostic(`lab started in ${Date.now() - started} ms (netns ${lab.netns}, API server ${lab.api.server})`);
-    assert.equal(lab.api.netns, lab.netns);
-    assert.equal(lab.api.server.startsWith(`https://${BRIDGE_ADDRESS}:`), true, lab.api.server);
-    assert.deepEqual(lab.nodes, LAB_NODES);
+    const up = await lab.start(() => startClusterLab());
+    t.diagnostic(`lab started in ${Date.now() - started} ms (netns ${up.netns}, API server ${up.api.server})`);
+    assert.equal(up.api.netns, up.netns);
+    assert.equal(up.api.server.startsWith(`https://${BRIDGE_ADDRESS}:`), true, up.api.server);
+    assert.deepEqual(up.nodes, LAB_NODES);
     const crd = await kubectl(['get', 'crd', 'ipiptunnels.tunnel.ipip-operator.dev', '-o', 'name']);
     assert.equal(crd.trim(), 'customresourcedefinition.apiextensions.k8s.io/ipiptunnels.tunnel.ipip-operator.dev');
   });
@@ -144,12 +132,12 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
     // One that ignores the signal is killed after the grace period.
     await L().startInGuest('node-b', 'stubborn', ['sh', '-c', 'trap "" TERM; echo trapped; while true; do sleep 1; done']);
     // Only once the trap is set: a TERM before it would end the shell at once.
-    await waitFor(async () => (await L().guestLog('node-b', 'stubborn')).includes('trapped'), 'the trap to be set');
+    await eventually('the trap to be set', async () => ((await L().guestLog('node-b', 'stubborn')).includes('trapped') ? true : undefined), quick);
     assert.deepEqual(await L().stopInGuest('node-b', 'stubborn', 'TERM', 1000), {status: 137, killed: true});
 
     // The environment given reaches the process.
     await L().startInGuest('node-b', 'env', ['sh', '-c', 'echo "$LAB_VALUE"'], {env: {LAB_VALUE: "it's here"}});
-    await waitFor(async () => (await L().exitStatus('node-b', 'env')) === 0, 'env process to finish');
+    await eventually('env process to finish', async () => ((await L().exitStatus('node-b', 'env')) === 0 ? true : undefined), quick);
     assert.equal((await L().guestLog('node-b', 'env')).trim(), "it's here");
     assert.deepEqual(await L().stopInGuest('node-b', 'env'), {status: 0, killed: false});
   });
@@ -158,7 +146,7 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
     // A flag the CLI does not have: exit 2 (bad input), naming it. Cluster mode itself is
     // the agent tests' business.
     await L().startAgent('node-a', ['--no-such-flag']);
-    await waitFor(async () => (await L().exitStatus('node-a', 'agent-node-a')) !== undefined, 'the agent to exit', 30_000);
+    await eventually('the agent to exit', async () => ((await L().exitStatus('node-a', 'agent-node-a')) !== undefined ? true : undefined), {...quick, timeoutMs: 30_000});
     assert.match(await L().agentLog('node-a'), /no-such-flag/);
     assert.deepEqual(await L().stopAgent('node-a'), {status: 2, killed: false});
   });
@@ -225,11 +213,3 @@ function pssKB(pid: number): number {
   }
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
