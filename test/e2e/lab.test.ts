@@ -1,0 +1,211 @@
+// The whole lab, end to end, as the README's first command builds it (test/lab/full-lab.ts,
+// the same code as test/lab/lab-cli.ts): a real API server and etcd, two nodes on real
+// Linux kernels (User-Mode Linux) with strict rp_filter, the Helm chart installed, an
+// agent per node as the chart's ServiceAccount, Prometheus scraping both. Everything is
+// observed as a user would: kubectl, the kernels (ip, ping, tcpdump), Prometheus's HTTP
+// API and promtool.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import type { IpipTunnel } from '../../src/api/types.ts';
+import { run } from '../cluster/apiserver.ts';
+import { eventually as waitUntil, StartedByTest } from '../cluster/support.ts';
+import { EXAMPLE, startFullLab, startIpipCapture, tunnelView, waitReady } from '../lab/full-lab.ts';
+import type { FullLab, TunnelView } from '../lab/full-lab.ts';
+
+const NODES = ['node-a', 'node-b'] as const;
+type Node = (typeof NODES)[number];
+const OVERLAY: Record<Node, string> = { 'node-a': '172.0.0.2', 'node-b': '172.0.0.3' };
+const ADDRESS: Record<Node, string> = { 'node-a': '192.168.40.2', 'node-b': '192.168.40.3' };
+
+function example(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
+  const t = parseAllDocuments(readFileSync(EXAMPLE, 'utf8'))[0]!.toJS() as IpipTunnel;
+  mutate(t);
+  return t;
+}
+
+describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prometheus', { timeout: 1_200_000 }, () => {
+  const started = new StartedByTest<FullLab>('lab');
+  const L = (): FullLab => started.get();
+
+  after(async () => {
+    await started.started?.stop();
+  });
+
+  const kubectl = (args: string[], input?: string): Promise<string> => L().kubectl(args, input);
+  const apply = (t: IpipTunnel): Promise<string> => kubectl(['apply', '-f', '-'], JSON.stringify(t));
+
+  function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+    return waitUntil(what, check, {
+      timeoutMs,
+      context: async () => (await Promise.all(NODES.map(async (n) => `--- agent ${n}:\n${(await L().cluster.agentLog(n)).split('\n').slice(-25).join('\n')}`))).join('\n'),
+    });
+  }
+
+  async function sh(node: Node, cmd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    return L().cluster.guest(node).sh(cmd);
+  }
+
+  async function link(node: Node, name = 'ipiptun'): Promise<Record<string, any> | undefined> {
+    const r = await sh(node, `ip -j -s -d link show dev ${name}`);
+    return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
+  }
+
+  async function routes(node: Node): Promise<string[]> {
+    const r = await sh(node, 'ip -j route show');
+    // The routes the tunnel asks for; not the kernel's own route to the peer address.
+    return (JSON.parse(r.stdout) as Array<{ dst: string; dev: string; protocol?: string }>)
+      .filter((x) => x.dev === 'ipiptun' && x.protocol !== 'kernel').map((x) => x.dst).sort();
+  }
+
+  async function ping(from: Node, to: string, count = 1): Promise<boolean> {
+    return (await sh(from, `ping -c ${count} -i 0.2 -W 2 ${to}`)).code === 0;
+  }
+
+  /** An agent's /metrics, fetched from the lab's namespace (as Prometheus does). */
+  async function agentMetrics(node: Node): Promise<string> {
+    const r = await run('ip', ['netns', 'exec', L().cluster.netns, 'curl', '-sS', '--fail', '--max-time', '10', `http://${ADDRESS[node]}:9477/metrics`], { timeoutMs: 20_000 });
+    assert.equal(r.code, 0, `GET /metrics of ${node}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  function sample(exposition: string, name: string): number {
+    const line = exposition.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    assert.ok(line !== undefined, `${name} in the exposition`);
+    return Number(line.split(' ').at(-1));
+  }
+
+  const ready = (): Promise<TunnelView> => waitReady(L(), 'lab');
+
+  test('lab up: API server, two UML nodes with strict rp_filter, the chart installed with helm, an agent per node as its ServiceAccount, Prometheus scraping both', async () => {
+    await started.start(() => startFullLab());
+    for (const node of NODES) {
+      assert.equal((await sh(node, 'sysctl -n net.ipv4.conf.all.rp_filter')).stdout.trim(), '1', `strict rp_filter on ${node}`);
+    }
+    assert.match(await L().helm(['list', '-n', 'ipip-operator', '-q']).then((r) => r.stdout), /^ipip-operator$/m, 'the release is installed');
+    assert.deepEqual(await L().prometheus.targetHealth(), { 'node-a': 'up', 'node-b': 'up' });
+  });
+
+  test('kubectl apply the example -> Ready 2/2, ping both ways, the capture shows IPIP (proto 4) packets', async () => {
+    await kubectl(['apply', '-f', EXAMPLE]);
+    const t = await ready();
+    assert.equal(t.observedGeneration, 1);
+    assert.match(await kubectl(['get', 'ipt', 'lab']), /^lab\s+ipip\s+2\/2\s/m);
+    for (const node of NODES) {
+      const l = await link(node);
+      assert.equal(l?.linkinfo?.info_kind, 'ipip');
+      assert.deepEqual(await routes(node), ['172.0.0.0/24']);
+    }
+    const capture = await startIpipCapture(L(), 'node-b');
+    assert.ok(await ping('node-a', OVERLAY['node-b'], 3), 'node-a pings node-b through the tunnel');
+    const out = (await capture.done).stdout;
+    // tcpdump 4.99 says "proto IPIP (4)"; older versions printed "ipip-proto-4".
+    assert.match(out, /proto IPIP \(4\)|ipip-proto-4/, out);
+    assert.match(out, /192\.168\.40\.2 > 192\.168\.40\.3: IP .*\n\s+172\.0\.0\.2 > 172\.0\.0\.3: ICMP echo request/, out);
+    assert.ok(await ping('node-b', OVERLAY['node-a'], 3), 'node-b pings node-a through the tunnel');
+  });
+
+  test('Prometheus: ipip_operator_tunnel_up == 1 for both nodes; the kernel byte counters grow after a ping', async () => {
+    const prom = L().prometheus;
+    const up = await eventually('tunnel_up == 1 for both nodes in Prometheus', async () => {
+      const v = await prom.byNode('ipip_operator_tunnel_up{tunnel="lab"} == 1');
+      return v['node-a'] === 1 && v['node-b'] === 1 ? v : undefined;
+    });
+    assert.deepEqual(up, { 'node-a': 1, 'node-b': 1 });
+    const rx = (): Promise<Record<string, number>> => prom.byNode('ipip_operator_tunnel_receive_bytes_total{tunnel="lab"}');
+    // The agents refresh the counters on each reconcile (every 5 s in the lab); wait for a
+    // settled value, ping, then wait for a scrape of the next refresh.
+    const before = await eventually('receive byte counters of both nodes in Prometheus', async () => {
+      const v = await rx();
+      return v['node-a'] !== undefined && v['node-b'] !== undefined ? v : undefined;
+    });
+    assert.ok(await ping('node-a', OVERLAY['node-b'], 5));
+    assert.ok(await ping('node-b', OVERLAY['node-a'], 5));
+    // Each node received at least 5 echo replies and 5 echo requests of 84 bytes (inner packets).
+    const grown = await eventually('receive byte counters grew on both nodes', async () => {
+      const v = await rx();
+      return NODES.every((n) => (v[n] ?? 0) >= before[n]! + 10 * 84) ? v : undefined;
+    }, 45_000);
+    for (const n of NODES) assert.ok(grown[n]! > before[n]!, `${n}: ${before[n]} -> ${grown[n]} bytes`);
+  });
+
+  test('promtool check metrics passes on each agent\'s /metrics', async () => {
+    for (const node of NODES) {
+      const text = await agentMetrics(node);
+      const r = await run('promtool', ['check', 'metrics'], { input: text, timeoutMs: 30_000 });
+      assert.equal(r.code, 0, `promtool check metrics on ${node}:\n${r.stdout}${r.stderr}`);
+    }
+  });
+
+  test('edit the tunnel with kubectl apply: ttl, then a route -> kernels change, Ready again, observedGeneration follows', async () => {
+    await apply(example((t) => { t.spec.ttl = 32; }));
+    let t = await ready();
+    assert.equal(t.generation, 2);
+    assert.equal(t.observedGeneration, 2);
+    for (const node of NODES) {
+      await eventually(`ttl 32 on ${node}`, async () => ((await link(node))?.linkinfo?.info_data?.ttl === 32 ? true : undefined));
+    }
+    await apply(example((t) => { t.spec.ttl = 32; t.spec.routes = ['172.0.0.0/24', '10.99.0.0/24']; }));
+    t = await ready();
+    assert.equal(t.generation, 3);
+    assert.equal(t.observedGeneration, 3);
+    for (const node of NODES) {
+      await eventually(`route 10.99.0.0/24 on ${node}`, async () => ((await routes(node)).includes('10.99.0.0/24') ? true : undefined));
+      assert.deepEqual(await routes(node), ['10.99.0.0/24', '172.0.0.0/24']);
+    }
+    assert.ok(await ping('node-a', OVERLAY['node-b']));
+  });
+
+  test('SIGKILL an agent and start it again: the link is not recreated (same index and counters), Ready again', async () => {
+    const before = await link('node-b');
+    assert.ok(before !== undefined);
+    const exit = await L().cluster.stopAgent('node-b', 'KILL', 0);
+    assert.equal(exit.status, 128 + 9, 'the agent died of SIGKILL');
+    await L().startAgent('node-b');
+    await L().waitAgentReady('node-b');
+    // Let it run a full reconcile (resync 5 s) before looking.
+    await new Promise((r) => setTimeout(r, 6000));
+    await ready();
+    const afterRestart = await link('node-b');
+    assert.equal(afterRestart?.ifindex, before.ifindex, 'same link index');
+    assert.deepEqual(afterRestart?.stats64?.rx, before.stats64?.rx, 'same receive counters');
+    assert.deepEqual(afterRestart?.stats64?.tx, before.stats64?.tx, 'same transmit counters');
+    const view = await tunnelView(L(), 'lab');
+    assert.equal(view?.readySummary, '2/2');
+  });
+
+  test('drift by hand on one node (route deleted, link down) -> repaired, counted in ipip_operator_drift_corrections_total', async () => {
+    const driftBefore = sample(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
+    await sh('node-a', 'ip route del 172.0.0.0/24 dev ipiptun && ip link set ipiptun down');
+    await eventually('node-a repaired: link up, route back', async () => {
+      const l = await link('node-a');
+      const r = await routes('node-a');
+      return l?.flags?.includes('UP') === true && r.includes('172.0.0.0/24') && r.includes('10.99.0.0/24') ? true : undefined;
+    }, 30_000);
+    const driftAfter = await eventually('drift corrections counted', async () => {
+      const v = sample(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
+      return v > driftBefore ? v : undefined;
+    });
+    assert.ok(driftAfter >= driftBefore + 1, `drift corrections ${driftBefore} -> ${driftAfter}`);
+    // Prometheus sees it too, for node-a only.
+    await eventually('Prometheus sees the drift correction on node-a', async () => {
+      const v = await L().prometheus.byNode('ipip_operator_drift_corrections_total');
+      return (v['node-a'] ?? 0) >= driftAfter ? true : undefined;
+    });
+    assert.ok(await ping('node-a', OVERLAY['node-b']), 'the tunnel works again');
+    await ready();
+  });
+
+  test('kubectl delete the tunnel -> links and routes gone on both nodes', async () => {
+    await kubectl(['delete', 'ipiptunnel', 'lab', '--wait=true']);
+    for (const node of NODES) {
+      await eventually(`ipiptun gone from ${node}`, async () => ((await link(node)) === undefined ? true : undefined));
+      const r = await sh(node, 'ip route show 172.0.0.0/24; ip route show 10.99.0.0/24');
+      assert.equal(r.stdout.trim(), '', `no tunnel routes left on ${node}`);
+    }
+    assert.equal(await tunnelView(L(), 'lab'), undefined);
+  });
+});
+

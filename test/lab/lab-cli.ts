@@ -1,0 +1,294 @@
+// The lab CLI, behind ./scripts/lab.sh:
+//
+//   node test/lab/lab-cli.ts up [--exit-after-demo]   the whole lab, the example tunnel, a tour
+//   node test/lab/lab-cli.ts down                     tears down a lab left running by `up`
+//   node test/lab/lab-cli.ts sh NODE [COMMAND]        a shell (one command per line) in a node
+//
+// The nodes are User-Mode Linux processes, children of `up` that die with it, so `up`
+// stays in the foreground after the tour: the lab runs until Ctrl-C or `down`. `up`
+// writes its pid and paths to /run/ipip-operator-lab/state.json; `down` signals it, waits
+// until its namespace and processes are gone, and also removes what a SIGKILLed `up` left.
+// The nodes' consoles belong to `up`, so `sh` sends its commands to `up` over a unix
+// socket next to the state file, and `up` runs them in the guest.
+
+import { spawnSync } from 'node:child_process';
+import { createServer, request } from 'node:http';
+import type { Server } from 'node:http';
+import { createInterface } from 'node:readline';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { BRIDGE_ADDRESS } from './cluster-lab.ts';
+import { EXAMPLE, startFullLab, startIpipCapture, waitReady } from './full-lab.ts';
+import type { FullLab } from './full-lab.ts';
+import { isAlive, onProcessExit } from './process-guard.ts';
+
+export const STATE_FILE = '/run/ipip-operator-lab/state.json';
+export const CONTROL_SOCKET = '/run/ipip-operator-lab/control.sock';
+const NETNS_PATTERN = /^ipiplab-(\d+)(?:-\d+)?$/;
+
+interface LabState {
+  pid: number;
+  netns: string;
+  kubeconfig: string;
+  apiDir: string;
+  prometheus: string;
+  startedAt: string;
+}
+
+function step(text: string): void {
+  process.stdout.write(`\n== ${text}\n`);
+}
+
+function print(text: string): void {
+  process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`);
+}
+
+function readState(): LabState | undefined {
+  try {
+    return JSON.parse(readFileSync(STATE_FILE, 'utf8')) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+function namespaces(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n !== '');
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** SIGKILLs every process in the namespace, waits (up to 10 s) until they are gone, deletes it. */
+async function killNamespace(netns: string): Promise<void> {
+  const r = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' });
+  const pids = r.stdout.split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 0);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  const deadline = Date.now() + 10_000;
+  while (pids.some(isAlive) && Date.now() < deadline) await sleep(100);
+  spawnSync('ip', ['netns', 'del', netns]);
+}
+
+/** Stops the lab of the state file and sweeps lab namespaces whose owner is dead. */
+export async function down(quiet = false): Promise<void> {
+  const state = readState();
+  const had = state !== undefined || namespaces().some((ns) => {
+    const m = NETNS_PATTERN.exec(ns);
+    return m !== null && !isAlive(Number(m[1]));
+  });
+  if (state !== undefined && state.pid !== process.pid && isAlive(state.pid)) {
+    print(`stopping the lab (pid ${state.pid}, namespace ${state.netns})`);
+    process.kill(state.pid, 'SIGTERM');
+    const deadline = Date.now() + 30_000;
+    while (isAlive(state.pid) && Date.now() < deadline) await sleep(200);
+    if (isAlive(state.pid)) {
+      print(`pid ${state.pid} is still there after 30 s: SIGKILL`);
+      process.kill(state.pid, 'SIGKILL');
+      while (isAlive(state.pid)) await sleep(100);
+    }
+  }
+  // Namespaces of labs whose process is gone (e.g. `up` was SIGKILLed), with anything in them.
+  for (const ns of namespaces()) {
+    const m = NETNS_PATTERN.exec(ns);
+    if (m === null || isAlive(Number(m[1]))) continue;
+    print(`removing ${ns} and the processes in it`);
+    await killNamespace(ns);
+  }
+  if (state !== undefined && existsSync(state.apiDir) && !isAlive(state.pid)) rmSync(state.apiDir, { recursive: true, force: true });
+  if (state === undefined || !isAlive(state.pid)) {
+    rmSync(STATE_FILE, { force: true });
+    rmSync(CONTROL_SOCKET, { force: true });
+  }
+  const left = namespaces().filter((ns) => { const m = NETNS_PATTERN.exec(ns); return m !== null && !isAlive(Number(m[1])); });
+  if (left.length > 0) throw new Error(`still there: ${left.join(', ')}`);
+  if (state !== undefined && namespaces().includes(state.netns)) throw new Error(`namespace ${state.netns} is still there`);
+  if (!quiet || had) print(had ? 'the lab is down: no lab namespace, process or link is left' : 'no lab is running');
+}
+
+async function sh(lab: FullLab, node: string, cmd: string): Promise<string> {
+  const r = await lab.cluster.guest(node).sh(cmd);
+  return r.stdout + r.stderr;
+}
+
+export async function up(exitAfterDemo: boolean): Promise<void> {
+  const previous = readState();
+  if (previous !== undefined && isAlive(previous.pid) && previous.pid !== process.pid) {
+    step(`a lab from an earlier \`up\` (pid ${previous.pid}) is running: tearing it down first`);
+  }
+  await down(true);
+  const started = Date.now();
+  step('bringing up the lab');
+  const lab = await startFullLab((line) => print(`   ${line}`));
+  const ns = lab.cluster.netns;
+  let failed = false;
+  let control: Server | undefined;
+  try {
+    const state: LabState = {
+      pid: process.pid, netns: ns, kubeconfig: lab.cluster.api.kubeconfig, apiDir: lab.cluster.api.dir,
+      prometheus: lab.prometheus.url, startedAt: new Date().toISOString(),
+    };
+    mkdirSync(dirname(STATE_FILE), { recursive: true });
+    writeFileSync(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
+    onProcessExit(() => {
+      if (readState()?.pid === process.pid) rmSync(STATE_FILE, { force: true });
+      rmSync(CONTROL_SOCKET, { force: true });
+    });
+    control = await serveControl(lab);
+    print(`   up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    step('kubectl apply -f examples/tunnel.yaml');
+    print(await lab.kubectl(['apply', '-f', EXAMPLE]));
+    step('waiting for both agents to program their kernels and report (READY 2/2)');
+    const t0 = Date.now();
+    await waitReady(lab, 'lab', (s) => print(`   ${((Date.now() - t0) / 1000).toFixed(1)} s: ${s}`));
+
+    step('kubectl get ipt');
+    print(await lab.kubectl(['get', 'ipt']));
+    for (const node of lab.nodes) {
+      step(`${node}: ip -d link show ipiptun; ip route show dev ipiptun`);
+      print(await sh(lab, node, 'ip -d link show ipiptun; ip route show dev ipiptun'));
+    }
+    step('node-a: ping -c 3 172.0.0.3 (node-b through the tunnel; strict rp_filter on both nodes), capturing on node-b\'s eth1');
+    const capture = await startIpipCapture(lab, 'node-b');
+    print(await sh(lab, 'node-a', 'ping -c 3 -i 0.3 172.0.0.3'));
+    step('node-b: tcpdump -n -v -c 2 -i eth1 ip proto 4 (tcpdump 4.99 prints "proto IPIP (4)" where older versions said "ipip-proto-4")');
+    print((await capture.done).stdout);
+
+    step('how to reach the lab');
+    const kc = lab.cluster.api.kubeconfig;
+    print([
+      `The API server listens on the lab bridge inside the network namespace ${ns}, so run clients there:`,
+      `  ip netns exec ${ns} kubectl --kubeconfig ${kc} get ipt`,
+      `Prometheus (scraping both agents every 2 s): ${lab.prometheus.url}`,
+      `  ip netns exec ${ns} curl -s '${lab.prometheus.url}/api/v1/query?query=ipip_operator_tunnel_up'`,
+      `Agents' metrics: http://192.168.40.2:9477/metrics and http://192.168.40.3:9477/metrics (same namespace)`,
+      'A shell in a node (one command per line, run with sh in the guest, cwd the checkout; Ctrl-D ends it):',
+      ...lab.nodes.map((n) => `  ./scripts/lab.sh sh ${n}        or one command: ./scripts/lab.sh sh ${n} ip route`),
+      `The bridge ${BRIDGE_ADDRESS} and the nodes' eth1 are in that namespace too: ip netns exec ${ns} ping 192.168.40.2`,
+      exitAfterDemo
+        ? 'This demo tears the lab down now; to keep it running, start it with ./scripts/lab.sh up (Ctrl-C or ./scripts/lab.sh down ends it).'
+        : 'Tear it down: Ctrl-C here, or ./scripts/lab.sh down from another terminal',
+      `State: ${STATE_FILE}`,
+    ].join('\n'));
+    if (exitAfterDemo) {
+      step('tearing the lab down (./scripts/lab.sh up keeps it running; ./scripts/lab.sh down stops it)');
+    } else {
+      step(`the lab runs until Ctrl-C or \`./scripts/lab.sh down\` (pid ${process.pid})`);
+      await new Promise<void>((resolve) => {
+        const keepAlive = setInterval(() => {}, 60_000);
+        for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+          process.prependOnceListener(sig, () => {
+            clearInterval(keepAlive);
+            resolve();
+          });
+        }
+      });
+    }
+  } catch (error) {
+    failed = true;
+    process.stderr.write(`lab failed: ${(error as Error).stack ?? String(error)}\n`);
+  } finally {
+    control?.close();
+    rmSync(CONTROL_SOCKET, { force: true });
+    await lab.stop();
+    const state = readState();
+    if (state?.pid === process.pid) rmSync(STATE_FILE, { force: true });
+  }
+  if (failed) process.exitCode = 1;
+  else print(`done in ${((Date.now() - started) / 1000).toFixed(1)} s; nothing is left of the lab`);
+}
+
+/** `up` runs the commands of `sh` in the guests: POST /sh/NODE with the command as the body. */
+function serveControl(lab: FullLab): Promise<Server> {
+  rmSync(CONTROL_SOCKET, { force: true });
+  const server = createServer((req, res) => {
+    const node = decodeURIComponent((req.url ?? '').replace(/^\/sh\//, ''));
+    let body = '';
+    req.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => {
+      if (!lab.nodes.includes(node)) {
+        res.writeHead(404).end(JSON.stringify({ code: 127, stdout: '', stderr: `no node ${node} (nodes: ${lab.nodes.join(', ')})\n` }));
+        return;
+      }
+      lab.cluster.guest(node).sh(body, 600_000).then(
+        (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r)),
+        (e: unknown) => res.writeHead(500).end(JSON.stringify({ code: 1, stdout: '', stderr: `${String(e)}\n` })),
+      );
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(CONTROL_SOCKET, () => {
+      server.unref();
+      resolve(server);
+    });
+  });
+}
+
+function remoteSh(node: string, cmd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: CONTROL_SOCKET, path: `/sh/${encodeURIComponent(node)}`, method: 'POST' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(JSON.parse(body) as { code: number; stdout: string; stderr: string }));
+    });
+    req.on('error', (e) => reject(new Error(`no running lab to talk to (${e.message}); start one with ./scripts/lab.sh up`)));
+    req.end(cmd);
+  });
+}
+
+async function shell(node: string, words: string[]): Promise<number> {
+  if (words.length > 0) {
+    const r = await remoteSh(node, words.join(' '));
+    process.stdout.write(r.stdout);
+    process.stderr.write(r.stderr);
+    return r.code;
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: `${node}# ` });
+  let closed = false;
+  rl.once('close', () => {
+    closed = true;
+  });
+  rl.prompt();
+  let code = 0;
+  for await (const line of rl) {
+    if (line.trim() !== '') {
+      const r = await remoteSh(node, line);
+      process.stdout.write(r.stdout);
+      process.stderr.write(r.stderr);
+      code = r.code;
+    }
+    if (!closed) rl.prompt();
+  }
+  process.stdout.write('\n');
+  return code;
+}
+
+function usage(): never {
+  process.stderr.write('usage: node test/lab/lab-cli.ts up [--exit-after-demo] | down | sh NODE [COMMAND...]\n');
+  process.exit(2);
+}
+
+if (import.meta.main) {
+  const [command, ...rest] = process.argv.slice(2);
+  if (command === 'up') {
+    if (rest.some((a) => a !== '--exit-after-demo')) usage();
+    await up(rest.includes('--exit-after-demo'));
+  } else if (command === 'down') {
+    if (rest.length > 0) usage();
+    await down().catch((error: unknown) => {
+      process.stderr.write(`lab down: ${(error as Error).message}\n`);
+      process.exitCode = 1;
+    });
+  } else if (command === 'sh' && rest[0] !== undefined) {
+    process.exitCode = await shell(rest[0], rest.slice(1)).catch((error: unknown) => {
+      process.stderr.write(`lab sh: ${(error as Error).message}\n`);
+      return 1;
+    });
+  } else {
+    usage();
+  }
+}
