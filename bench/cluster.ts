@@ -6,6 +6,9 @@
 // until node-a has all N entries ready, the agent's RSS idle before and after, and what
 // one idle minute costs, once status writes have stopped: API requests by verb, objects
 // written, reconciles. Times are from the one `kubectl apply` of the N tunnels.
+// Then N more tunnels between the remote Nodes only (none names node-a): node-a, the Lease
+// holder, writes their aggregates, and what that churn costs node-a's kernel side is
+// counted (reconciles of node-a while they are applied and aggregated).
 
 import { join } from 'node:path';
 import { startClusterLab } from '../test/lab/cluster-lab.ts';
@@ -89,6 +92,7 @@ try {
   const after = await metrics();
   const rvAfter = await kubectl(['get', 'ipiptunnels', '-o', 'jsonpath={range .items[*]}{.metadata.resourceVersion} {end}']);
   const rssLoaded = await rssMiB();
+  const heapMiB = (sample(after, 'nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(1);
   const delta = (name: string) => sample(after, name) - sample(before, name);
   const verbs = ['list', 'watch', 'get', 'create', 'update', 'apply', 'patch']
     .map((v) => [v, delta(`ipip_operator_apiserver_requests_total{verb="${v}"`)] as const).filter(([, d]) => d > 0);
@@ -100,7 +104,35 @@ try {
   say('');
   say(`One idle minute with ${n} tunnels and the default 60 s resync: ${delta('ipip_operator_reconcile_total')} reconciles ` +
     `(${delta('ipip_operator_ip_commands_total')} ip processes), ${changedObjects} tunnel objects written, API requests: ` +
-    `${verbs.length === 0 ? 'none' : verbs.map(([v, d]) => `${v} ${d}`).join(', ')}.`);
+    `${verbs.length === 0 ? 'none' : verbs.map(([v, d]) => `${v} ${d}`).join(', ')}; JS heap used ${heapMiB} MiB.`);
+
+  // Foreign churn: N tunnels that do not name node-a, aggregated by node-a (the leader).
+  const foreign = Array.from({ length: n }, (_, i) => ({
+    apiVersion: 'tunnel.ipip-operator.dev/v1alpha1', kind: 'IpipTunnel', metadata: { name: `f${i}` },
+    spec: {
+      linkName: `ipf${i}`,
+      endpoints: [
+        { nodeName: `remote-${i}`, overlayAddress: `172.31.${Math.floor(i / 100)}.${(i % 100) * 2 + 1}` },
+        { nodeName: `remote-${(i + 1) % n}`, overlayAddress: `172.31.${Math.floor(i / 100)}.${(i % 100) * 2 + 2}` },
+      ],
+    },
+  }));
+  const churnBefore = await metrics();
+  const t1 = Date.now();
+  await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: foreign }));
+  let foreignAggregated = 0;
+  while (foreignAggregated < n && Date.now() - t1 < 600_000) {
+    const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Array<{ metadata: { name: string }; status?: { readySummary?: string } }> };
+    foreignAggregated = list.items.filter((t) => t.metadata.name.startsWith('f') && t.status?.readySummary === '0/2').length;
+    if (foreignAggregated < n) await new Promise((r) => setTimeout(r, 1000));
+  }
+  const churnS = (Date.now() - t1) / 1000;
+  const churnAfter = await metrics();
+  const churn = (name: string) => sample(churnAfter, name) - sample(churnBefore, name);
+  say('');
+  say(`${n} tunnels between other nodes applied and aggregated (0/2) by node-a in ${churnS.toFixed(1)} s: ` +
+    `${churn('ipip_operator_apiserver_requests_total{verb="apply"')} aggregate writes, ` +
+    `${churn('ipip_operator_reconcile_total')} reconciles of node-a (${churn('ipip_operator_ip_commands_total')} ip processes).`);
 } finally {
   if (process.env.BENCH_LOG_LEVEL !== undefined) process.stderr.write(await lab.agentLog('node-a'));
   await lab.stop();

@@ -9,7 +9,7 @@
 
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
-import { ApiError, nodeAddressesOf } from '../kube/client.ts';
+import { ApiError, nodeAddressesOf, tunnelOf } from '../kube/client.ts';
 import type { KubeClient, NodeAddresses } from '../kube/client.ts';
 import { EventRecorder } from '../report/events.ts';
 import type { Logger } from '../report/log.ts';
@@ -18,6 +18,7 @@ import {
   AGGREGATE_FIELD_MANAGER, aggregateStatus, endpointEntry, entryOf, nodeFieldManager, sameAggregate, sameEntry,
 } from '../report/status.ts';
 import type { EndpointStatus, IpipTunnelStatus } from '../api/types.ts';
+import { concernsNode, nodesReadBy } from '../resolve/resolve.ts';
 import type { TunnelProblem } from '../resolve/types.ts';
 import { LeaseElector } from './lease.ts';
 import { DriftTracker, reconcile } from './reconcile.ts';
@@ -76,17 +77,25 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     what: 'ipiptunnels',
     list: () => client.listTunnels(),
     watch: (rv, handlers) => client.watchTunnels(rv, handlers),
-    fromWatch: (object) => object as unknown as IpipTunnel,
+    fromWatch: (object) => tunnelOf(object as unknown as IpipTunnel),
     key: (t) => t.metadata.name,
     same: (a, b) => a.metadata.resourceVersion === b.metadata.resourceVersion,
     resourceVersion: (t) => t.metadata.resourceVersion,
   }, {
     log,
-    onChange: () => {
-      nodeRunner.request();
+    // Every agent sees every tunnel and every status write in the cluster; only those that
+    // name this node (before or after) can change its kernel or its entries. The Lease
+    // holder's aggregates cover all tunnels.
+    onChange: (changes) => {
+      if (changes.some(({ old, current }) => concernsNode(old, nodeName) || concernsNode(current, nodeName))) nodeRunner.request();
       if (elector.isLeader) aggregateRunner.request();
     },
-    onList: (why) => metrics.recordList('ipiptunnels', why),
+    // A fresh list (start, 410, periodic) is when a full pass is due, whatever it changed:
+    // at start it adopts and sweeps even when no tunnel names this node.
+    onList: (why) => {
+      metrics.recordList('ipiptunnels', why);
+      nodeRunner.request();
+    },
   });
   const nodes = new Reflector<NodeAddresses>({
     what: 'nodes',
@@ -97,7 +106,17 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     // Only the address matters: Node status heartbeats change nothing here.
     same: (a, b) => a.internalIP === b.internalIP,
     resourceVersion: () => undefined, // nothing is written to Nodes
-  }, { log, onChange: () => nodeRunner.request(), onList: (why) => metrics.recordList('nodes', why) });
+  }, {
+    log,
+    onChange: (changes) => {
+      const read = nodesReadBy(tunnels.items(), nodeName);
+      if (changes.some(({ old, current }) => read.has((current ?? old)!.name))) nodeRunner.request();
+    },
+    onList: (why) => {
+      metrics.recordList('nodes', why);
+      nodeRunner.request();
+    },
+  });
   const elector = new LeaseElector(client, {
     namespace: o.lease.namespace, name: o.lease.name, identity: nodeName, log,
     onChange: (leader) => {

@@ -5,8 +5,8 @@
 // cache is only ever replaced by a successful list, so losing the API server keeps the
 // last known state. `synced` is our own flag, set after the first successful list.
 //
-// Handlers only learn that something changed (level-based): they enqueue, they do not
-// reconcile.
+// Handlers learn what changed (old and current object) so they can tell whether it
+// concerns them; they only enqueue, they do not reconcile (level-based).
 
 import type { ListPage, WatchEventType, WatchHandlers } from '../kube/client.ts';
 import { ApiError } from '../kube/client.ts';
@@ -30,10 +30,16 @@ function isNewer(candidate: string | undefined, current: string | undefined): bo
   return BigInt(candidate) > BigInt(current);
 }
 
-export interface ReflectorOptions {
+/** One object's change in the cache: `old` undefined when added, `current` undefined when deleted. */
+export interface Change<T> {
+  old: T | undefined;
+  current: T | undefined;
+}
+
+export interface ReflectorOptions<T> {
   log: Logger;
-  /** Told, without details, that the cache changed. */
-  onChange: () => void;
+  /** Told what changed: once per watch event, once per list (every difference it made), once per offer. */
+  onChange: (changes: ReadonlyArray<Change<T>>) => void;
   /** A full list this often even when the watch is healthy: the defence against a watch that lost events. */
   relistMs?: number;
   /** Reconnect backoff: first delay and cap. */
@@ -49,14 +55,14 @@ type WatchEnd = { kind: 'closed' } | { kind: 'expired'; message: string } | { ki
 export class Reflector<T> {
   private readonly cache = new Map<string, T>();
   private readonly source: ReflectorSource<T>;
-  private readonly options: ReflectorOptions;
+  private readonly options: ReflectorOptions<T>;
   private hasSynced = false;
   private stopped = false;
   private readonly wakeUp = new AbortController();
   private stopWatch: (() => void) | undefined;
   private loop: Promise<void> | undefined;
 
-  constructor(source: ReflectorSource<T>, options: ReflectorOptions) {
+  constructor(source: ReflectorSource<T>, options: ReflectorOptions<T>) {
     this.source = source;
     this.options = options;
   }
@@ -110,19 +116,20 @@ export class Reflector<T> {
     return ms / 2 + Math.random() * (ms / 2); // jitter: agents on every node must not reconnect in step
   }
 
-  /** Replaces the cache with a list; tells onChange once if anything differs. */
+  /** Replaces the cache with a list; tells onChange once with every difference, if any. */
   private replace(items: readonly T[]): void {
-    let changed = items.length !== this.cache.size;
+    const changes: Array<Change<T>> = [];
     const fresh = new Map<string, T>();
     for (const item of items) {
       const key = this.source.key(item);
       const old = this.cache.get(key);
-      if (old === undefined || !this.source.same(old, item)) changed = true;
+      if (old === undefined || !this.source.same(old, item)) changes.push({ old, current: item });
       fresh.set(key, item);
     }
+    for (const [key, old] of this.cache) if (!fresh.has(key)) changes.push({ old, current: undefined });
     this.cache.clear();
     for (const [k, v] of fresh) this.cache.set(k, v);
-    if (changed) this.options.onChange();
+    if (changes.length > 0) this.options.onChange(changes);
   }
 
   /**
@@ -137,19 +144,19 @@ export class Reflector<T> {
     const current = this.cache.get(key);
     if (current === undefined || !isNewer(this.source.resourceVersion(item), this.source.resourceVersion(current))) return;
     this.cache.set(key, item);
-    if (!this.source.same(current, item)) this.options.onChange();
+    if (!this.source.same(current, item)) this.options.onChange([{ old: current, current: item }]);
   }
 
   private apply(type: WatchEventType, object: Record<string, unknown>): void {
     const item = this.source.fromWatch(object);
     const key = this.source.key(item);
+    const old = this.cache.get(key);
     if (type === 'DELETED') {
-      if (this.cache.delete(key)) this.options.onChange();
+      if (this.cache.delete(key)) this.options.onChange([{ old, current: undefined }]);
       return;
     }
-    const old = this.cache.get(key);
     this.cache.set(key, item);
-    if (old === undefined || !this.source.same(old, item)) this.options.onChange();
+    if (old === undefined || !this.source.same(old, item)) this.options.onChange([{ old, current: item }]);
   }
 
   private async run(): Promise<void> {

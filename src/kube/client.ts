@@ -9,7 +9,7 @@ import {
 } from '@kubernetes/client-node';
 import type { ConfigurationOptions, CoreV1Event, RequestContext, ResponseContext, V1Lease, V1Node } from '@kubernetes/client-node';
 import { API_GROUP, KIND } from '../api/types.ts';
-import type { IpipTunnel, IpipTunnelStatus } from '../api/types.ts';
+import type { IpipTunnel, IpipTunnelStatus, ObjectMeta } from '../api/types.ts';
 
 export const TUNNEL_VERSION = 'v1alpha1';
 export const TUNNEL_PLURAL = 'ipiptunnels';
@@ -54,6 +54,25 @@ export interface NodeAddresses {
 }
 
 /** The first IPv4 InternalIP of a Node, which is what the underlay falls back to. */
+/**
+ * What the agent keeps of an IpipTunnel it reads (list, watch, the answer of a write):
+ * apiVersion, kind, spec, status and the metadata fields of ObjectMeta. managedFields
+ * (an entry per writer: kubectl, every node, the aggregate) and kubectl's
+ * last-applied-configuration annotation are larger than the spec and status together,
+ * nothing here reads them, and every agent caches every tunnel of the cluster.
+ */
+export function tunnelOf(object: IpipTunnel): IpipTunnel {
+  const { name, uid, generation, resourceVersion, creationTimestamp, deletionTimestamp } = object.metadata;
+  const metadata: ObjectMeta = { name };
+  if (uid !== undefined) metadata.uid = uid;
+  if (generation !== undefined) metadata.generation = generation;
+  if (resourceVersion !== undefined) metadata.resourceVersion = resourceVersion;
+  if (creationTimestamp !== undefined) metadata.creationTimestamp = creationTimestamp;
+  if (deletionTimestamp !== undefined) metadata.deletionTimestamp = deletionTimestamp;
+  const { apiVersion, kind, spec, status } = object;
+  return { apiVersion, kind, metadata, spec, ...(status === undefined ? {} : { status }) };
+}
+
 export function nodeAddressesOf(node: Pick<V1Node, 'metadata' | 'status'>): NodeAddresses {
   const name = node.metadata?.name ?? '';
   const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && /^\d+\.\d+\.\d+\.\d+$/.test(a.address));
@@ -169,7 +188,7 @@ export class KubeClient {
       const list = await this.custom.listClusterCustomObject(
         { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, ...page }, this.options(),
       ) as { items: IpipTunnel[]; metadata: { resourceVersion: string; continue?: string } };
-      return { items: list.items, resourceVersion: list.metadata.resourceVersion, next: list.metadata.continue };
+      return { items: list.items.map(tunnelOf), resourceVersion: list.metadata.resourceVersion, next: list.metadata.continue };
     });
   }
 
@@ -184,10 +203,10 @@ export class KubeClient {
    */
   async applyTunnelStatus(name: string, fieldManager: string, status: IpipTunnelStatus): Promise<IpipTunnel> {
     const body = { apiVersion: `${API_GROUP}/${TUNNEL_VERSION}`, kind: KIND, metadata: { name }, status };
-    return await this.call('apply', `apply status of ipiptunnel ${name}`, () => this.custom.patchClusterCustomObjectStatus(
+    return tunnelOf(await this.call('apply', `apply status of ipiptunnel ${name}`, () => this.custom.patchClusterCustomObjectStatus(
       { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, name, body, fieldManager, force: true },
       this.options(PatchStrategy.ServerSideApply),
-    )) as IpipTunnel;
+    )) as IpipTunnel);
   }
 
   // --- Nodes ---

@@ -172,6 +172,37 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
   return { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address };
 }
 
+/** The node names a tunnel's spec lists as endpoints (tolerant: the cache holds whatever the server has). */
+function endpointNodes(tunnel: IpipTunnel): string[] {
+  const endpoints: unknown = tunnel.spec?.endpoints;
+  if (!Array.isArray(endpoints)) return [];
+  return endpoints.map((e: { nodeName?: unknown } | null) => e?.nodeName).filter((n): n is string => typeof n === 'string');
+}
+
+/**
+ * Whether a tunnel (one side of a change: before or after) can change what a node
+ * programs or reports: the node is one of its endpoints, or it still has a status entry
+ * there to remove. resolve() of that node gives the same answer for every other tunnel,
+ * so a change that concerns the node on neither side needs no reconcile of it.
+ */
+export function concernsNode(tunnel: IpipTunnel | undefined, nodeName: string): boolean {
+  if (tunnel === undefined) return false;
+  return endpointNodes(tunnel).includes(nodeName) || (tunnel.status?.endpoints?.some((e) => e.nodeName === nodeName) ?? false);
+}
+
+/**
+ * The Nodes whose InternalIP resolve() of this node reads: itself (its own underlay) and
+ * the peers of its tunnels. An InternalIP change of any other Node changes nothing here.
+ */
+export function nodesReadBy(tunnels: readonly IpipTunnel[], nodeName: string): Set<string> {
+  const read = new Set([nodeName]);
+  for (const tunnel of tunnels) {
+    const names = endpointNodes(tunnel);
+    if (names.includes(nodeName)) for (const name of names) read.add(name);
+  }
+  return read;
+}
+
 /** Older tunnels keep what they claimed: creation time first, then name, so any order of input gives one answer. */
 function byAge(a: IpipTunnel, b: IpipTunnel): number {
   const ta = a.metadata.creationTimestamp ?? '';

@@ -72,6 +72,15 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     return (await L().guest(from).sh(`ping -c 1 -W 2 ${to}`)).code === 0;
   }
 
+  let agentArgs: string[] = [];
+
+  function agentReady(node: Node): Promise<true> {
+    return eventually(`${node} agent ready`, async () => {
+      const r = await L().guest(node).sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"');
+      return r.code === 0 ? true : undefined;
+    });
+  }
+
   async function deleteAndWaitClean(name: string, linkName: string): Promise<void> {
     await kubectl(['delete', 'ipiptunnel', name, '--wait=true']);
     for (const node of NODES) {
@@ -85,15 +94,9 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     // pods (no kubelet, no controller-manager); the agents are started in the guests below.
     await kubectl(['apply', '-f', join(repoRoot, 'deploy/manifests/ipip-operator.yaml')]);
     const kubeconfig = await L().serviceAccountKubeconfig(SA.namespace, SA.name);
-    for (const node of NODES) {
-      await L().startAgent(node, ['--kubeconfig', kubeconfig, '--lease-namespace', SA.namespace, '--resync-period', '3s', '--log-format', 'text']);
-    }
-    for (const node of NODES) {
-      await eventually(`${node} agent ready`, async () => {
-        const r = await L().guest(node).sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"');
-        return r.code === 0 ? true : undefined;
-      });
-    }
+    agentArgs = ['--kubeconfig', kubeconfig, '--lease-namespace', SA.namespace, '--resync-period', '3s', '--log-format', 'text'];
+    for (const node of NODES) await L().startAgent(node, agentArgs);
+    for (const node of NODES) await agentReady(node);
   });
 
   test('the example: both agents write their own status entry, the aggregate says 2/2, ping crosses the tunnel', async () => {
@@ -241,6 +244,25 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     const warning = events.items.find((e) => e.type === 'Warning' && e.reason === 'UnderlayInterfaceNotFound');
     assert.match(warning?.message ?? '', /node node-a: interface eth9 does not exist/);
     await kubectl(['delete', 'ipiptunnel', 'bad-iface']);
+  });
+
+  test('a tunnel deleted while an agent was stopped is removed from that node\'s kernel when the agent starts again', async () => {
+    await apply(example((t) => {
+      t.metadata.name = 'while-away';
+      t.spec.linkName = 'ipipaway';
+    }));
+    await readyTunnel('while-away');
+    const exit = await L().stopAgent('node-a');
+    assert.equal(exit.killed, false, 'the agent stops on SIGTERM');
+    await kubectl(['delete', 'ipiptunnel', 'while-away', '--wait=true']);
+    await eventually('ipipaway gone from node-b', async () => ((await link('node-b', 'ipipaway')) === undefined ? true : undefined));
+    assert.ok(await link('node-a', 'ipipaway'), 'a stopped agent leaves its kernel as it is');
+    assert.notEqual((await L().guest('node-a').ok('ip route show proto 203')).trim(), '');
+
+    await L().startAgent('node-a', agentArgs);
+    await eventually('ipipaway gone from node-a after the agent started', async () => ((await link('node-a', 'ipipaway')) === undefined ? true : undefined));
+    assert.equal((await L().guest('node-a').ok('ip route show proto 203')).trim(), '', 'its routes went with it');
+    await agentReady('node-a');
   });
 
   test('RBAC: the ServiceAccount can do what the agent needs and nothing more, and the role matches the documented list', async () => {

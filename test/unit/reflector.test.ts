@@ -73,6 +73,40 @@ describe('Reflector', () => {
     await r.stop();
   });
 
+  test('handlers are told what changed: each watch event as old and current, a relist as all its differences in one call', async () => {
+    const { source } = scripted(
+      [
+        { items: [{ name: 'a', v: '1' }, { name: 'b', v: '1' }], resourceVersion: '10' },
+        { items: [{ name: 'a', v: '2' }, { name: 'd', v: '1' }], resourceVersion: '20' },
+      ],
+      [
+        (h) => {
+          h.onEvent('MODIFIED', obj('a', '2', '11'));
+          h.onEvent('ADDED', obj('c', '1', '12'));
+          h.onEvent('DELETED', obj('b', '1', '13'));
+          h.onEvent('MODIFIED', obj('c', '1', '14')); // the same for the agent: not a change
+          h.onEvent('ERROR', { kind: 'Status', code: 410, message: 'too old resource version' });
+        },
+      ],
+    );
+    const told: Array<Array<[string | undefined, string | undefined]>> = [];
+    const label = (i: Item | undefined) => (i === undefined ? undefined : `${i.name}:${i.v}`);
+    const r = new Reflector(source, {
+      log, backoffMs: { first: 1, max: 2 },
+      onChange: (changes) => told.push(changes.map((c) => [label(c.old), label(c.current)])),
+    });
+    r.start();
+    await until('the relist', () => told.length >= 5);
+    assert.deepEqual(told, [
+      [[undefined, 'a:1'], [undefined, 'b:1']],
+      [['a:1', 'a:2']],
+      [[undefined, 'c:1']],
+      [['b:1', undefined]],
+      [[undefined, 'd:1'], ['c:1', undefined]],
+    ]);
+    await r.stop();
+  });
+
   test('410 Gone (an ERROR event or a refused watch) lists again, and the new list replaces the cache', async () => {
     const reasons: ListReason[] = [];
     const { source, calls } = scripted(

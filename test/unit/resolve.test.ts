@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { resolve } from '../../src/resolve/resolve.ts';
+import { concernsNode, nodesReadBy, resolve } from '../../src/resolve/resolve.ts';
 import type { ResolveInput } from '../../src/resolve/resolve.ts';
 import type { TunnelResolution } from '../../src/resolve/types.ts';
 import { bareKernel, exampleTunnel } from './builders.ts';
@@ -74,5 +74,49 @@ describe('resolve', () => {
     const b = resolve({ nodeName: 'node-a', tunnels: [...ts].reverse(), kernel: bareKernel(), nodeAddresses: new Map() });
     assert.deepEqual(a, b);
     assert.deepEqual(a.map(outcome), ['desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480', 'error LinkNameInUse spec.linkName', 'error LinkNameInUse spec.linkName']);
+  });
+
+  // The agent skips reconciling on changes that concern the node on neither side; these
+  // prove that resolve() of the node cannot differ for them.
+  test('a tunnel that does not concern a node changes nothing resolve gives it, even with the same link name and routes, and older', () => {
+    const mine = exampleTunnel((t) => { t.metadata = { name: 'mine', creationTimestamp: '2026-02-01T00:00:00Z' }; });
+    const elsewhere = exampleTunnel((t) => {
+      t.metadata = { name: 'elsewhere', creationTimestamp: '2026-01-01T00:00:00Z' };
+      t.spec.endpoints[0]!.nodeName = 'node-c';
+      t.spec.endpoints[1]!.nodeName = 'node-d';
+    });
+    assert.equal(concernsNode(mine, 'node-a'), true);
+    assert.equal(concernsNode(elsewhere, 'node-a'), false);
+    assert.equal(concernsNode(undefined, 'node-a'), false, 'the missing side of an add or a delete');
+    const input = { nodeName: 'node-a', kernel: bareKernel(), nodeAddresses: internalIPs };
+    const without = resolve({ ...input, tunnels: [mine] });
+    const withIt = resolve({ ...input, tunnels: [mine, elsewhere] });
+    assert.deepEqual(withIt.filter((r) => r.tunnel !== 'elsewhere'), without);
+    assert.deepEqual(withIt.find((r) => r.tunnel === 'elsewhere'), { tunnel: 'elsewhere', outcome: 'absent' });
+  });
+
+  test('a tunnel still carrying a status entry of the node concerns it (the entry is to be removed)', () => {
+    const movedAway = exampleTunnel((t) => {
+      t.spec.endpoints[0]!.nodeName = 'node-c';
+      t.status = { endpoints: [{ nodeName: 'node-a', ready: true }] };
+    });
+    assert.equal(concernsNode(movedAway, 'node-a'), true);
+    assert.equal(concernsNode(exampleTunnel((t) => { t.spec = {} as IpipTunnel['spec']; }), 'node-a'), false, 'a malformed spec is not an error here');
+  });
+
+  test('the Nodes whose InternalIP a node reads are itself and its peers; other Nodes\' addresses change nothing', () => {
+    const viaInternalIP = exampleTunnel((t) => { noUnderlay(0)(t); noUnderlay(1)(t); });
+    const elsewhere = exampleTunnel((t) => {
+      t.metadata.name = 'elsewhere';
+      t.spec.endpoints[0]!.nodeName = 'node-c';
+      t.spec.endpoints[1]!.nodeName = 'node-d';
+    });
+    assert.deepEqual([...nodesReadBy([viaInternalIP, elsewhere], 'node-a')].sort(), ['node-a', 'node-b']);
+    assert.deepEqual([...nodesReadBy([elsewhere], 'node-a')], ['node-a']);
+    const at = (addresses: Array<[string, string]>) =>
+      resolve({ nodeName: 'node-a', tunnels: [viaInternalIP, elsewhere], kernel: bareKernel(), nodeAddresses: new Map(addresses) });
+    const base: Array<[string, string]> = [['node-a', '192.168.40.2'], ['node-b', '192.168.40.3'], ['node-c', '10.0.0.3']];
+    assert.deepEqual(at([...base.slice(0, 2), ['node-c', '10.0.0.99'], ['node-d', '10.0.0.4']]), at(base));
+    assert.notDeepEqual(at([base[0]!, ['node-b', '192.168.40.33'], base[2]!]), at(base), 'a peer\'s address does change it');
   });
 });
