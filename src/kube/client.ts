@@ -152,14 +152,20 @@ export class KubeClient {
     return { middleware: [middleware], middlewareMergeStrategy: 'append' };
   }
 
-  private async call<T>(verb: string, what: string, request: () => Promise<T>): Promise<T> {
+  /**
+   * One request, counted by verb and result. `answers` are HTTP statuses that are an
+   * answer for this caller, not a failure (a Lease that does not exist yet): still thrown
+   * as ApiError, but counted as a success, so the error rate shows only real failures.
+   */
+  private async call<T>(verb: string, what: string, request: () => Promise<T>, answers: readonly number[] = []): Promise<T> {
     try {
       const result = await request();
       this.observe(verb, true);
       return result;
     } catch (error) {
-      this.observe(verb, false);
-      throw toApiError(error, what);
+      const apiError = toApiError(error, what);
+      this.observe(verb, answers.includes(apiError.status));
+      throw apiError;
     }
   }
 
@@ -206,7 +212,7 @@ export class KubeClient {
     return tunnelOf(await this.call('apply', `apply status of ipiptunnel ${name}`, () => this.custom.patchClusterCustomObjectStatus(
       { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, name, body, fieldManager, force: true },
       this.options(PatchStrategy.ServerSideApply),
-    )) as IpipTunnel);
+    ), [404]) as IpipTunnel); // 404: deleted meanwhile, nothing left to report on
   }
 
   // --- Nodes ---
@@ -276,7 +282,7 @@ export class KubeClient {
 
   async getLease(namespace: string, name: string): Promise<V1Lease | undefined> {
     try {
-      return await this.call('get', `get lease ${namespace}/${name}`, () => this.coordination.readNamespacedLease({ namespace, name }, this.options()));
+      return await this.call('get', `get lease ${namespace}/${name}`, () => this.coordination.readNamespacedLease({ namespace, name }, this.options()), [404]);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return undefined;
       throw error;
@@ -285,14 +291,16 @@ export class KubeClient {
 
   async createLease(lease: V1Lease): Promise<V1Lease> {
     const namespace = lease.metadata!.namespace!;
-    return this.call('create', `create lease ${namespace}/${lease.metadata!.name}`, () => this.coordination.createNamespacedLease({ namespace, body: lease }, this.options()));
+    // 409: another candidate created it first, the normal end of a race.
+    return this.call('create', `create lease ${namespace}/${lease.metadata!.name}`, () => this.coordination.createNamespacedLease({ namespace, body: lease }, this.options()), [409]);
   }
 
   /** Replace with the lease's resourceVersion: 409 when someone else wrote it first. */
   async replaceLease(lease: V1Lease): Promise<V1Lease> {
     const namespace = lease.metadata!.namespace!;
     const name = lease.metadata!.name!;
-    return this.call('update', `update lease ${namespace}/${name}`, () => this.coordination.replaceNamespacedLease({ namespace, name, body: lease }, this.options()));
+    // 409: someone else wrote it since we read it (optimistic concurrency working).
+    return this.call('update', `update lease ${namespace}/${name}`, () => this.coordination.replaceNamespacedLease({ namespace, name, body: lease }, this.options()), [409]);
   }
 }
 

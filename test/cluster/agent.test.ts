@@ -97,6 +97,15 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     agentArgs = ['--kubeconfig', kubeconfig, '--lease-namespace', SA.namespace, '--resync-period', '3s', '--log-format', 'text'];
     for (const node of NODES) await L().startAgent(node, agentArgs);
     for (const node of NODES) await agentReady(node);
+    // A healthy start is no API error on the metrics users alert on: the first agent's
+    // read of a Lease that does not exist yet (404) is an answer, not a failure.
+    for (const node of NODES) {
+      const metrics = await L().guest(node).ok('node -e "fetch(\'http://127.0.0.1:9477/metrics\').then(r => r.text()).then(t => process.stdout.write(t))"');
+      const leaseReads = metrics.split('\n').filter((l) => l.startsWith('ipip_operator_apiserver_requests_total{verb="get",result="success"}'));
+      assert.notEqual(Number(leaseReads[0]?.split(' ').at(-1) ?? 0), 0, `${node} read the Lease:\n${metrics}`);
+      const errors = metrics.split('\n').filter((l) => l.startsWith('ipip_operator_apiserver_requests_total{') && l.includes('result="error"') && !l.endsWith(' 0'));
+      assert.deepEqual(errors, [], `${node} counted API errors on a healthy start`);
+    }
   });
 
   test('the example: both agents write their own status entry, the aggregate says 2/2, ping crosses the tunnel', async () => {
