@@ -53,7 +53,6 @@ export interface NodeAddresses {
   internalIP?: string;
 }
 
-/** The first IPv4 InternalIP of a Node, which is what the underlay falls back to. */
 /**
  * What the agent keeps of an IpipTunnel it reads (list, watch, the answer of a write):
  * apiVersion, kind, spec, status and the metadata fields of ObjectMeta. managedFields
@@ -73,6 +72,7 @@ export function tunnelOf(object: IpipTunnel): IpipTunnel {
   return { apiVersion, kind, metadata, spec, ...(status === undefined ? {} : { status }) };
 }
 
+/** The first IPv4 InternalIP of a Node, which is what the underlay falls back to. */
 export function nodeAddressesOf(node: Pick<V1Node, 'metadata' | 'status'>): NodeAddresses {
   const name = node.metadata?.name ?? '';
   const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && /^\d+\.\d+\.\d+\.\d+$/.test(a.address));
@@ -295,11 +295,10 @@ export class KubeClient {
     return this.call('create', `create lease ${namespace}/${lease.metadata!.name}`, () => this.coordination.createNamespacedLease({ namespace, body: lease }, this.options()), [409]);
   }
 
-  /** Replace with the lease's resourceVersion: 409 when someone else wrote it first. */
+  /** Replace with the lease's resourceVersion: 409 when someone else wrote it first (an answer, not a failure). */
   async replaceLease(lease: V1Lease): Promise<V1Lease> {
     const namespace = lease.metadata!.namespace!;
     const name = lease.metadata!.name!;
-    // 409: someone else wrote it since we read it (optimistic concurrency working).
     return this.call('update', `update lease ${namespace}/${name}`, () => this.coordination.replaceNamespacedLease({ namespace, name, body: lease }, this.options()), [409]);
   }
 }
