@@ -9,6 +9,8 @@
 
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
+import { NO_INTEREST } from '../dataplane/monitor.ts';
+import type { KernelInterest } from '../dataplane/monitor.ts';
 import { ApiError, nodeAddressesOf, tunnelOf } from '../kube/client.ts';
 import type { KubeClient, NodeAddresses } from '../kube/client.ts';
 import { EventRecorder } from '../report/events.ts';
@@ -21,7 +23,7 @@ import type { EndpointStatus, IpipTunnelStatus } from '../api/types.ts';
 import { concernsNode, nodesReadBy } from '../resolve/resolve.ts';
 import type { TunnelProblem } from '../resolve/types.ts';
 import { LeaseElector } from './lease.ts';
-import { DriftTracker, reconcile } from './reconcile.ts';
+import { DriftTracker, kernelInterest, reconcile } from './reconcile.ts';
 import type { ReconcileOutcome } from './reconcile.ts';
 import { Reflector } from './reflector.ts';
 import { backoffMs, CoalescingRunner } from './runner.ts';
@@ -69,6 +71,8 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
   let aggregateFailures = 0;
   let reconciledOnce = false;
   let reconcilingSince: number | undefined;
+  /** What the kernel monitor wakes us for: what the last reconcile programmed (routes of ours, on our links, for our prefixes). */
+  let interest: KernelInterest = NO_INTEREST;
 
   const nodeRunner = new CoalescingRunner(() => reconcileNode(), { debounceMs: o.debounceMs });
   const aggregateRunner = new CoalescingRunner(() => writeAggregates(), { debounceMs: o.debounceMs });
@@ -148,6 +152,7 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     const kernelFailed = outcome.results.some((r) => r.error !== undefined);
     metrics.recordReconcile(kernelFailed ? 'error' : outcome.problems.length > 0 ? 'requeue' : 'success', (performance.now() - started) / 1000);
     metrics.recordChanges(outcome.results);
+    interest = kernelInterest(outcome);
     const corrections = drift.update(outcome);
     metrics.recordDriftCorrections([...corrections.values()].reduce((a, b) => a + b, 0));
     reconciledOnce = true;
@@ -241,7 +246,10 @@ export function runClusterAgent(o: ClusterAgentOptions): ClusterAgent {
     return failed ? backoffMs(aggregateFailures) : undefined;
   }
 
-  const stopMonitor = o.dataplane.watch(() => nodeRunner.request());
+  const stopMonitor = o.dataplane.watch((concernsUs) => {
+    metrics.recordKernelEvent(concernsUs);
+    if (concernsUs) nodeRunner.request();
+  }, () => interest);
   const resync = setInterval(() => {
     nodeRunner.request();
     if (elector.isLeader) aggregateRunner.request();

@@ -4,6 +4,9 @@
 import type { IpipTunnel } from '../api/types.ts';
 import type { ActionResult, Dataplane } from '../dataplane/dataplane.ts';
 import type { ObservedState } from '../dataplane/model.ts';
+import type { KernelInterest } from '../dataplane/monitor.ts';
+import { tunnelOfAlias } from '../api/names.ts';
+import { normalizePrefix } from '../net/ipv4.ts';
 import { plan } from '../plan/plan.ts';
 import { renderCommand } from '../plan/render.ts';
 import { OBJECT_KINDS, VERBS } from '../plan/types.ts';
@@ -62,6 +65,22 @@ export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log
   }
   for (const p of problems) log.warn('tunnel not programmed', { node: input.nodeName, ...p });
   return { observed, resolutions, results, problems };
+}
+
+/**
+ * What the kernel monitor should wake this agent for after this reconcile: the links it
+ * wants or owns (by the ownership alias) and the prefixes it routes.
+ */
+export function kernelInterest(outcome: Pick<ReconcileOutcome, 'observed' | 'resolutions'>): KernelInterest {
+  const links = new Set<string>();
+  const prefixes = new Set<string>();
+  for (const r of outcome.resolutions) {
+    if (r.outcome !== 'desired') continue;
+    links.add(r.desired.link.name);
+    for (const dst of r.desired.routes) prefixes.add(normalizePrefix(dst));
+  }
+  for (const link of outcome.observed.links) if (tunnelOfAlias(link.alias) !== undefined) links.add(link.name);
+  return { links, prefixes };
 }
 
 /**

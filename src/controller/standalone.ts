@@ -8,9 +8,11 @@ import { basename, dirname } from 'node:path';
 import { parseManifest } from '../api/manifest.ts';
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
+import { NO_INTEREST } from '../dataplane/monitor.ts';
+import type { KernelInterest } from '../dataplane/monitor.ts';
 import type { Logger } from '../report/log.ts';
 import type { TunnelProblem } from '../resolve/types.ts';
-import { countChanges, reconcile } from './reconcile.ts';
+import { countChanges, kernelInterest, reconcile } from './reconcile.ts';
 import type { ChangeCounts } from './reconcile.ts';
 import { backoffMs, CoalescingRunner } from './runner.ts';
 
@@ -47,6 +49,8 @@ export function runStandalone(options: StandaloneOptions): { stop: () => Promise
   const { log } = options;
   let lastGood: IpipTunnel[] | undefined;
   let failuresInARow = 0;
+  /** What the kernel monitor wakes us for: what the last reconcile programmed (routes of ours, on our links, for our prefixes). */
+  let interest: KernelInterest = NO_INTEREST;
 
   const runner = new CoalescingRunner(async () => {
     try {
@@ -57,6 +61,7 @@ export function runStandalone(options: StandaloneOptions): { stop: () => Promise
     if (lastGood === undefined) return undefined;
     try {
       const outcome = await reconcile(options.dataplane, { nodeName: options.nodeName, tunnels: lastGood, nodeAddresses: new Map() }, log);
+      interest = kernelInterest(outcome);
       if (outcome.problems.length === 0) {
         failuresInARow = 0;
         return undefined;
@@ -72,7 +77,7 @@ export function runStandalone(options: StandaloneOptions): { stop: () => Promise
   const fileWatcher = watchFs(dirname(options.manifestPath), (_event, name) => {
     if (name === null || name === basename(options.manifestPath)) runner.request();
   });
-  const stopMonitor = options.dataplane.watch(() => runner.request());
+  const stopMonitor = options.dataplane.watch((concernsUs) => { if (concernsUs) runner.request(); }, () => interest);
   const resync = setInterval(() => runner.request(), options.resyncMs);
   runner.request(0);
   log.info('agent started', { mode: 'standalone', node: options.nodeName, manifest: options.manifestPath });

@@ -4,6 +4,7 @@
 
 import type { Action } from '../plan/types.ts';
 import type { ObservedState } from './model.ts';
+import type { KernelInterest } from './monitor.ts';
 
 export interface ActionResult {
   action: Action;
@@ -16,6 +17,10 @@ export interface Dataplane {
   observe(): Promise<ObservedState>;
   /** Runs the actions in order; a failed one does not stop the others. One result per action. */
   apply(actions: readonly Action[]): Promise<ActionResult[]>;
-  /** Calls onChange whenever links, addresses or routes change; returns a stop function. */
-  watch(onChange: () => void): () => void;
+  /**
+   * Calls onEvent for every change of links, addresses or routes, telling whether it
+   * concerns `interest()` (asked at each event: it follows what the last reconcile
+   * programmed); returns a stop function.
+   */
+  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void;
 }

@@ -8,6 +8,8 @@ import type { Action } from '../plan/types.ts';
 import { renderCommand } from '../plan/render.ts';
 import type { ActionResult, Dataplane } from './dataplane.ts';
 import type { ObservedState } from './model.ts';
+import { monitorLineMatters } from './monitor.ts';
+import type { KernelInterest } from './monitor.ts';
 import { parseObserveOutput } from './parse.ts';
 
 export interface IpCommandObserver {
@@ -104,20 +106,22 @@ export class Iproute2Dataplane implements Dataplane {
     return resultsFromBatch(actions, parseBatchErrors(String(result.stderr)));
   }
 
-  watch(onChange: () => void): () => void {
+  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
     let stopped = false;
     let kill: (() => void) | undefined;
     let restartDelay = 1000;
     const start = () => {
       if (stopped) return;
-      // -o: one line per event. What changed does not matter: reconcile reads everything.
+      // -o: one line per event; label: each says [LINK], [ADDR] or [ROUTE]; -N: protocols
+      // and route types as numbers. Only whether an event concerns us matters: reconcile
+      // reads everything.
       const started = process.hrtime.bigint();
-      const child = execa(this.ip, ['-o', 'monitor', 'link', 'address', 'route'], { buffer: false, reject: false, stdin: 'ignore' });
+      const child = execa(this.ip, ['-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], { buffer: false, reject: false, stdin: 'ignore' });
       kill = () => child.kill();
       const lines = createInterface({ input: child.stdout });
-      lines.on('line', () => {
+      lines.on('line', (line) => {
         restartDelay = 1000;
-        onChange();
+        onEvent(monitorLineMatters(line, interest()));
       });
       void child.then((r) => {
         // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.

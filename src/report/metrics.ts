@@ -64,6 +64,11 @@ export class AgentMetrics {
     name: `${PREFIX}reconcile_total`, help: 'Reconcile passes, by result.',
     labelNames: ['result'], registers: [this.registry],
   });
+  private readonly kernelEvents = new Counter({
+    name: `${PREFIX}kernel_events_total`,
+    help: 'Kernel events seen by the monitor (links, addresses, routes), by outcome: reconcile (they concern our links or routes) or ignored (routes of others, e.g. a BGP daemon\'s).',
+    labelNames: ['outcome'], registers: [this.registry],
+  });
   private readonly reconcileDuration = new Histogram({
     name: `${PREFIX}reconcile_duration_seconds`, help: 'How long a reconcile pass took: observe, plan, apply.',
     buckets: DURATION_BUCKETS, registers: [this.registry],
@@ -115,6 +120,7 @@ export class AgentMetrics {
     // Series that exist from the start, at 0, so rate() and absent() work before the first
     // event rather than seeing the series appear mid-way.
     for (const r of RECONCILE_RESULTS) this.reconciles.inc({ result: r }, 0);
+    for (const outcome of ['reconcile', 'ignored']) this.kernelEvents.inc({ outcome }, 0);
     for (const object of OBJECT_KINDS) for (const action of VERBS) this.dataplaneChanges.inc({ object, action }, 0);
     for (const purpose of IP_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
     collectDefaultMetrics({ register: this.registry });
@@ -139,6 +145,10 @@ export class AgentMetrics {
     for (const r of results) {
       if (r.error === undefined) this.dataplaneChanges.inc({ object: r.action.object, action: r.action.action });
     }
+  }
+
+  recordKernelEvent(concernsUs: boolean): void {
+    this.kernelEvents.inc({ outcome: concernsUs ? 'reconcile' : 'ignored' });
   }
 
   recordList(resource: string, reason: string): void {

@@ -139,6 +139,31 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     }
   });
 
+  test('route churn of others on a node (a BGP daemon adding and withdrawing 400 routes) wakes no reconcile; our own route does', async () => {
+    const events = (text: string, outcome: string) => sample(text, `ipip_operator_kernel_events_total{outcome="${outcome}"}`);
+    const before = await agentMetrics('node-a');
+    // Four bursts of 50 routes on the underlay, protocol 186 (bgp), each added then withdrawn.
+    for (let burst = 0; burst < 4; burst++) {
+      for (const verb of ['add', 'del']) {
+        const r = await sh('node-a', `for i in $(seq 1 50); do echo "route ${verb} 10.250.${burst}.$i/32 via ${ADDRESS['node-b']} dev eth1 proto 186"; done | ip -batch -`);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      await new Promise((done) => setTimeout(done, 500));
+    }
+    const after = await eventually('the monitor saw the 400 route events', async () => {
+      const text = await agentMetrics('node-a');
+      return events(text, 'ignored') - events(before, 'ignored') >= 400 ? text : undefined;
+    });
+    assert.equal(events(after, 'reconcile') - events(before, 'reconcile'), 0, 'none of them concerned the tunnel');
+
+    // One of ours, deleted by hand: that one wakes the agent, which puts it back.
+    await sh('node-a', 'ip route del 172.0.0.0/24 dev ipiptun');
+    await eventually('node-a woke for its own route and put it back', async () => {
+      const text = await agentMetrics('node-a');
+      return events(text, 'reconcile') > events(after, 'reconcile') && (await routes('node-a')).includes('172.0.0.0/24') ? true : undefined;
+    }, 30_000);
+  });
+
   test('edit the tunnel with kubectl apply: ttl, then a route -> kernels change, Ready again, observedGeneration follows', async () => {
     await apply(example((t) => { t.spec.ttl = 32; }));
     let t = await ready();
