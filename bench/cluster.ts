@@ -35,6 +35,15 @@ try {
     const pid = (await guest.ok('pgrep -f "src/cli/main.ts agent"')).trim().split('\n')[0];
     return Math.round(Number((await guest.ok(`ps -o rss= -p ${pid}`)).trim()) / 1024);
   };
+  type Listed = { metadata: { name: string }; status?: { readySummary?: string; endpoints?: Array<{ nodeName: string; ready?: boolean }> } };
+  /** Polls every second until n tunnels satisfy `counts` (at most 600 s from `since`); the seconds since `since`. */
+  const untilTunnels = async (since: number, counts: (t: Listed) => boolean): Promise<number> => {
+    for (;;) {
+      const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Listed[] };
+      if (list.items.filter(counts).length >= n || Date.now() - since >= 600_000) return (Date.now() - since) / 1000;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  };
   const sample = (text: string, name: string): number =>
     text.split('\n').filter((l) => l.startsWith(name)).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
   for (let i = 0; i < 60 && !/ 1$/m.test((await guest.sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => console.log(r.status === 200 ? 1 : 0), () => console.log(0))"')).stdout); i++) {
@@ -60,21 +69,9 @@ try {
   }));
   const t0 = Date.now();
   await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: tunnels }));
-  let ready = 0;
-  while (ready < n && Date.now() - t0 < 600_000) {
-    const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Array<{ status?: { endpoints?: Array<{ nodeName: string; ready?: boolean }> } }> };
-    ready = list.items.filter((t) => t.status?.endpoints?.some((e) => e.nodeName === 'node-a' && e.ready === true)).length;
-    if (ready < n) await new Promise((r) => setTimeout(r, 1000));
-  }
-  const convergeS = (Date.now() - t0) / 1000;
+  const convergeS = await untilTunnels(t0, (t) => t.status?.endpoints?.some((e) => e.nodeName === 'node-a' && e.ready === true) === true);
   // Then the aggregate: 1/2 everywhere (the remotes run no agent).
-  let aggregated = 0;
-  while (aggregated < n && Date.now() - t0 < 600_000) {
-    const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Array<{ status?: { readySummary?: string } }> };
-    aggregated = list.items.filter((t) => t.status?.readySummary === '1/2').length;
-    if (aggregated < n) await new Promise((r) => setTimeout(r, 1000));
-  }
-  const aggregateS = (Date.now() - t0) / 1000;
+  const aggregateS = await untilTunnels(t0, (t) => t.status?.readySummary === '1/2');
   const links = Number((await guest.ok('ip -o link show type ipip | grep -c "alias ipip-operator/" || true')).trim());
 
   // Quiet: no status write for 15 s (the last aggregates and entries settle).
@@ -120,13 +117,7 @@ try {
   const churnBefore = await metrics();
   const t1 = Date.now();
   await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: foreign }));
-  let foreignAggregated = 0;
-  while (foreignAggregated < n && Date.now() - t1 < 600_000) {
-    const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Array<{ metadata: { name: string }; status?: { readySummary?: string } }> };
-    foreignAggregated = list.items.filter((t) => t.metadata.name.startsWith('f') && t.status?.readySummary === '0/2').length;
-    if (foreignAggregated < n) await new Promise((r) => setTimeout(r, 1000));
-  }
-  const churnS = (Date.now() - t1) / 1000;
+  const churnS = await untilTunnels(t1, (t) => t.metadata.name.startsWith('f') && t.status?.readySummary === '0/2');
   const churnAfter = await metrics();
   const churn = (name: string) => sample(churnAfter, name) - sample(churnBefore, name);
   say('');

@@ -19,6 +19,8 @@ const RESULTS = ['success', 'error'] as const;
 const result = (ok: boolean) => (ok ? 'success' : 'error');
 /** As controller-runtime counts them: requeue is a pass that changed what it could but left a tunnel waiting or refused. */
 export const RECONCILE_RESULTS = ['success', 'error', 'requeue'] as const;
+/** Kernel monitor events: they concern our links or routes (a reconcile), or not. */
+const KERNEL_EVENT_OUTCOMES = ['reconcile', 'ignored'] as const;
 export type ReconcileResult = (typeof RECONCILE_RESULTS)[number];
 
 /** One tunnel link of this node as the metrics show it. */
@@ -120,7 +122,7 @@ export class AgentMetrics {
     // Series that exist from the start, at 0, so rate() and absent() work before the first
     // event rather than seeing the series appear mid-way.
     for (const r of RECONCILE_RESULTS) this.reconciles.inc({ result: r }, 0);
-    for (const outcome of ['reconcile', 'ignored']) this.kernelEvents.inc({ outcome }, 0);
+    for (const outcome of KERNEL_EVENT_OUTCOMES) this.kernelEvents.inc({ outcome }, 0);
     for (const object of OBJECT_KINDS) for (const action of VERBS) this.dataplaneChanges.inc({ object, action }, 0);
     for (const purpose of IP_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
     collectDefaultMetrics({ register: this.registry });
@@ -148,7 +150,8 @@ export class AgentMetrics {
   }
 
   recordKernelEvent(concernsUs: boolean): void {
-    this.kernelEvents.inc({ outcome: concernsUs ? 'reconcile' : 'ignored' });
+    const outcome: (typeof KERNEL_EVENT_OUTCOMES)[number] = concernsUs ? 'reconcile' : 'ignored';
+    this.kernelEvents.inc({ outcome });
   }
 
   recordList(resource: string, reason: string): void {
