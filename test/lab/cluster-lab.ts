@@ -234,12 +234,17 @@ export class ClusterLab {
     });
     const f = guestFiles(name);
     // A background command of a non-interactive sh starts with SIGINT and SIGQUIT ignored;
-    // env --default-signal undoes that, so tests can stop it with any signal. The subshell
-    // prints the pid, lets go of the answer pipe, and waits to record the exit status.
+    // env --default-signal undoes that, so tests can stop it with any signal. Until env has
+    // run, a SIGINT is still lost, so the pid is answered only once SIGINT is no longer
+    // ignored (bit 2 of SigIgn), the process has ended, or 1 s has passed (a command may
+    // ignore it itself). The subshell then lets go of the answer pipe and waits to record
+    // the exit status.
     const command = `env --default-signal ${[...env, ...argv.map(quote)].join(' ')}`;
+    const intIgnored = `s=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$p/status 2>/dev/null); [ -n "$s" ] && [ $(( 0x$s & 2 )) -ne 0 ]`;
     const out = await this.guest(node).ok(
       `mkdir -p /run/lab && rm -f ${f.exit} && ` +
-      `( ${command} > ${f.log} 2>&1 < /dev/null & echo $!; exec > /dev/null 2>&1; wait $!; echo $? > ${f.exit} ) &`,
+      `( ${command} > ${f.log} 2>&1 < /dev/null & p=$!; i=0; while [ $i -lt 50 ] && ${intIgnored}; do sleep 0.02; i=$((i+1)); done; ` +
+      `echo $p; exec > /dev/null 2>&1; wait $p; echo $? > ${f.exit} ) &`,
     );
     const pid = Number(out.trim());
     if (!Number.isInteger(pid) || pid <= 0) throw new Error(`startInGuest: no pid from ${node}: ${out}`);
