@@ -1,5 +1,5 @@
 // The in-cluster agent's cost, reported in bench/RESULTS.md:  node bench/cluster.ts [N]
-// The cluster lab (test/lab/cluster-lab.ts): one agent on node-a (a UML guest) as the
+// The cluster lab (test/harness/cluster-lab.ts): one agent on node-a (a UML guest) as the
 // chart's ServiceAccount (deploy/manifests/), against a real API server. N tunnels from
 // node-a to N remote Nodes (Node objects with an InternalIP; no agent runs for them, so the
 // aggregate stays 1/2 and node-a's entries are what is measured). Reported: the time
@@ -11,8 +11,8 @@
 // counted (reconciles of node-a while they are applied and aggregated).
 
 import { join } from 'node:path';
-import { startClusterLab } from '../test/lab/cluster-lab.ts';
-import { repoRoot } from '../test/cluster/apiserver.ts';
+import { startClusterLab } from '../test/harness/cluster-lab.ts';
+import { repoRoot } from '../test/harness/apiserver.ts';
 
 const n = Number(process.argv[2] ?? 100);
 const IDLE_MS = 60_000;

@@ -1,6 +1,6 @@
 // What route churn of others costs an agent, reported in bench/RESULTS.md:
 //   node bench/route-churn.ts [BURSTS]
-// The full lab (test/lab/full-lab.ts: the chart, an agent per node, the example tunnel
+// The full lab (test/harness/full-lab.ts: the chart, an agent per node, the example tunnel
 // Ready 2/2). On node-a, a BGP daemon's behaviour: BURSTS bursts of 100 host routes
 // (protocol 186, via node-b on eth1) added, then withdrawn 0.5 s later. Reported from
 // node-a's /metrics: reconciles (each one reads the whole routing table), observe
@@ -8,7 +8,7 @@
 // lab's agents resync every 5 s, so a quiet window has reconciles too.
 
 import { readFileSync } from 'node:fs';
-import { startFullLab, waitReady, EXAMPLE } from '../test/lab/full-lab.ts';
+import { startFullLab, waitReady, EXAMPLE } from '../test/harness/full-lab.ts';
 
 const bursts = Number(process.argv[2] ?? 20);
 const lab = await startFullLab((line) => process.stderr.write(`${line}\n`));

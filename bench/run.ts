@@ -10,8 +10,8 @@ import { resolve } from '../src/resolve/resolve.ts';
 import type { ObservedState } from '../src/dataplane/model.ts';
 import { applyModel } from '../test/unit/kernel-model.ts';
 import { bareKernel } from '../test/unit/builders.ts';
-import { Guest } from '../test/lab/uml.ts';
-import { agentCommand, setUpTwoHosts } from '../test/lab/two-hosts.ts';
+import { Guest } from '../test/harness/uml.ts';
+import { agentCommand, setUpTwoHosts } from '../test/harness/two-hosts.ts';
 import { manyTunnels } from './tunnels.ts';
 
 function median(xs: number[]): number {

@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 cmd="${1:-demo}"
 [ "$#" -gt 0 ] && shift
 case "$cmd" in
-  demo) scripts/setup.sh; exec node_modules/.bin/node test/lab/lab-cli.ts up --exit-after-demo "$@" ;;
-  up) scripts/setup.sh; exec node_modules/.bin/node test/lab/lab-cli.ts up "$@" ;;
-  down|sh) exec node_modules/.bin/node test/lab/lab-cli.ts "$cmd" "$@" ;;
+  demo) scripts/setup.sh; exec node_modules/.bin/node test/harness/lab-cli.ts up --exit-after-demo "$@" ;;
+  up) scripts/setup.sh; exec node_modules/.bin/node test/harness/lab-cli.ts up "$@" ;;
+  down|sh) exec node_modules/.bin/node test/harness/lab-cli.ts "$cmd" "$@" ;;
   *) echo "usage: $0 [up | down | sh NODE [COMMAND...]]" >&2; exit 2 ;;
 esac

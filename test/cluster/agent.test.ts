@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { LAB_NODES, startClusterLab } from '../lab/cluster-lab.ts';
-import type { ClusterLab } from '../lab/cluster-lab.ts';
-import { repoRoot } from './apiserver.ts';
-import { eventually as waitUntil, kubectlOk, StartedByTest } from './support.ts';
+import { LAB_NODES, startClusterLab } from '../harness/cluster-lab.ts';
+import type { ClusterLab } from '../harness/cluster-lab.ts';
+import { repoRoot } from '../harness/apiserver.ts';
+import { eventually as waitUntil, kubectlOk, StartedByTest } from '../harness/support.ts';
 
 type Node = keyof typeof LAB_NODES;
 const NODES = Object.keys(LAB_NODES) as Node[];

@@ -5,9 +5,9 @@
 import {after, describe, test} from 'node:test';
 import assert from 'node:assert/strict';
 import {join} from 'node:path';
-import {repoRoot, startApiServer, type ApiServer} from './apiserver.ts';
-import {badTunnels, validTunnel} from './bad-tunnels.ts';
-import {StartedByTest} from './support.ts';
+import {repoRoot, startApiServer, type ApiServer} from '../harness/apiserver.ts';
+import {badTunnels, validTunnel} from '../harness/bad-tunnels.ts';
+import {StartedByTest} from '../harness/support.ts';
 
 const crdName = 'ipiptunnels.tunnel.ipip-operator.dev';
 

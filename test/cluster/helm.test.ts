@@ -18,10 +18,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parse as parseYaml, parseAllDocuments, stringify } from 'yaml';
-import { onProcessExit, withPdeathsig } from '../lab/process-guard.ts';
-import { clusterTools, kubeconfigYaml, repoRoot, run, startApiServer } from './apiserver.ts';
-import type { ApiServer, KubectlResult } from './apiserver.ts';
-import { eventually as waitUntil, kubectlOk, StartedByTest } from './support.ts';
+import { onProcessExit, withPdeathsig } from '../harness/process-guard.ts';
+import { clusterTools, kubeconfigYaml, repoRoot, run, startApiServer } from '../harness/apiserver.ts';
+import type { ApiServer, KubectlResult } from '../harness/apiserver.ts';
+import { eventually as waitUntil, kubectlOk, StartedByTest } from '../harness/support.ts';
 
 const chart = join(repoRoot, 'deploy/helm/ipip-operator');
 const manifests = join(repoRoot, 'deploy/manifests/ipip-operator.yaml');

@@ -1,4 +1,4 @@
-// The cluster lab harness (test/lab/cluster-lab.ts) on its real parts: guests that are
+// The cluster lab harness (test/harness/cluster-lab.ts) on its real parts: guests that are
 // real kernels on a bridge, a real kube-apiserver on that bridge, RBAC enforced, and
 // nothing left behind. The agent tests build on exactly this, so it is proven on its own.
 // Needs user-mode-linux and the binaries of scripts/cluster-tools.sh; FAILS (never
@@ -7,8 +7,8 @@ import {spawnSync} from 'node:child_process';
 import {existsSync, readFileSync} from 'node:fs';
 import {after, describe, test} from 'node:test';
 import assert from 'node:assert/strict';
-import {BRIDGE_ADDRESS, LAB_NODES, startClusterLab, type ClusterLab, type LabNodeName} from '../lab/cluster-lab.ts';
-import {eventually, kubectlOk, StartedByTest} from './support.ts';
+import {BRIDGE_ADDRESS, LAB_NODES, startClusterLab, type ClusterLab, type LabNodeName} from '../harness/cluster-lab.ts';
+import {eventually, kubectlOk, StartedByTest} from '../harness/support.ts';
 
 const NODES = Object.keys(LAB_NODES) as LabNodeName[];
 /** Processes in a guest answer within seconds. */

@@ -1,5 +1,5 @@
-// The whole lab, end to end, as the README's first command builds it (test/lab/full-lab.ts,
-// the same code as test/lab/lab-cli.ts): a real API server and etcd, two nodes on real
+// The whole lab, end to end, as the README's first command builds it (test/harness/full-lab.ts,
+// the same code as test/harness/lab-cli.ts): a real API server and etcd, two nodes on real
 // Linux kernels (User-Mode Linux) with strict rp_filter, the Helm chart installed, an
 // agent per node as the chart's ServiceAccount, Prometheus scraping both. Everything is
 // observed as a user would: kubectl, the kernels (ip, ping, tcpdump), Prometheus's HTTP
@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { run } from '../cluster/apiserver.ts';
-import { eventually as waitUntil, StartedByTest } from '../cluster/support.ts';
-import { EXAMPLE, startFullLab, startIpipCapture, tunnelView, waitReady } from '../lab/full-lab.ts';
-import type { FullLab, TunnelView } from '../lab/full-lab.ts';
+import { run } from '../harness/apiserver.ts';
+import { eventually as waitUntil, StartedByTest } from '../harness/support.ts';
+import { EXAMPLE, startFullLab, startIpipCapture, tunnelView, waitReady } from '../harness/full-lab.ts';
+import type { FullLab, TunnelView } from '../harness/full-lab.ts';
 
 const NODES = ['node-a', 'node-b'] as const;
 type Node = (typeof NODES)[number];

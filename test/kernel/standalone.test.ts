@@ -7,9 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { parseManifest } from '../../src/api/manifest.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { agentCommand, HOSTS, setUpTwoHosts, startIpipCapture } from '../lab/two-hosts.ts';
-import type { LabNode as Node } from '../lab/two-hosts.ts';
-import { Guest, REPO } from '../lab/uml.ts';
+import { agentCommand, HOSTS, setUpTwoHosts, startIpipCapture } from '../harness/two-hosts.ts';
+import type { LabNode as Node } from '../harness/two-hosts.ts';
+import { Guest, REPO } from '../harness/uml.ts';
 
 let guest: Guest;
 

@@ -8,7 +8,7 @@ import { defaultLinkName, linkNameProblem, ownerAlias, tunnelOfAlias } from '../
 import { effectiveSpec, validateTunnel } from '../../src/api/validate.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { assertSafeToken } from '../../src/plan/render.ts';
-import { badTunnels, validTunnel } from '../cluster/bad-tunnels.ts';
+import { badTunnels, validTunnel } from '../harness/bad-tunnels.ts';
 
 describe('validateTunnel', () => {
   test('accepts the example and the table\'s valid base', () => {

@@ -5,9 +5,9 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterTools, repoRoot, run } from '../cluster/apiserver.ts';
-import type { KubectlResult } from '../cluster/apiserver.ts';
-import { eventually, kubectlOk } from '../cluster/support.ts';
+import { clusterTools, repoRoot, run } from './apiserver.ts';
+import type { KubectlResult } from './apiserver.ts';
+import { eventually, kubectlOk } from './support.ts';
 import { startClusterLab } from './cluster-lab.ts';
 import type { ClusterLab } from './cluster-lab.ts';
 import { requirePrometheus, startPrometheus } from './prometheus.ts';

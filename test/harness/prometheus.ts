@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '../cluster/apiserver.ts';
+import { run } from './apiserver.ts';
 import { BRIDGE_ADDRESS } from './cluster-lab.ts';
 import { onProcessExit, withPdeathsig } from './process-guard.ts';
 

@@ -14,8 +14,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kubeconfigYaml, repoRoot, run, startApiServer } from '../cluster/apiserver.ts';
-import type { ApiServer, KubectlResult } from '../cluster/apiserver.ts';
+import { kubeconfigYaml, repoRoot, run, startApiServer } from './apiserver.ts';
+import type { ApiServer, KubectlResult } from './apiserver.ts';
 import { isAlive, onProcessExit } from './process-guard.ts';
 import { Guest, requireUml } from './uml.ts';
 

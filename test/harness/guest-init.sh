@@ -20,6 +20,6 @@ done
 ip link set lo up
 export PATH="$IPIP_REPO/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 export HOME=/run
-cd "$IPIP_REPO" && node test/lab/guest-shell.ts
+cd "$IPIP_REPO" && node test/harness/guest-shell.ts
 echo o > /proc/sysrq-trigger
 sleep 30

@@ -49,7 +49,7 @@ export class Guest {
     requireUml();
     const args = [
       `mem=${options.memMB ?? 512}M`, 'rootfstype=hostfs', 'ro', 'quiet', 'loglevel=1',
-      `init=${join(REPO, 'test/lab/guest-init.sh')}`, 'con=null', 'con0=fd:0,fd:1',
+      `init=${join(REPO, 'test/harness/guest-init.sh')}`, 'con=null', 'con0=fd:0,fd:1',
       `IPIP_REPO=${REPO}`,
     ];
     if (options.tap !== undefined) args.push(`vec0:transport=tap,ifname=${options.tap}`);

@@ -1,8 +1,8 @@
 // The lab CLI, behind ./scripts/lab.sh:
 //
-//   node test/lab/lab-cli.ts up [--exit-after-demo]   the whole lab, the example tunnel, a tour
-//   node test/lab/lab-cli.ts down                     tears down a lab left running by `up`
-//   node test/lab/lab-cli.ts sh NODE [COMMAND]        a shell (one command per line) in a node
+//   node test/harness/lab-cli.ts up [--exit-after-demo]   the whole lab, the example tunnel, a tour
+//   node test/harness/lab-cli.ts down                     tears down a lab left running by `up`
+//   node test/harness/lab-cli.ts sh NODE [COMMAND]        a shell (one command per line) in a node
 //
 // The nodes are User-Mode Linux processes, children of `up` that die with it, so `up`
 // stays in the foreground after the tour: the lab runs until Ctrl-C or `down`. `up`
@@ -268,7 +268,7 @@ async function shell(node: string, words: string[]): Promise<number> {
 }
 
 function usage(): never {
-  process.stderr.write('usage: node test/lab/lab-cli.ts up [--exit-after-demo] | down | sh NODE [COMMAND...]\n');
+  process.stderr.write('usage: node test/harness/lab-cli.ts up [--exit-after-demo] | down | sh NODE [COMMAND...]\n');
   process.exit(2);
 }
 

@@ -13,7 +13,7 @@ import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
 import {dirname, join, resolve} from 'node:path';
 import {fileURLToPath} from 'node:url';
-import {inNetns, isAlive, onProcessExit, withPdeathsig} from '../lab/process-guard.ts';
+import {inNetns, isAlive, onProcessExit, withPdeathsig} from './process-guard.ts';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const buildScript = join(repoRoot, 'scripts/cluster-tools.sh');
