@@ -47,24 +47,3 @@ export function defaultLinkName(tunnelName: string): string {
   const stem = tunnelName.replace(/[^A-Za-z0-9]/g, '').slice(0, 4);
   return `ipip-${stem}${hash}`;
 }
-
-/** The link alias that marks a link as created by this operator for one tunnel. */
-const ALIAS_PREFIX = 'ipip-operator/';
-
-export function ownerAlias(tunnelName: string): string {
-  return `${ALIAS_PREFIX}${tunnelName}`;
-}
-
-/** The tunnel a link belongs to, or undefined for a link that is not ours. */
-export function tunnelOfAlias(alias: string | undefined): string | undefined {
-  if (alias === undefined || !alias.startsWith(ALIAS_PREFIX)) return undefined;
-  const name = alias.slice(ALIAS_PREFIX.length);
-  return objectNameProblem(name, MAX_TUNNEL_NAME) === undefined ? name : undefined;
-}
-
-/**
- * The route protocol number that marks routes as ours (see /etc/iproute2/rt_protos: 0-4 are
- * the kernel's, the named ones belong to routing daemons; 203 is used by none of them).
- * Fixed forever: changing it would orphan every route a running cluster has.
- */
-export const ROUTE_PROTOCOL = 203;

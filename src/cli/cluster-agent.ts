@@ -6,7 +6,7 @@ import { InputError } from '../api/manifest.ts';
 import { objectNameProblem } from '../api/names.ts';
 import { runClusterAgent } from '../controller/cluster.ts';
 import { LEASE_NAME } from '../controller/lease.ts';
-import { Iproute2Dataplane } from '../dataplane/iproute2.ts';
+import { nodeDataplane } from '../dataplane/node.ts';
 import { KubeClient } from '../kube/client.ts';
 import { startHttpServer } from '../report/http.ts';
 import type { Logger } from '../report/log.ts';
@@ -45,7 +45,7 @@ export async function runClusterCommand(o: ClusterCommandOptions): Promise<numbe
   } catch (error) {
     throw new InputError(`cannot load the cluster configuration: ${(error as Error).message}`);
   }
-  const dataplane = new Iproute2Dataplane({ onCommand: metrics.ipCommandObserver, onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
+  const dataplane = nodeDataplane({ onCommand: metrics.commandObserver, onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
   const agent = runClusterAgent({
     nodeName: o.nodeName, client, dataplane, log, metrics, resyncMs: o.resyncMs, debounceMs: 200,
     lease: { namespace, name: LEASE_NAME },

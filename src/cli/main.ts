@@ -6,15 +6,16 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InputError } from '../api/manifest.ts';
 import { loadManifest, reconcileOnce, runStandalone } from '../controller/standalone.ts';
-import { Iproute2Dataplane } from '../dataplane/iproute2.ts';
-import type { ObservedState } from '../dataplane/model.ts';
-import { plan } from '../plan/plan.ts';
-import { renderShell } from '../plan/render.ts';
+import { nodeDataplane } from '../dataplane/node.ts';
+import { renderPlan } from '../dataplane/render.ts';
+import type { KernelState } from '../model/kernel.ts';
+import { problemsOf } from '../model/problem.ts';
+import type { TunnelProblem } from '../model/problem.ts';
+import { plan } from '../plan/engine.ts';
 import { DEFAULT_METRICS_PORT, parseListenAddress } from '../report/http.ts';
 import { createLogger } from '../report/log.ts';
 import type { Logger } from '../report/log.ts';
-import { problemsOf, resolve } from '../resolve/resolve.ts';
-import type { TunnelProblem } from '../resolve/types.ts';
+import { resolve } from '../resolve/resolve.ts';
 import { parseDuration, parseLogFormat, parseLogLevel, parseNodeName } from './args.ts';
 
 const USAGE = `Usage:
@@ -72,10 +73,10 @@ async function planCommand(argv: string[]): Promise<number> {
   const nodeName = parseNodeName('node', values.node as string | undefined);
   const tunnels = await loadManifest(values.file);
   const fromScratch = values['from-scratch'] === true;
-  const observed: ObservedState = fromScratch ? { links: [], routes: [] } : await new Iproute2Dataplane().observe();
+  const observed: KernelState = fromScratch ? { links: [], routes: [] } : await nodeDataplane().observe();
   const resolutions = resolve({ nodeName, tunnels, kernel: fromScratch ? undefined : observed, nodeAddresses: new Map() });
   const { actions, conflicts } = plan(resolutions, observed);
-  for (const line of renderShell(actions)) process.stdout.write(`${line}\n`);
+  for (const line of renderPlan(actions)) process.stdout.write(`${line}\n`);
   const problems: TunnelProblem[] = [...problemsOf(resolutions), ...conflicts];
   for (const p of problems) {
     process.stderr.write(`tunnel ${p.tunnel}: ${p.reason}: ${p.message}\n`);
@@ -133,7 +134,7 @@ async function agentCommand(argv: string[]): Promise<number> {
 }
 
 async function standaloneAgent(manifest: string, once: boolean, nodeName: string, resyncMs: number, log: Logger): Promise<number> {
-  const dataplane = new Iproute2Dataplane({ onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
+  const dataplane = nodeDataplane({ onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
   if (once) {
     const summary = await reconcileOnce({ manifestPath: manifest, nodeName, dataplane, log });
     process.stdout.write(`${JSON.stringify(summary)}\n`);

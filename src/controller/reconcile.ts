@@ -2,47 +2,22 @@
 // on the current tunnels and kernel only, never on what event woke it.
 
 import type { IpipTunnel } from '../api/types.ts';
-import type { ActionResult, Dataplane } from '../dataplane/dataplane.ts';
-import type { ObservedState } from '../dataplane/model.ts';
-import type { KernelInterest } from '../dataplane/monitor.ts';
-import { tunnelOfAlias } from '../api/names.ts';
+import type { Dataplane } from '../dataplane/dataplane.ts';
+import { renderPlan } from '../dataplane/render.ts';
+import type { KernelInterest } from '../model/kernel.ts';
+import type { ReconcileOutcome } from '../model/outcome.ts';
+import { tunnelOfAlias } from '../model/ownership.ts';
+import { problemsOf } from '../model/problem.ts';
+import type { TunnelProblem } from '../model/problem.ts';
 import { normalizePrefix } from '../net/ipv4.ts';
-import { plan } from '../plan/plan.ts';
-import { renderCommand } from '../plan/render.ts';
-import { OBJECT_KINDS, VERBS } from '../plan/types.ts';
-import type { ObjectKind, Verb } from '../plan/types.ts';
+import { plan } from '../plan/engine.ts';
 import type { Logger } from '../report/log.ts';
-import { problemsOf, resolve } from '../resolve/resolve.ts';
-import type { TunnelProblem, TunnelResolution } from '../resolve/types.ts';
+import { resolve } from '../resolve/resolve.ts';
 
 export interface ReconcileInput {
   nodeName: string;
   tunnels: readonly IpipTunnel[];
   nodeAddresses: ReadonlyMap<string, string>;
-}
-
-export interface ReconcileOutcome {
-  /** The kernel as read at the start of this reconcile (before its changes). */
-  observed: ObservedState;
-  resolutions: TunnelResolution[];
-  results: ActionResult[];
-  /** Every tunnel that is not as its spec asks, and why: resolve errors, waiting, conflicts, kernel errors. */
-  problems: TunnelProblem[];
-}
-
-export type ChangeCounts = Record<ObjectKind, Record<Verb, number>>;
-
-export function emptyCounts(): ChangeCounts {
-  const counts = {} as ChangeCounts;
-  for (const o of OBJECT_KINDS) counts[o] = Object.fromEntries(VERBS.map((v) => [v, 0])) as Record<Verb, number>;
-  return counts;
-}
-
-/** Successful changes by object and action, every pair present (0 when nothing changed). */
-export function countChanges(results: readonly ActionResult[]): ChangeCounts {
-  const counts = emptyCounts();
-  for (const r of results) if (r.error === undefined) counts[r.action.object][r.action.action] += 1;
-  return counts;
 }
 
 export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log: Logger): Promise<ReconcileOutcome> {
@@ -54,8 +29,8 @@ export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log
   const problems: TunnelProblem[] = [...problemsOf(resolutions), ...conflicts];
   for (const { action, error } of results) {
     const fields = {
-      node: input.nodeName, tunnel: action.tunnel, object: action.object, action: action.action,
-      link: action.link, detail: action.detail, commands: action.commands.map((c) => `ip ${renderCommand(c)}`),
+      node: input.nodeName, tunnel: action.tunnel, object: action.kind, action: action.verb,
+      link: action.link, detail: action.detail, commands: renderPlan([action]),
     };
     if (error === undefined) log.info('kernel change', fields);
     else {
@@ -77,7 +52,7 @@ export function kernelInterest(outcome: Pick<ReconcileOutcome, 'observed' | 'res
   for (const r of outcome.resolutions) {
     if (r.outcome !== 'desired') continue;
     links.add(r.desired.link.name);
-    for (const dst of r.desired.routes) prefixes.add(normalizePrefix(dst));
+    for (const route of r.desired.routes) prefixes.add(normalizePrefix(route.dst));
   }
   for (const link of outcome.observed.links) if (tunnelOfAlias(link.alias) !== undefined) links.add(link.name);
   return { links, prefixes };

@@ -1,20 +1,22 @@
 // Standalone mode: no cluster. The tunnels come from a manifest file; the node's kernel is
-// reconciled once (--once) or continuously: when the file changes, when the kernel
-// changes, on a periodic resync, and with backoff while a tunnel has problems.
+// reconciled once (--once) or continuously by the same loop as in a cluster (loop.ts),
+// whose source here is the file: a change of it requests a reconcile, and each pass reads
+// it. Reports go to the logs only.
 
 import { readFile } from 'node:fs/promises';
 import { watch as watchFs } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parseManifest } from '../api/manifest.ts';
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
-import { NO_INTEREST } from '../dataplane/monitor.ts';
-import type { KernelInterest } from '../dataplane/monitor.ts';
+import type { TunnelProblem } from '../model/problem.ts';
 import type { Logger } from '../report/log.ts';
-import type { TunnelProblem } from '../resolve/types.ts';
-import { countChanges, kernelInterest, reconcile } from './reconcile.ts';
-import type { ChangeCounts } from './reconcile.ts';
-import { backoffMs, CoalescingRunner } from './runner.ts';
+import { countChanges } from '../report/report.ts';
+import type { ChangeCounts } from '../report/report.ts';
+import { NO_SINK, runAgentLoop } from './loop.ts';
+import type { AgentLoop, TunnelSource } from './loop.ts';
+import { reconcile } from './reconcile.ts';
 
 export interface StandaloneOptions {
   manifestPath: string;
@@ -42,52 +44,37 @@ export async function reconcileOnce(options: Omit<StandaloneOptions, 'resyncMs' 
 }
 
 /**
- * Runs until the returned stop() is called. A manifest that fails to load never removes
- * anything: the last good one stays in force (and before the first good one, nothing runs).
+ * The manifest as a tunnel source. A manifest that fails to load never removes anything:
+ * the last good one stays in force (and before the first good one, nothing runs).
  */
-export function runStandalone(options: StandaloneOptions): { stop: () => Promise<void> } {
-  const { log } = options;
+export function manifestSource(manifestPath: string, log: Logger): TunnelSource {
   let lastGood: IpipTunnel[] | undefined;
-  let failuresInARow = 0;
-  /** What the kernel monitor wakes us for: what the last reconcile programmed (routes of ours, on our links, for our prefixes). */
-  let interest: KernelInterest = NO_INTEREST;
-
-  const runner = new CoalescingRunner(async () => {
-    try {
-      lastGood = await loadManifest(options.manifestPath);
-    } catch (error) {
-      log.error('manifest rejected; keeping the last good one', { manifest: options.manifestPath, error: String((error as Error).message) });
-    }
-    if (lastGood === undefined) return undefined;
-    try {
-      const outcome = await reconcile(options.dataplane, { nodeName: options.nodeName, tunnels: lastGood, nodeAddresses: new Map() }, log);
-      interest = kernelInterest(outcome);
-      if (outcome.problems.length === 0) {
-        failuresInARow = 0;
-        return undefined;
-      }
-    } catch (error) {
-      log.error('reconcile failed', { node: options.nodeName, error: String(error) });
-    }
-    failuresInARow += 1;
-    return backoffMs(failuresInARow);
-  }, { debounceMs: options.debounceMs });
-
-  // Watch the directory, not the file: editors and `kubectl`-style tools replace files.
-  const fileWatcher = watchFs(dirname(options.manifestPath), (_event, name) => {
-    if (name === null || name === basename(options.manifestPath)) runner.request();
-  });
-  const stopMonitor = options.dataplane.watch((concernsUs) => { if (concernsUs) runner.request(); }, () => interest);
-  const resync = setInterval(() => runner.request(), options.resyncMs);
-  runner.request(0);
-  log.info('agent started', { mode: 'standalone', node: options.nodeName, manifest: options.manifestPath });
-
+  let watcher: FSWatcher | undefined;
   return {
+    start: (changed) => {
+      // Watch the directory, not the file: editors and `kubectl`-style tools replace files.
+      watcher = watchFs(dirname(manifestPath), (_event, name) => {
+        if (name === null || name === basename(manifestPath)) changed();
+      });
+    },
+    current: async () => {
+      try {
+        lastGood = await loadManifest(manifestPath);
+      } catch (error) {
+        log.error('manifest rejected; keeping the last good one', { manifest: manifestPath, error: String((error as Error).message) });
+      }
+      return lastGood === undefined ? undefined : { tunnels: lastGood, nodeAddresses: new Map() };
+    },
+    ready: () => (lastGood === undefined ? 'no good manifest loaded yet' : true),
     stop: async () => {
-      clearInterval(resync);
-      fileWatcher.close();
-      stopMonitor();
-      await runner.stop();
+      watcher?.close();
     },
   };
+}
+
+/** Runs until the returned stop() is called. */
+export function runStandalone(options: StandaloneOptions): AgentLoop {
+  const loop = runAgentLoop({ ...options, source: manifestSource(options.manifestPath, options.log), sink: NO_SINK });
+  options.log.info('agent started', { mode: 'standalone', node: options.nodeName, manifest: options.manifestPath });
+  return loop;
 }

@@ -1,21 +1,16 @@
-// The seam between the controller and the kernel. The real implementation is iproute2.ts;
-// unit tests of the controller loop may use a recording one, but claims about the kernel
-// are proven on a real kernel (test/kernel).
+// The seam between the controller and the kernel, and how it is made of one driver per
+// tool. The controller sees one Dataplane; each driver (ip/driver.ts today; nft next) owns
+// its tool: one process to read, one to write every action of a reconcile, and a monitor.
+// Unit tests of the controller loop use a recording Dataplane (test/harness/); claims
+// about the kernel are proven on a real kernel (test/kernel/).
 
-import type { Action } from '../plan/types.ts';
-import type { ObservedState } from './model.ts';
-import type { KernelInterest } from './monitor.ts';
-
-export interface ActionResult {
-  action: Action;
-  /** undefined when every command of the action succeeded (or a delete found nothing to delete). */
-  error?: string;
-}
+import type { Action, ActionResult, Tool } from '../model/action.ts';
+import type { KernelInterest, KernelState } from '../model/kernel.ts';
 
 export interface Dataplane {
   /** Reads links, addresses and routes: one consistent-enough snapshot. */
-  observe(): Promise<ObservedState>;
-  /** Runs the actions in order; a failed one does not stop the others. One result per action. */
+  observe(): Promise<KernelState>;
+  /** Runs the actions in order; a failed one does not stop the others. One result per action, in order. */
   apply(actions: readonly Action[]): Promise<ActionResult[]>;
   /**
    * Calls onEvent for every change of links, addresses or routes, telling whether it
@@ -23,4 +18,55 @@ export interface Dataplane {
    * programmed); returns a stop function.
    */
   watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void;
+}
+
+/** Called after every process a driver runs: its tool, what it was for, how long it took, whether it succeeded. */
+export type CommandObserver = (tool: Tool, purpose: 'observe' | 'apply' | 'monitor', seconds: number, ok: boolean) => void;
+
+/** The part of the dataplane that one tool does. */
+export interface Driver<A extends Action> {
+  readonly tool: A['tool'];
+  observe(): Promise<KernelState>;
+  apply(actions: readonly A[]): Promise<ActionResult[]>;
+  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void;
+}
+
+/** Every tool's driver: the Dataplane the agent runs on a real node. */
+export interface Drivers {
+  ip: Driver<Extract<Action, { tool: 'ip' }>>;
+}
+
+export class KernelDataplane implements Dataplane {
+  private readonly drivers: Drivers;
+
+  constructor(drivers: Drivers) {
+    this.drivers = drivers;
+  }
+
+  observe(): Promise<KernelState> {
+    return this.drivers.ip.observe();
+  }
+
+  /**
+   * Each tool's actions go to its driver in one write, in plan order; the tools run one
+   * after the other in the order of their first action, and the results come back in the
+   * actions' order.
+   */
+  async apply(actions: readonly Action[]): Promise<ActionResult[]> {
+    const byTool = new Map<Tool, Action[]>();
+    for (const a of actions) {
+      const list = byTool.get(a.tool);
+      if (list === undefined) byTool.set(a.tool, [a]);
+      else list.push(a);
+    }
+    const results = new Map<Action, ActionResult>();
+    for (const [tool, list] of byTool) {
+      for (const r of await this.drivers[tool].apply(list)) results.set(r.action, r);
+    }
+    return actions.map((a) => results.get(a) ?? { action: a, error: `no result from the ${a.tool} driver` });
+  }
+
+  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
+    return this.drivers.ip.watch(onEvent, interest);
+  }
 }

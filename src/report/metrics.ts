@@ -4,10 +4,10 @@
 // standard `process_*` / `nodejs_*` names, which existing dashboards expect.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ActionResult } from '../dataplane/dataplane.ts';
-import type { IpCommandObserver } from '../dataplane/iproute2.ts';
-import type { LinkStats } from '../dataplane/model.ts';
-import { OBJECT_KINDS, VERBS } from '../plan/types.ts';
+import type { CommandObserver } from '../dataplane/dataplane.ts';
+import type { ActionResult } from '../model/action.ts';
+import { OBJECT_KINDS, VERBS } from '../model/action.ts';
+import type { LinkStats } from '../model/kernel.ts';
 
 const PREFIX = 'ipip_operator_';
 
@@ -145,7 +145,7 @@ export class AgentMetrics {
   /** Counts the actions that succeeded; failed ones changed nothing to count. */
   recordChanges(results: readonly ActionResult[]): void {
     for (const r of results) {
-      if (r.error === undefined) this.dataplaneChanges.inc({ object: r.action.object, action: r.action.action });
+      if (r.error === undefined) this.dataplaneChanges.inc({ object: r.action.kind, action: r.action.verb });
     }
   }
 
@@ -166,8 +166,8 @@ export class AgentMetrics {
     this.driftCorrections.inc(count);
   }
 
-  /** For Iproute2Dataplane's `onCommand`; an arrow function, so it can be passed as it is. */
-  readonly ipCommandObserver: IpCommandObserver = (purpose, seconds, ok) => {
+  /** For the drivers' `onCommand`; an arrow function, so it can be passed as it is. */
+  readonly commandObserver: CommandObserver = (_tool, purpose, seconds, ok) => {
     this.ipCommands.inc({ purpose, result: result(ok) });
     this.ipCommandDuration.observe({ purpose }, seconds);
   };

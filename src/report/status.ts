@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { defaultLinkName } from '../api/names.ts';
 import type { Condition, EndpointStatus, IpipTunnel, IpipTunnelStatus } from '../api/types.ts';
-import type { Reason, TunnelProblem, TunnelResolution } from '../resolve/types.ts';
+import type { Reason, TunnelProblem, TunnelResolution } from '../model/problem.ts';
 
 /** The field manager of the aggregate, whichever agent holds the Lease. */
 export const AGGREGATE_FIELD_MANAGER = 'ipip-operator-aggregate';
@@ -53,7 +53,7 @@ export function endpointEntry(
   if (resolution.underlayAddress !== undefined) entry.underlayAddress = resolution.underlayAddress;
   if (resolution.outcome === 'desired' && problem === undefined) {
     const { link } = resolution.desired;
-    entry.message = `link ${link.name} up, ${link.local} -> ${link.remote}`;
+    entry.message = `link ${link.name} up, ${link.tunnel.local ?? 'any'} -> ${link.tunnel.remote ?? 'any'}`;
   } else {
     const why = problem ?? (resolution.outcome === 'desired' ? undefined : resolution);
     entry.reason = why?.reason ?? 'Unknown';

@@ -3,12 +3,11 @@
 
 import { effectiveSpec, validateTunnel } from '../api/validate.ts';
 import type { EffectiveSpec, EndpointSpec, IpipTunnel } from '../api/types.ts';
-import { SCOPE_GLOBAL } from '../dataplane/model.ts';
-import type { ObservedLink, ObservedState } from '../dataplane/model.ts';
-import type { DesiredTunnel, TunnelProblem, TunnelResolution } from './types.ts';
-
-/** Outer IPv4 header: the tunnel's MTU is the underlay's minus this. */
-export const IPIP_OVERHEAD = 20;
+import type { DesiredTunnel } from '../model/desired.ts';
+import { SCOPE_GLOBAL } from '../model/kernel.ts';
+import type { KernelState, ObservedLink } from '../model/kernel.ts';
+import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
+import { TUNNEL_OVERHEAD } from '../model/tunnel.ts';
 /** The underlay MTU assumed when the kernel is not read (plan --from-scratch). */
 export const ASSUMED_UNDERLAY_MTU = 1500;
 
@@ -16,7 +15,7 @@ export interface ResolveInput {
   nodeName: string;
   tunnels: readonly IpipTunnel[];
   /** This node's kernel (its interfaces, MTUs, addresses); undefined when not read (plan --from-scratch). */
-  kernel: ObservedState | undefined;
+  kernel: KernelState | undefined;
   /** Nodes' InternalIP by node name, from the API server; empty in standalone mode. */
   nodeAddresses: ReadonlyMap<string, string>;
 }
@@ -27,7 +26,7 @@ interface NodeIndex {
   byAddress: ReadonlyMap<string, ObservedLink>;
 }
 
-function indexNode(kernel: ObservedState): NodeIndex {
+function indexNode(kernel: KernelState): NodeIndex {
   const byAddress = new Map<string, ObservedLink>();
   for (const l of kernel.links) for (const a of l.addresses) if (!byAddress.has(a.local)) byAddress.set(a.local, l);
   return { byName: new Map(kernel.links.map((l) => [l.name, l])), byAddress };
@@ -154,20 +153,19 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
   const remoteAddress = remoteUnderlay(tunnel, remote, remoteIndex, input);
   if (typeof remoteAddress !== 'string') return { tunnel: name, ...remoteAddress, underlayAddress: local.address };
 
-  const routes = [...new Set([...spec.routes, ...(remote.networks ?? [])])].sort();
+  const prefixes = [...new Set([...spec.routes, ...(remote.networks ?? [])])].sort();
+  const linkName = spec.linkName;
   const desired: DesiredTunnel = {
     tunnel: name,
     link: {
-      name: spec.linkName,
-      mode: spec.mode,
-      local: local.address,
-      remote: remoteAddress,
-      ttl: spec.ttl,
-      mtu: spec.mtu ?? local.mtu - IPIP_OVERHEAD,
-      ...(local.device === undefined ? {} : { underlay: local.device }),
+      name: linkName,
+      mtu: spec.mtu ?? local.mtu - TUNNEL_OVERHEAD[spec.mode],
+      tunnel: { mode: spec.mode, local: local.address, remote: remoteAddress, ttl: spec.ttl, underlayDevice: local.device },
     },
-    address: { local: self.overlayAddress, peer: remote.overlayAddress },
-    routes,
+    // This node's overlay address, as a /32 with the remote overlay address as its peer.
+    addresses: [{ dev: linkName, local: self.overlayAddress, prefixlen: 32, peer: remote.overlayAddress }],
+    // spec.routes and the remote endpoint's networks, into the link.
+    routes: prefixes.map((dst) => ({ dst, dev: linkName })),
   };
   return { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address };
 }
@@ -226,29 +224,17 @@ export function resolve(input: ResolveInput): TunnelResolution[] {
     if (result.outcome === 'desired') {
       const { desired } = result;
       const linkOwner = linkOwners.get(desired.link.name);
-      const routeClash = desired.routes.find((r) => routeOwners.has(r));
+      const routeClash = desired.routes.map((r) => r.dst).find((dst) => routeOwners.has(dst));
       if (linkOwner !== undefined) {
         result = { tunnel: desired.tunnel, ...problem('error', 'LinkNameInUse', `link name ${desired.link.name} is already used by tunnel ${linkOwner} on node ${input.nodeName}`, 'spec.linkName') };
       } else if (routeClash !== undefined) {
         result = { tunnel: desired.tunnel, ...problem('error', 'RouteInUse', `route ${routeClash} is already routed into tunnel ${routeOwners.get(routeClash)} on node ${input.nodeName}`, 'spec.routes') };
       } else {
         linkOwners.set(desired.link.name, desired.tunnel);
-        for (const r of desired.routes) routeOwners.set(r, desired.tunnel);
+        for (const r of desired.routes) routeOwners.set(r.dst, desired.tunnel);
       }
     }
     results.push(result);
   }
   return results.sort((a, b) => (a.tunnel < b.tunnel ? -1 : a.tunnel > b.tunnel ? 1 : 0));
-}
-
-/** The tunnels that are waiting or in error on this node, as problems to report. */
-export function problemsOf(resolutions: readonly TunnelResolution[]): TunnelProblem[] {
-  const problems: TunnelProblem[] = [];
-  for (const r of resolutions) {
-    if (r.outcome === 'error' || r.outcome === 'waiting') {
-      const { outcome: _outcome, underlayAddress: _address, ...problem } = r;
-      problems.push(problem);
-    }
-  }
-  return problems;
 }

@@ -1,7 +1,7 @@
 // Small builders for unit tests: a valid tunnel like the example, and node kernels.
 
 import type { IpipTunnel } from '../../src/api/types.ts';
-import type { ObservedLink, ObservedRoute, ObservedState } from '../../src/dataplane/model.ts';
+import type { KernelState, ObservedLink, ObservedRoute } from '../../src/model/kernel.ts';
 
 export function exampleTunnel(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
   const t: IpipTunnel = {
@@ -24,11 +24,11 @@ export function exampleTunnel(mutate: (t: IpipTunnel) => void = () => {}): IpipT
 }
 
 /** node-a before the operator: lo, eth1 (192.168.40.2/24, MTU 1500) and the kernel's tunl0. */
-export function bareKernel(): ObservedState {
+export function bareKernel(): KernelState {
   return {
     links: [
       { index: 1, name: 'lo', up: true, mtu: 65536, addresses: [{ local: '127.0.0.1', prefixlen: 8, scope: 254 }] },
-      { index: 2, name: 'tunl0', kind: 'ipip', up: false, mtu: 1480, local: 'any', remote: 'any', ttl: 0, addresses: [] },
+      { index: 2, name: 'tunl0', kind: 'ipip', up: false, mtu: 1480, tunnel: { mode: 'ipip', local: undefined, remote: undefined, ttl: 0, underlayDevice: undefined }, addresses: [] },
       { index: 3, name: 'eth1', kind: 'veth', up: true, mtu: 1500, addresses: [{ local: '192.168.40.2', prefixlen: 24, scope: 0 }] },
     ],
     routes: [{ dst: '192.168.40.0/24', dev: 'eth1', protocol: 2, metric: 0, scope: 253, type: 1 }],
@@ -38,7 +38,7 @@ export function bareKernel(): ObservedState {
 export function labLink(overrides: Partial<ObservedLink> = {}): ObservedLink {
   return {
     index: 9, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', up: true, mtu: 1480,
-    underlay: 'eth1', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64,
+    tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64, underlayDevice: 'eth1' },
     addresses: [{ local: '172.0.0.2', peer: '172.0.0.3', prefixlen: 32, scope: 0 }],
     ...overrides,
   };
@@ -49,7 +49,7 @@ export function ourRoute(dst: string, dev = 'ipiptun'): ObservedRoute {
 }
 
 /** node-a with the example tunnel fully programmed. */
-export function programmedKernel(): ObservedState {
+export function programmedKernel(): KernelState {
   const k = bareKernel();
   k.links.push(labLink());
   k.routes.push(ourRoute('172.0.0.0/24'), { dst: '172.0.0.3/32', dev: 'ipiptun', protocol: 2, metric: 0, scope: 253, type: 1 });

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import type { Action } from '../../src/plan/types.ts';
+import type { Action } from '../../src/model/action.ts';
 import { AgentMetrics } from '../../src/report/metrics.ts';
 
 const REPO = new URL('../../', import.meta.url).pathname;
@@ -55,12 +55,12 @@ async function populatedExposition(): Promise<string> {
   const metrics = new AgentMetrics();
   metrics.setTunnels([{ tunnel: 'lab', link: 'ipiptun', mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', up: true, stats: STATS }]);
   metrics.recordReconcile('success', 0.01);
-  const action: Action = { object: 'link', action: 'create', tunnel: 'lab', link: 'ipiptun', detail: '', commands: [] };
+  const action: Action = { tool: 'ip', kind: 'link', verb: 'create', tunnel: 'lab', link: 'ipiptun', detail: '', ops: [] };
   metrics.recordChanges([{ action }]);
   metrics.recordDriftCorrections(1);
   metrics.recordList('nodes', 'expired');
   metrics.setLeader(true);
-  metrics.ipCommandObserver('observe', 0.003, true);
+  metrics.commandObserver('ip', 'observe', 0.003, true);
   metrics.recordApiRequest('watch', true);
   return metrics.metrics();
 }

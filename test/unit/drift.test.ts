@@ -6,33 +6,20 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { DriftTracker, reconcile } from '../../src/controller/reconcile.ts';
-import type { Dataplane } from '../../src/dataplane/dataplane.ts';
-import type { ObservedState } from '../../src/dataplane/model.ts';
 import { createLogger } from '../../src/report/log.ts';
+import { RecordingDataplane } from '../harness/recording-dataplane.ts';
 import { bareKernel, exampleTunnel } from './builders.ts';
-import { applyModel } from './kernel-model.ts';
-
-class ModelDataplane implements Dataplane {
-  state: ObservedState;
-  constructor(state: ObservedState) { this.state = state; }
-  async observe() { return structuredClone(this.state); }
-  async apply(actions: Parameters<Dataplane['apply']>[0]) {
-    this.state = applyModel(this.state, actions);
-    return actions.map((action) => ({ action }));
-  }
-  watch() { return () => {}; }
-}
 
 const log = createLogger({ format: 'json', level: 'error' });
 
-async function pass(dp: ModelDataplane, drift: DriftTracker, tunnels: IpipTunnel[]) {
+async function pass(dp: RecordingDataplane, drift: DriftTracker, tunnels: IpipTunnel[]) {
   const outcome = await reconcile(dp, { nodeName: 'node-a', tunnels, nodeAddresses: new Map() }, log);
   return { changes: outcome.results.length, drift: Object.fromEntries(drift.update(outcome)) };
 }
 
 describe('DriftTracker', () => {
   test('creating, a no-op pass and a spec change are not drift; repairing a deleted route is', async () => {
-    const dp = new ModelDataplane(bareKernel());
+    const dp = new RecordingDataplane(bareKernel());
     const drift = new DriftTracker();
     const tunnel = exampleTunnel();
     assert.deepEqual(await pass(dp, drift, [tunnel]), { changes: 3, drift: {} }, "first programming: link, address, route");
@@ -46,7 +33,7 @@ describe('DriftTracker', () => {
   });
 
   test('a fresh tracker (a restarted agent) does not count what it finds to fix at start', async () => {
-    const dp = new ModelDataplane(bareKernel());
+    const dp = new RecordingDataplane(bareKernel());
     await pass(dp, new DriftTracker(), [exampleTunnel()]);
     dp.state.routes = dp.state.routes.filter((r) => r.dst !== '172.0.0.0/24');
     assert.deepEqual(await pass(dp, new DriftTracker(), [exampleTunnel()]), { changes: 1, drift: {} });

@@ -4,9 +4,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
-import type { ActionResult } from '../../src/dataplane/dataplane.ts';
-import type { LinkStats } from '../../src/dataplane/model.ts';
-import type { Action } from '../../src/plan/types.ts';
+import type { LinkStats } from '../../src/model/kernel.ts';
+import type { Action, ActionResult } from '../../src/model/action.ts';
 import { AgentMetrics } from '../../src/report/metrics.ts';
 import type { TunnelMetrics } from '../../src/report/metrics.ts';
 
@@ -24,8 +23,8 @@ const STATS: LinkStats = { rxBytes: 1234, rxPackets: 12, rxErrors: 1, rxDropped:
 
 const LAB: TunnelMetrics = { tunnel: 'lab', link: 'ipiptun', mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', up: true, stats: STATS };
 
-function result(object: Action['object'], verb: Action['action'], error?: string): ActionResult {
-  const action: Action = { object, action: verb, tunnel: 'lab', link: 'ipiptun', detail: '', commands: [] };
+function result(kind: Action['kind'], verb: Action['verb'], error?: string): ActionResult {
+  const action: Action = { tool: 'ip', kind, verb, tunnel: 'lab', link: 'ipiptun', detail: '', ops: [] };
   return error === undefined ? { action } : { action, error };
 }
 
@@ -107,9 +106,9 @@ describe('AgentMetrics exposition', () => {
   test('ip commands by purpose and result, their duration; API server requests by verb and result', async () => {
     const metrics = new AgentMetrics();
     // Passed unbound, as the dataplane and the cluster client will call them.
-    const { ipCommandObserver, recordApiRequest } = metrics;
-    ipCommandObserver('observe', 0.004, true);
-    ipCommandObserver('apply', 0.02, false);
+    const { commandObserver, recordApiRequest } = metrics;
+    commandObserver('ip', 'observe', 0.004, true);
+    commandObserver('ip', 'apply', 0.02, false);
     recordApiRequest('list', true);
     recordApiRequest('apply', false);
     recordApiRequest('apply', false);
@@ -156,7 +155,7 @@ async function populatedExposition(): Promise<string> {
   metrics.setLeader(true);
   metrics.recordChanges([result('link', 'create')]);
   metrics.recordDriftCorrections(1);
-  metrics.ipCommandObserver('observe', 0.003, true);
+  metrics.commandObserver('ip', 'observe', 0.003, true);
   metrics.recordApiRequest('watch', true);
   return metrics.metrics();
 }

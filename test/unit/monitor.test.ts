@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { kernelInterest } from '../../src/controller/reconcile.ts';
-import { monitorLineMatters, NO_INTEREST } from '../../src/dataplane/monitor.ts';
-import type { KernelInterest } from '../../src/dataplane/monitor.ts';
+import { monitorLineMatters } from '../../src/dataplane/ip/monitor.ts';
+import { NO_INTEREST } from '../../src/model/kernel.ts';
+import type { KernelInterest } from '../../src/model/kernel.ts';
 import { resolve } from '../../src/resolve/resolve.ts';
 import { bareKernel, exampleTunnel, labLink } from './builders.ts';
 

@@ -10,9 +10,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { parseLinks, parseRoutes } from '../../src/dataplane/parse.ts';
-import { parseBatchErrors, resultsFromBatch } from '../../src/dataplane/iproute2.ts';
-import type { Action } from '../../src/plan/types.ts';
+import { parseBatchErrors, resultsFromBatch } from '../../src/dataplane/ip/driver.ts';
+import { parseLinks, parseRoutes } from '../../src/dataplane/ip/parse.ts';
+import type { Action } from '../../src/model/action.ts';
 
 const capture = readFileSync(new URL('./fixtures/ip-observe-uml-6.1.txt', import.meta.url), 'utf8');
 const section = (name: string) => JSON.parse(capture.split(`=====${name}\n`)[1]!.split('\n=====')[0]!) as unknown;
@@ -25,7 +25,7 @@ describe('parse ip -json -details -N -s', () => {
   test('an ipip link: kind, alias, underlay, endpoints, ttl, up, peer address, counters', () => {
     assert.deepEqual(byName.get('ipiptun'), {
       index: 4, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', up: true, mtu: 1480,
-      underlay: 'eth1', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64,
+      tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64, underlayDevice: 'eth1' },
       addresses: [{ local: '172.0.0.2', peer: '172.0.0.3', prefixlen: 32, scope: 0 }],
       // 3 echo replies in, 3 requests + 2 unanswered out; 84 bytes each (the inner packet).
       stats: { rxBytes: 252, rxPackets: 3, rxErrors: 0, rxDropped: 0, txBytes: 420, txPackets: 5, txErrors: 0, txDropped: 0 },
@@ -64,8 +64,8 @@ describe('parse ip -json -details -N -s', () => {
 });
 
 describe('ip -force -batch results', () => {
-  const action = (verb: Action['action'], lines: number): Action => ({
-    object: 'link', action: verb, tunnel: 't', link: 'l', detail: '', commands: Array.from({ length: lines }, () => ['link', 'set', 'dev', 'l', 'up']),
+  const action = (verb: Action['verb'], lines: number): Action => ({
+    tool: 'ip', kind: 'link', verb, tunnel: 't', link: 'l', detail: '', ops: Array.from({ length: lines }, () => ({ op: 'link-set-up' as const, name: 'l' })),
   });
   test('a failed line is charged to the action it belongs to; the others succeed', () => {
     // What iproute2 6.1 printed for a 4-line batch whose lines 1, 3 and 4 failed.

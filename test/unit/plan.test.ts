@@ -4,17 +4,17 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import type { ObservedState } from '../../src/dataplane/model.ts';
-import { plan } from '../../src/plan/plan.ts';
-import { renderShell } from '../../src/plan/render.ts';
+import { renderPlan } from '../../src/dataplane/render.ts';
+import type { KernelState } from '../../src/model/kernel.ts';
+import { plan } from '../../src/plan/engine.ts';
 import { resolve } from '../../src/resolve/resolve.ts';
-import { bareKernel, exampleTunnel, labLink, ourRoute, programmedKernel } from './builders.ts';
-import { applyModel } from './kernel-model.ts';
+import { applyModel } from '../harness/kernel-model.ts';
+import { bareKernel, exampleTunnel, ourRoute, programmedKernel } from './builders.ts';
 
 interface Case {
   name: string;
   tunnels: IpipTunnel[];
-  kernel: ObservedState;
+  kernel: KernelState;
   commands: string[];
   conflicts?: string[];
 }
@@ -27,14 +27,15 @@ const CREATE = [
   'ip route replace 172.0.0.0/24 dev ipiptun proto 203',
 ];
 
-function kernel(edit: (k: ObservedState) => void): ObservedState {
+function kernel(edit: (k: KernelState) => void): KernelState {
   const k = programmedKernel();
   edit(k);
   return k;
 }
 
-const withForeign = (k: ObservedState) => {
-  k.links.push({ index: 20, name: 'foreign0', kind: 'ipip', up: true, mtu: 1480, local: '192.168.40.2', remote: '192.168.40.7', ttl: 0,
+const withForeign = (k: KernelState) => {
+  k.links.push({ index: 20, name: 'foreign0', kind: 'ipip', up: true, mtu: 1480,
+    tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.7', ttl: 0, underlayDevice: undefined },
     addresses: [{ local: '10.99.0.1', prefixlen: 32, scope: 0 }] });
   k.routes.push({ dst: '10.9.0.0/16', dev: 'eth1', gateway: '192.168.40.1', protocol: 3, metric: 0, scope: 0, type: 1 });
   k.routes.push({ dst: '10.99.0.0/16', dev: 'foreign0', protocol: 4, metric: 0, scope: 253, type: 1 });
@@ -120,7 +121,7 @@ const cases: Case[] = [
     ] },
 ];
 
-function planFor(tunnels: IpipTunnel[], k: ObservedState) {
+function planFor(tunnels: IpipTunnel[], k: KernelState) {
   const resolutions = resolve({ nodeName: 'node-a', tunnels, kernel: k, nodeAddresses: new Map() });
   return plan(resolutions, k);
 }
@@ -129,10 +130,10 @@ describe('plan', () => {
   for (const c of cases) {
     test(c.name, () => {
       const result = planFor(c.tunnels, c.kernel);
-      assert.deepEqual(renderShell(result.actions), c.commands);
+      assert.deepEqual(renderPlan(result.actions), c.commands);
       assert.deepEqual(result.conflicts.map((x) => `${x.tunnel}:${x.reason}`), c.conflicts ?? []);
       const after = applyModel(c.kernel, result.actions);
-      assert.deepEqual(renderShell(planFor(c.tunnels, after).actions), [], 'planning again after applying must find nothing to do');
+      assert.deepEqual(renderPlan(planFor(c.tunnels, after).actions), [], 'planning again after applying must find nothing to do');
     });
   }
 
@@ -140,7 +141,7 @@ describe('plan', () => {
     const k = kernel(withForeign);
     for (const c of cases) {
       const { actions } = planFor(c.tunnels, k);
-      for (const line of renderShell(actions)) {
+      for (const line of renderPlan(actions)) {
         // eth1 may appear only as a tunnel's underlay (`... type ipip ... dev eth1`).
         assert.doesNotMatch(line, /foreign0|tunl0|^ip link (set|del) dev eth1|^ip address .* dev eth1|10\.9\.0\.0|10\.99\./, `${c.name}: ${line}`);
       }
@@ -149,6 +150,6 @@ describe('plan', () => {
 
   test('reaches the same plan whatever order the tunnels come in', () => {
     const tunnels = cases.find((c) => c.name.startsWith('gives the older'))!.tunnels;
-    assert.deepEqual(renderShell(planFor(tunnels, bareKernel()).actions), renderShell(planFor([...tunnels].reverse(), bareKernel()).actions));
+    assert.deepEqual(renderPlan(planFor(tunnels, bareKernel()).actions), renderPlan(planFor([...tunnels].reverse(), bareKernel()).actions));
   });
 });

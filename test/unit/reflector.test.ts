@@ -3,7 +3,7 @@
 // server is away. The same code against the real API server is in test/cluster/.
 
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import { Reflector } from '../../src/controller/reflector.ts';
 import type { ListReason } from '../../src/controller/reflector.ts';
 import type { ListPage, WatchHandlers } from '../../src/kube/client.ts';
@@ -44,14 +44,25 @@ function scripted(lists: Array<ListPage<Item> | Error>, watches: WatchScript[]) 
 
 const obj = (name: string, v: string, rv: string) => ({ metadata: { name, resourceVersion: rv }, v });
 const log = createLogger({ format: 'json', level: 'error' });
-const tick = () => new Promise((r) => setTimeout(r, 30));
+/** Lets every promise chain that is ready run (the scripts answer on setImmediate). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise<void>((done) => setImmediate(done));
+}
 
+/** Moves the mocked clock 1 ms at a time (the backoffs here are 1-2 ms) until check holds. */
 async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !check(); i++) await tick();
-  assert.ok(check(), `timed out waiting for ${what}`);
+  await settle();
+  for (let i = 0; i < 1000 && !check(); i++) {
+    mock.timers.tick(1);
+    await settle();
+  }
+  assert.ok(check(), `${what} did not happen within 1000 mocked ms`);
 }
 
 describe('Reflector', () => {
+  beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 }));
+  afterEach(() => mock.timers.reset());
+
   test('lists, then watches from the list resourceVersion; a closed watch resumes from the last one seen (bookmarks too)', async () => {
     const { source, calls } = scripted(
       [{ items: [{ name: 'a', v: '1' }], resourceVersion: '10' }],
@@ -139,7 +150,7 @@ describe('Reflector', () => {
     const r = new Reflector(source, { log, onChange: () => changes++, backoffMs: { first: 1, max: 2 } });
     r.start();
     await until('the list after the server came back', () => calls.filter((c) => c === 'list').length >= 4);
-    await tick();
+    await settle();
     assert.deepEqual(calls.slice(0, 7), ['list', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'list'],
       'watch retried from the same resourceVersion, then a fresh list after 5 failures in a row');
     assert.equal(r.synced, true);
@@ -164,10 +175,11 @@ describe('Reflector', () => {
   });
 
   test('not synced until a list succeeds: a failing first list leaves it unsynced and empty', async () => {
-    const { source } = scripted([new ApiError(403, 'forbidden')], []);
+    const { source, calls } = scripted([new ApiError(403, 'forbidden')], []);
     const r = new Reflector(source, { log, onChange: () => {}, backoffMs: { first: 1000, max: 1000 } });
     r.start();
-    await tick();
+    await settle();
+    assert.deepEqual(calls, ['list'], 'the list was tried, and failed');
     assert.equal(r.synced, false);
     assert.deepEqual(r.items(), []);
     await r.stop();

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { concernsNode, nodesReadBy, resolve } from '../../src/resolve/resolve.ts';
 import type { ResolveInput } from '../../src/resolve/resolve.ts';
-import type { TunnelResolution } from '../../src/resolve/types.ts';
+import type { TunnelResolution } from '../../src/model/problem.ts';
 import { bareKernel, exampleTunnel } from './builders.ts';
 
 function one(t: IpipTunnel, extra: Partial<ResolveInput> = {}): TunnelResolution {
@@ -14,7 +14,7 @@ function one(t: IpipTunnel, extra: Partial<ResolveInput> = {}): TunnelResolution
 }
 
 function outcome(r: TunnelResolution): string {
-  if (r.outcome === 'desired') return `desired local=${r.desired.link.local} remote=${r.desired.link.remote} dev=${r.desired.link.underlay} mtu=${r.desired.link.mtu}`;
+  if (r.outcome === 'desired') { const t = r.desired.link.tunnel; return `desired local=${t.local} remote=${t.remote} dev=${t.underlayDevice} mtu=${r.desired.link.mtu}`; }
   if (r.outcome === 'absent') return 'absent';
   return `${r.outcome} ${r.reason} ${r.field ?? ''}`.trim();
 }
@@ -58,7 +58,7 @@ describe('resolve', () => {
       t.spec.endpoints[0]!.networks = ['10.1.0.0/16'];
     }));
     assert.equal(r.outcome, 'desired');
-    if (r.outcome === 'desired') assert.deepEqual(r.desired.routes, ['10.20.0.0/16', '10.3.0.0/16', '172.0.0.0/24']);
+    if (r.outcome === 'desired') assert.deepEqual(r.desired.routes.map((x) => x.dst), ['10.20.0.0/16', '10.3.0.0/16', '172.0.0.0/24']);
   });
 
   test('a second tunnel routing the same prefix gets RouteInUse; the older keeps it', () => {

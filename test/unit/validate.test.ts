@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseManifest, InputError } from '../../src/api/manifest.ts';
-import { defaultLinkName, linkNameProblem, ownerAlias, tunnelOfAlias } from '../../src/api/names.ts';
+import { defaultLinkName, linkNameProblem } from '../../src/api/names.ts';
 import { effectiveSpec, validateTunnel } from '../../src/api/validate.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { assertSafeToken } from '../../src/plan/render.ts';
+import { assertSafeToken } from '../../src/dataplane/ip/render.ts';
+import { ownerAlias, tunnelOfAlias } from '../../src/model/ownership.ts';
 import { badTunnels, validTunnel } from '../harness/bad-tunnels.ts';
 
 describe('validateTunnel', () => {

@@ -2,8 +2,9 @@
 // output captured from a real kernel (test/unit/fixtures/). -N makes iproute2 print
 // protocols, scopes and types as numbers, so no name table (/etc/iproute2) is consulted.
 
-import { normalizePrefix } from '../net/ipv4.ts';
-import type { LinkStats, ObservedAddress, ObservedLink, ObservedRoute, ObservedState } from './model.ts';
+import type { KernelState, LinkStats, ObservedAddress, ObservedLink, ObservedRoute } from '../../model/kernel.ts';
+import type { TunnelAttrs } from '../../model/tunnel.ts';
+import { normalizePrefix } from '../../net/ipv4.ts';
 
 type Json = Record<string, unknown>;
 
@@ -54,6 +55,26 @@ function parseStats(raw: unknown): LinkStats | undefined {
   return Object.values(stats).every((n) => typeof n === 'number') ? stats as LinkStats : undefined;
 }
 
+/** An address attribute of info_data: iproute2 prints "any" for an unset one. */
+function tunnelAddress(value: unknown): string | undefined {
+  const text = str(value);
+  return text === 'any' ? undefined : text;
+}
+
+/**
+ * The attributes of a tunnel device of a mode the agent knows, from `ip -d`'s info_data;
+ * undefined for every other kind. A new mode's parser goes here.
+ */
+function tunnelAttrs(kind: string | undefined, data: Json): TunnelAttrs | undefined {
+  switch (kind) {
+    case 'ipip':
+      // iproute2 prints no ttl for "inherit" (0).
+      return { mode: 'ipip', local: tunnelAddress(data.local), remote: tunnelAddress(data.remote), ttl: typeof data.ttl === 'number' ? data.ttl : 0, underlayDevice: str(data.link) };
+    default:
+      return undefined;
+  }
+}
+
 export function parseLinks(json: unknown): ObservedLink[] {
   if (!Array.isArray(json)) throw new Error('ip -json address show: expected a JSON array');
   return json.map((raw: Json) => {
@@ -73,13 +94,8 @@ export function parseLinks(json: unknown): ObservedLink[] {
     if (kind !== undefined) link.kind = kind;
     const alias = str(raw.ifalias);
     if (alias !== undefined) link.alias = alias;
-    const underlay = str(data.link);
-    if (underlay !== undefined) link.underlay = underlay;
-    const local = str(data.local);
-    if (local !== undefined) link.local = local;
-    const remote = str(data.remote);
-    if (remote !== undefined) link.remote = remote;
-    if (typeof data.ttl === 'number') link.ttl = data.ttl;
+    const tunnel = tunnelAttrs(kind, data);
+    if (tunnel !== undefined) link.tunnel = tunnel;
     const stats = parseStats(raw.stats64 ?? raw.stats);
     if (stats !== undefined) link.stats = stats;
     return link;
@@ -100,6 +116,7 @@ export function parseRoutes(json: unknown): ObservedRoute[] {
     if (dev !== undefined) route.dev = dev;
     const gateway = str(raw.gateway);
     if (gateway !== undefined) route.gateway = gateway;
+    if (Array.isArray(raw.flags) && raw.flags.includes('onlink')) route.onlink = true;
     return route;
   });
 }
@@ -109,7 +126,7 @@ export function parseRoutes(json: unknown): ObservedRoute[] {
  * their addresses), then `route show`. `address show` is used for links because in one
  * batch a `link show` before it makes iproute2 (6.1) drop addr_info from the later output.
  */
-export function parseObserveOutput(stdout: string): ObservedState {
+export function parseObserveOutput(stdout: string): KernelState {
   const docs = stdout.split('\n').filter((line) => line.trim() !== '');
   if (docs.length !== 2) {
     throw new Error(`ip observe batch: expected 2 JSON documents, got ${docs.length}`);

@@ -1,6 +1,8 @@
 // What the agent knows of a node's kernel: the links with their IPv4 addresses and traffic
-// counters, and the IPv4 routes of the main table. Types only; the one module that fills
-// them is iproute2.ts.
+// counters, and the IPv4 routes of the main table. Types only, shared by every stage: the
+// drivers in dataplane/ fill them, resolve and plan read them.
+
+import type { TunnelAttrs } from './tunnel.ts';
 
 export interface ObservedAddress {
   local: string;
@@ -20,12 +22,8 @@ export interface ObservedLink {
   /** Administratively up (the UP flag), which is what `ip link set up` changes. */
   up: boolean;
   mtu: number;
-  /** For tunnels: the underlay device the tunnel is bound to. */
-  underlay?: string;
-  /** For tunnels: the outer source and destination; "any" when unset. */
-  local?: string;
-  remote?: string;
-  ttl?: number;
+  /** For a tunnel of a mode the agent knows: its attributes, in the same shape as a desired link's. */
+  tunnel?: TunnelAttrs;
   addresses: ObservedAddress[];
   /** The kernel's counters since the link was created; undefined when `ip` printed none. */
   stats?: LinkStats;
@@ -51,7 +49,10 @@ export interface ObservedRoute {
   /** Always with a length: "172.0.0.0/24", "172.0.0.3/32", "0.0.0.0/0". */
   dst: string;
   dev?: string;
+  /** The next hop's address (`via`). */
   gateway?: string;
+  /** The `onlink` flag: the next hop is taken to be on the link, whatever its addresses say. */
+  onlink?: boolean;
   protocol: number;
   metric: number;
   scope: number;
@@ -59,10 +60,19 @@ export interface ObservedRoute {
 }
 
 /** A node's kernel state, as one consistent-enough read. */
-export interface ObservedState {
+export interface KernelState {
   links: ObservedLink[];
   routes: ObservedRoute[];
 }
 
 export const SCOPE_GLOBAL = 0;
-export const ROUTE_TYPE_UNICAST = 1;
+
+/** What this node's agent programs, which is what the kernel monitor wakes it for. */
+export interface KernelInterest {
+  /** Names of the links the agent wants or owns. */
+  links: ReadonlySet<string>;
+  /** Destinations it routes (normalised: "172.0.0.0/24", "10.1.1.1/32"). */
+  prefixes: ReadonlySet<string>;
+}
+
+export const NO_INTEREST: KernelInterest = { links: new Set(), prefixes: new Set() };

@@ -1,25 +1,6 @@
-// What resolve decides for one node: per tunnel, the kernel objects it wants, or why not.
+// Why a tunnel is not as its spec asks on a node, and what resolve decided for each tunnel.
 
-export interface DesiredLink {
-  name: string;
-  mode: 'ipip';
-  /** Outer source and destination addresses. */
-  local: string;
-  remote: string;
-  ttl: number;
-  mtu: number;
-  /** The underlay device the tunnel is bound to (`dev` of `ip tunnel`); unknown only in --from-scratch plans. */
-  underlay?: string;
-}
-
-export interface DesiredTunnel {
-  tunnel: string;
-  link: DesiredLink;
-  /** This node's overlay address, as a /32 with the remote overlay address as its peer. */
-  address: { local: string; peer: string };
-  /** Prefixes routed into the link: spec.routes and the other endpoints' networks. */
-  routes: string[];
-}
+import type { DesiredTunnel } from './desired.ts';
 
 /** Why a tunnel has no desired state on this node; a stable CamelCase word, as Kubernetes reasons are. */
 export type Reason =
@@ -56,3 +37,15 @@ export type TunnelResolution =
   | { tunnel: string; outcome: 'desired'; desired: DesiredTunnel; underlayAddress: string }
   | ({ outcome: 'waiting' | 'error'; underlayAddress?: string } & TunnelProblem)
   | { tunnel: string; outcome: 'absent' };
+
+/** The tunnels that are waiting or in error on this node, as problems to report. */
+export function problemsOf(resolutions: readonly TunnelResolution[]): TunnelProblem[] {
+  const problems: TunnelProblem[] = [];
+  for (const r of resolutions) {
+    if (r.outcome === 'error' || r.outcome === 'waiting') {
+      const { outcome: _outcome, underlayAddress: _address, ...problem } = r;
+      problems.push(problem);
+    }
+  }
+  return problems;
+}

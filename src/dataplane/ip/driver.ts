@@ -1,28 +1,22 @@
-// The only code that touches the kernel: iproute2's `ip`, run through execa with argument
-// arrays (never a shell). A reconcile costs two `ip` processes at most: one batch to read,
-// one batch to write, whatever the number of objects.
+// The ip driver, the only code that runs iproute2's `ip`: through execa with argument
+// arrays, never a shell. A reconcile costs two `ip` processes at most: one batch to read,
+// one batch to write, whatever the number of objects; a third runs `ip monitor` for good.
 
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import type { Action } from '../plan/types.ts';
-import { renderCommand } from '../plan/render.ts';
-import type { ActionResult, Dataplane } from './dataplane.ts';
-import type { ObservedState } from './model.ts';
+import type { ActionResult, IpAction } from '../../model/action.ts';
+import type { KernelInterest, KernelState } from '../../model/kernel.ts';
+import type { CommandObserver, Driver } from '../dataplane.ts';
 import { monitorLineMatters } from './monitor.ts';
-import type { KernelInterest } from './monitor.ts';
 import { parseObserveOutput } from './parse.ts';
+import { ipLines } from './render.ts';
 
-export interface IpCommandObserver {
-  /** Called after every `ip` process: what it was for, how long it took, whether it succeeded. */
-  (purpose: 'observe' | 'apply' | 'monitor', seconds: number, ok: boolean): void;
-}
-
-export interface Iproute2Options {
+export interface IpDriverOptions {
   /** The ip binary; "ip" from PATH by default. */
   ipPath?: string;
   /** A hung `ip` must not hang the agent. */
   timeoutMs?: number;
-  onCommand?: IpCommandObserver;
+  onCommand?: CommandObserver;
   /** Told when the monitor process dies and is restarted. */
   onMonitorError?: (error: string) => void;
 }
@@ -48,27 +42,28 @@ export function parseBatchErrors(stderr: string): Map<number, string> {
 }
 
 /** Maps batch line errors back to the actions whose commands those lines were. */
-export function resultsFromBatch(actions: readonly Action[], errors: Map<number, string>): ActionResult[] {
+export function resultsFromBatch(actions: readonly IpAction[], errors: Map<number, string>): ActionResult[] {
   let line = 0;
   return actions.map((action) => {
     const messages: string[] = [];
-    for (let i = 0; i < action.commands.length; i++) {
+    for (const text of ipLines(action)) {
       line += 1;
       const error = errors.get(line);
       if (error === undefined) continue;
-      if (action.action === 'delete' && GONE.test(error)) continue;
-      messages.push(`ip ${renderCommand(action.commands[i]!)}: ${error}`);
+      if (action.verb === 'delete' && GONE.test(error)) continue;
+      messages.push(`ip ${text}: ${error}`);
     }
     return messages.length === 0 ? { action } : { action, error: messages.join('; ') };
   });
 }
 
-export class Iproute2Dataplane implements Dataplane {
+export class IpDriver implements Driver<IpAction> {
+  readonly tool = 'ip';
   private readonly ip: string;
   private readonly timeoutMs: number;
-  private readonly options: Iproute2Options;
+  private readonly options: IpDriverOptions;
 
-  constructor(options: Iproute2Options = {}) {
+  constructor(options: IpDriverOptions = {}) {
     this.ip = options.ipPath ?? 'ip';
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
@@ -78,11 +73,11 @@ export class Iproute2Dataplane implements Dataplane {
     const started = process.hrtime.bigint();
     const result = await execa(this.ip, args, { input, reject: false, timeout: this.timeoutMs, stripFinalNewline: false });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.options.onCommand?.(purpose, seconds, result.exitCode === 0);
+    this.options.onCommand?.('ip', purpose, seconds, result.exitCode === 0);
     return result;
   }
 
-  async observe(): Promise<ObservedState> {
+  async observe(): Promise<KernelState> {
     // Not -4: it would hide links without an IPv4 address, and a foreign link with a wanted
     // name must be seen. `route show` is IPv4 by default. -N: numbers, not names from /etc/iproute2.
     // -s: each link's kernel counters (stats64) for the metrics, in the same read; it does
@@ -95,9 +90,9 @@ export class Iproute2Dataplane implements Dataplane {
     return parseObserveOutput(String(result.stdout));
   }
 
-  async apply(actions: readonly Action[]): Promise<ActionResult[]> {
+  async apply(actions: readonly IpAction[]): Promise<ActionResult[]> {
     if (actions.length === 0) return [];
-    const lines = actions.flatMap((a) => a.commands.map(renderCommand));
+    const lines = actions.flatMap(ipLines);
     // -force: keep going past a failed line, so one bad object does not block the others.
     const result = await this.run('apply', ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
     if (result.timedOut) {
@@ -125,7 +120,7 @@ export class Iproute2Dataplane implements Dataplane {
       });
       void child.then((r) => {
         // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.
-        this.options.onCommand?.('monitor', Number(process.hrtime.bigint() - started) / 1e9, stopped);
+        this.options.onCommand?.('ip', 'monitor', Number(process.hrtime.bigint() - started) / 1e9, stopped);
         if (stopped) return;
         this.options.onMonitorError?.(`ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`);
         setTimeout(start, restartDelay).unref();

@@ -3,18 +3,9 @@
 // reconcile per route event would read the whole routing table over and over for nothing.
 // Pure: the monitor's lines in, a yes or no out.
 
-import { ROUTE_PROTOCOL } from '../api/names.ts';
-import { normalizePrefix } from '../net/ipv4.ts';
-
-/** What this node's agent programs: its links and the prefixes it routes. */
-export interface KernelInterest {
-  /** Names of the links the agent wants or owns. */
-  links: ReadonlySet<string>;
-  /** Destinations it routes (normalised: "172.0.0.0/24", "10.1.1.1/32"). */
-  prefixes: ReadonlySet<string>;
-}
-
-export const NO_INTEREST: KernelInterest = { links: new Set(), prefixes: new Set() };
+import type { KernelInterest } from '../../model/kernel.ts';
+import { ROUTE_PROTOCOL } from '../../model/ownership.ts';
+import { normalizePrefix } from '../../net/ipv4.ts';
 
 /** Our route protocol, as `ip -N` prints it. */
 const OUR_PROTO = String(ROUTE_PROTOCOL);

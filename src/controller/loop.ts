@@ -1,0 +1,141 @@
+// The agent's one control loop, the same in a cluster and standalone. Requests to
+// reconcile come from the tunnel source (informers, or a manifest file), from the kernel
+// monitor (only for events about what the last pass programmed) and from a periodic
+// resync; a coalescing runner runs one pass at a time: observe -> resolve -> plan ->
+// apply, then the pure report of the pass goes to the metrics and to the report sink.
+// A pass that left problems, or whose report could not be delivered, is retried with
+// backoff. Where the modes differ is only the source and the sink.
+
+import type { IpipTunnel } from '../api/types.ts';
+import type { Dataplane } from '../dataplane/dataplane.ts';
+import { NO_INTEREST } from '../model/kernel.ts';
+import type { KernelInterest } from '../model/kernel.ts';
+import type { Logger } from '../report/log.ts';
+import type { AgentMetrics } from '../report/metrics.ts';
+import { reportReconcile } from '../report/report.ts';
+import type { NodeReport } from '../report/report.ts';
+import { DriftTracker, kernelInterest, reconcile } from './reconcile.ts';
+import type { ReconcileInput } from './reconcile.ts';
+import { backoffMs, CoalescingRunner } from './runner.ts';
+
+/** Where the tunnels come from: informers in a cluster, a manifest file standalone. */
+export interface TunnelSource {
+  /** Starts watching; `changed` is called for every change that concerns this node. */
+  start(changed: () => void): void;
+  /**
+   * What to reconcile now; undefined while there is nothing to trust yet (not listed, never
+   * loaded): then nothing runs, and nothing is swept.
+   */
+  current(): Promise<Omit<ReconcileInput, 'nodeName'> | undefined>;
+  /** true, or why the source is not ready. */
+  ready(): true | string;
+  stop(): Promise<void>;
+}
+
+/** Where a pass's report goes besides metrics and logs: the API server, or nowhere. */
+export interface ReportSink {
+  /** Resolves false when part of it could not be delivered (the pass is then retried). */
+  deliver(report: NodeReport, tunnels: readonly IpipTunnel[]): Promise<boolean>;
+}
+
+export const NO_SINK: ReportSink = { deliver: async () => true };
+
+export interface AgentLoopOptions {
+  nodeName: string;
+  dataplane: Dataplane;
+  source: TunnelSource;
+  sink: ReportSink;
+  log: Logger;
+  /** Standalone mode serves no metrics. */
+  metrics?: AgentMetrics;
+  resyncMs: number;
+  debounceMs: number;
+}
+
+export interface AgentLoop {
+  /** true, or why not ready: ready once the source is and this node was reconciled once. */
+  ready(): true | string;
+  /** true, or why not healthy: a reconcile that has run for minutes is stuck. */
+  healthy(): true | string;
+  /** Stops watching and reconciling, after the pass under way; the kernel stays as it is. */
+  stop(): Promise<void>;
+}
+
+/** A reconcile (two `ip` processes with 30 s timeouts, a few API writes) running longer than this is stuck. */
+const STUCK_AFTER_MS = 5 * 60_000;
+
+export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
+  const { log, metrics, nodeName } = o;
+  const drift = new DriftTracker();
+  let failuresInARow = 0;
+  let reconciledOnce = false;
+  let reconcilingSince: number | undefined;
+  /** What the kernel monitor wakes us for: what the last pass programmed (routes of ours, on our links, for our prefixes). */
+  let interest: KernelInterest = NO_INTEREST;
+
+  const retry = (): number => {
+    failuresInARow += 1;
+    return backoffMs(failuresInARow);
+  };
+
+  async function pass(): Promise<number | undefined> {
+    const input = await o.source.current();
+    if (input === undefined) return undefined;
+    const started = performance.now();
+    reconcilingSince = Date.now();
+    let outcome;
+    try {
+      outcome = await reconcile(o.dataplane, { nodeName, ...input }, log);
+    } catch (error) {
+      metrics?.recordReconcile('error', (performance.now() - started) / 1000);
+      log.error('reconcile failed', { node: nodeName, error: String((error as Error).message) });
+      return retry();
+    } finally {
+      reconcilingSince = undefined;
+    }
+    interest = kernelInterest(outcome);
+    const report = reportReconcile(nodeName, input.tunnels, outcome, drift.update(outcome));
+    if (metrics !== undefined) {
+      metrics.recordReconcile(report.result, (performance.now() - started) / 1000);
+      metrics.recordChanges(report.changes);
+      metrics.recordDriftCorrections(report.driftCorrections);
+      metrics.setTunnels(report.tunnels);
+    }
+    reconciledOnce = true;
+    const delivered = await o.sink.deliver(report, input.tunnels);
+    if (outcome.problems.length === 0 && delivered) {
+      failuresInARow = 0;
+      return undefined;
+    }
+    return retry();
+  }
+
+  const runner = new CoalescingRunner(pass, { debounceMs: o.debounceMs });
+  const stopMonitor = o.dataplane.watch((concernsUs) => {
+    metrics?.recordKernelEvent(concernsUs);
+    if (concernsUs) runner.request();
+  }, () => interest);
+  const resync = setInterval(() => runner.request(), o.resyncMs);
+  o.source.start(() => runner.request());
+  runner.request(0);
+
+  return {
+    ready: () => {
+      const source = o.source.ready();
+      if (source !== true) return source;
+      return reconciledOnce ? true : 'this node not reconciled yet';
+    },
+    healthy: () => {
+      if (reconcilingSince !== undefined && Date.now() - reconcilingSince > STUCK_AFTER_MS) {
+        return `a reconcile has been running for ${Math.round((Date.now() - reconcilingSince) / 1000)} s`;
+      }
+      return true;
+    },
+    stop: async () => {
+      clearInterval(resync);
+      stopMonitor();
+      await o.source.stop();
+      await runner.stop();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+// What resolve decides a node's kernel should hold for one tunnel: its link, the addresses
+// on it and the routes into it. Types only; plan/ turns them into actions.
+
+import type { TunnelAttrs } from './tunnel.ts';
+
+export interface DesiredLink {
+  name: string;
+  mtu: number;
+  tunnel: TunnelAttrs;
+}
+
+export interface DesiredAddress {
+  /** The link the address is on. */
+  dev: string;
+  local: string;
+  prefixlen: number;
+  /** The far end of a point-to-point address ("ip addr add A peer B"). */
+  peer?: string;
+}
+
+export interface DesiredRoute {
+  /** Always with a length: "172.0.0.0/24". */
+  dst: string;
+  dev: string;
+  /** The next hop, when the route is not simply "into the link". */
+  via?: string;
+  /** Take `via` to be on the link whatever the link's addresses say (mesh peers' underlay addresses). */
+  onlink?: boolean;
+}
+
+export interface DesiredTunnel {
+  tunnel: string;
+  link: DesiredLink;
+  addresses: DesiredAddress[];
+  routes: DesiredRoute[];
+}

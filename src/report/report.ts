@@ -1,0 +1,101 @@
+// What one reconcile of a node tells the world, as a pure function of its outcome: the
+// Events to record, this node's status entries to write (only those that changed), the
+// metric samples, and the pass's result. The controller delivers it; nothing here does I/O.
+
+import type { IpipTunnel } from '../api/types.ts';
+import type { ActionResult, ObjectKind, Verb } from '../model/action.ts';
+import { OBJECT_KINDS, VERBS } from '../model/action.ts';
+import type { ReconcileOutcome } from '../model/outcome.ts';
+import type { TunnelProblem } from '../model/problem.ts';
+import type { TunnelEvent } from './events.ts';
+import type { ReconcileResult, TunnelMetrics } from './metrics.ts';
+import { endpointEntry, entryOf, sameEntry } from './status.ts';
+import type { EndpointStatus } from '../api/types.ts';
+
+/** One status write: this node's entries of a tunnel (empty: remove its entry). */
+export interface StatusWrite {
+  tunnel: IpipTunnel;
+  endpoints: EndpointStatus[];
+}
+
+export interface NodeReport {
+  result: ReconcileResult;
+  /** The successful kernel changes, for dataplane_changes_total. */
+  changes: ActionResult[];
+  driftCorrections: number;
+  /** Every tunnel link of this node, for tunnel_up, tunnel_info and the kernel counters. */
+  tunnels: TunnelMetrics[];
+  events: TunnelEvent[];
+  statusWrites: StatusWrite[];
+}
+
+export type ChangeCounts = Record<ObjectKind, Record<Verb, number>>;
+
+/** Successful changes by kind and verb, every pair present (0 when nothing changed). */
+export function countChanges(results: readonly ActionResult[]): ChangeCounts {
+  const counts = {} as ChangeCounts;
+  for (const o of OBJECT_KINDS) counts[o] = Object.fromEntries(VERBS.map((v) => [v, 0])) as Record<Verb, number>;
+  for (const r of results) if (r.error === undefined) counts[r.action.kind][r.action.verb] += 1;
+  return counts;
+}
+
+/**
+ * The report of one reconcile. `tunnels` are those the reconcile ran with (their status as
+ * the agent last saw it), `corrections` the drift corrections per tunnel (DriftTracker).
+ */
+export function reportReconcile(
+  nodeName: string,
+  tunnels: readonly IpipTunnel[],
+  outcome: ReconcileOutcome,
+  corrections: ReadonlyMap<string, number>,
+): NodeReport {
+  const firstProblem = new Map<string, TunnelProblem>();
+  for (const p of outcome.problems) if (!firstProblem.has(p.tunnel)) firstProblem.set(p.tunnel, p);
+  const changed = new Map<string, string[]>();
+  for (const { action, error } of outcome.results) {
+    if (error !== undefined) continue;
+    changed.set(action.tunnel, [...(changed.get(action.tunnel) ?? []), `${action.verb} ${action.kind} ${action.detail}`]);
+  }
+  const linksByName = new Map(outcome.observed.links.map((l) => [l.name, l]));
+  const resolutions = new Map(outcome.resolutions.map((r) => [r.tunnel, r]));
+  const report: NodeReport = {
+    result: outcome.results.some((r) => r.error !== undefined) ? 'error' : outcome.problems.length > 0 ? 'requeue' : 'success',
+    changes: outcome.results.filter((r) => r.error === undefined),
+    driftCorrections: [...corrections.values()].reduce((a, b) => a + b, 0),
+    tunnels: [],
+    events: [],
+    statusWrites: [],
+  };
+
+  for (const tunnel of tunnels) {
+    const name = tunnel.metadata.name;
+    const resolution = resolutions.get(name);
+    if (resolution === undefined) continue;
+    const mine = entryOf(tunnel, nodeName);
+    const changes = changed.get(name);
+    if (changes !== undefined) {
+      const reason = resolution.outcome === 'absent' ? 'EndpointRemoved' : corrections.has(name) ? 'DriftCorrected' : 'Programmed';
+      report.events.push({ tunnel, type: 'Normal', reason, message: `node ${nodeName}: ${changes.join('; ')}` });
+    }
+    if (resolution.outcome === 'absent') {
+      // No longer an endpoint: its kernel objects went in this pass; the status entry goes too.
+      if (mine !== undefined) report.statusWrites.push({ tunnel, endpoints: [] });
+      continue;
+    }
+    const wanted = endpointEntry(nodeName, tunnel, resolution, firstProblem.get(name));
+    if (resolution.outcome === 'desired') {
+      const { link } = resolution.desired;
+      const stats = linksByName.get(link.name)?.stats;
+      report.tunnels.push({
+        tunnel: name, link: link.name, mode: link.tunnel.mode, local: link.tunnel.local ?? '', remote: link.tunnel.remote ?? '',
+        up: wanted.ready === true, ...(stats === undefined ? {} : { stats }),
+      });
+    }
+    if (sameEntry(mine, wanted)) continue;
+    if (wanted.ready !== true && (mine?.reason !== wanted.reason || mine?.message !== wanted.message)) {
+      report.events.push({ tunnel, type: 'Warning', reason: wanted.reason ?? 'Unknown', message: `node ${nodeName}: ${wanted.message ?? ''}` });
+    }
+    report.statusWrites.push({ tunnel, endpoints: [wanted] });
+  }
+  return report;
+}

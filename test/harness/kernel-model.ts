@@ -1,0 +1,79 @@
+// A model of the few kernel behaviours plan relies on, driven by the actions' operations.
+// It lets unit tests check that plan's output, applied, leaves nothing to do, and lets the
+// recording dataplane serve fast tests of the controller loop. It is not evidence about
+// the kernel: test/kernel proves the same on a real one.
+
+import type { Action, IpOperation } from '../../src/model/action.ts';
+import type { KernelState, ObservedLink } from '../../src/model/kernel.ts';
+
+/** What the kernel answers a command that cannot be done, as `ip -batch` would report it. */
+export class ModelError extends Error {}
+
+function linkNamed(s: KernelState, name: string): ObservedLink {
+  const link = s.links.find((l) => l.name === name);
+  if (link === undefined) throw new ModelError(`Cannot find device "${name}"`);
+  return link;
+}
+
+/** Applies one operation to the state in place; throws ModelError where the kernel would refuse. */
+export function applyOperation(s: KernelState, o: IpOperation): void {
+  switch (o.op) {
+    case 'link-add': {
+      if (s.links.some((l) => l.name === o.link.name)) throw new ModelError('RTNETLINK answers: File exists');
+      const index = Math.max(0, ...s.links.map((l) => l.index)) + 1;
+      s.links.push({ index, name: o.link.name, kind: o.link.tunnel.mode, up: false, mtu: o.link.mtu, tunnel: { ...o.link.tunnel }, addresses: [] });
+      return;
+    }
+    case 'link-set-alias':
+      linkNamed(s, o.name).alias = o.alias;
+      return;
+    case 'link-set-tunnel':
+      linkNamed(s, o.name).tunnel = { ...o.tunnel };
+      return;
+    case 'link-set-mtu':
+      linkNamed(s, o.name).mtu = o.mtu;
+      return;
+    case 'link-set-up':
+      linkNamed(s, o.name).up = true;
+      return;
+    case 'link-del':
+      linkNamed(s, o.name);
+      s.links = s.links.filter((l) => l.name !== o.name);
+      s.routes = s.routes.filter((r) => r.dev !== o.name);
+      return;
+    case 'address-add': {
+      const link = linkNamed(s, o.address.dev);
+      const { local, prefixlen, peer } = o.address;
+      link.addresses.push({ local, prefixlen, scope: 0, ...(peer === undefined ? {} : { peer }) });
+      return;
+    }
+    case 'address-del': {
+      const link = linkNamed(s, o.address.dev);
+      link.addresses = link.addresses.filter((x) => !(x.local === o.address.local && x.peer === o.address.peer));
+      return;
+    }
+    case 'route-replace': {
+      const r = o.route;
+      linkNamed(s, r.dev);
+      s.routes = s.routes.filter((x) => !(x.dst === r.dst && x.metric === 0));
+      s.routes.push({
+        dst: r.dst, dev: r.dev, protocol: o.protocol, metric: 0, scope: r.via === undefined ? 253 : 0, type: 1,
+        ...(r.via === undefined ? {} : { gateway: r.via }), ...(r.onlink === true ? { onlink: true } : {}),
+      });
+      return;
+    }
+    case 'route-del': {
+      const before = s.routes.length;
+      s.routes = s.routes.filter((x) => !(x.dst === o.dst && x.metric === o.metric && x.protocol === o.protocol && (o.dev === undefined || x.dev === o.dev)));
+      if (s.routes.length === before) throw new ModelError('RTNETLINK answers: No such process');
+      return;
+    }
+  }
+}
+
+/** The state after the actions, as a new object; an operation the kernel would refuse throws. */
+export function applyModel(state: KernelState, actions: readonly Action[]): KernelState {
+  const s: KernelState = structuredClone(state);
+  for (const a of actions) for (const o of a.ops) applyOperation(s, o);
+  return s;
+}

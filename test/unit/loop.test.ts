@@ -1,0 +1,220 @@
+// The agent's control loop (controller/loop.ts), fast: the recording dataplane over the
+// kernel model, mocked timers, and the real sources (the cluster's informers fed by
+// scripted lists; a fixed list standing in for the manifest). What the kernel does with
+// the same loop is proven in test/kernel and test/e2e.
+
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, mock, test } from 'node:test';
+import type { IpipTunnel } from '../../src/api/types.ts';
+import { informerSource } from '../../src/controller/cluster.ts';
+import { runAgentLoop } from '../../src/controller/loop.ts';
+import type { AgentLoop, ReportSink, TunnelSource } from '../../src/controller/loop.ts';
+import type { ReflectorSource } from '../../src/controller/reflector.ts';
+import type { ListPage, NodeAddresses } from '../../src/kube/client.ts';
+import { createLogger } from '../../src/report/log.ts';
+import type { NodeReport } from '../../src/report/report.ts';
+import { RecordingDataplane } from '../harness/recording-dataplane.ts';
+import { bareKernel, exampleTunnel, programmedKernel } from './builders.ts';
+
+const log = createLogger({ format: 'json', level: 'error' });
+const DEBOUNCE_MS = 200;
+const RESYNC_MS = 60_000;
+
+/** Lets every promise chain that is ready run (the loop's work is all in memory here). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise<void>((done) => setImmediate(done));
+}
+
+/** Lets pending work finish, then moves the mocked clock forward in steps, letting the work each step starts finish. */
+async function advance(ms: number, stepMs = 100): Promise<void> {
+  await settle();
+  let done = 0;
+  do {
+    const step = Math.min(stepMs, ms - done);
+    mock.timers.tick(step);
+    done += step;
+    await settle();
+  } while (done < ms);
+}
+
+/** A fixed list of tunnels, as a manifest that does not change; counts how often it is read. */
+function fixedSource(tunnels: IpipTunnel[]): TunnelSource & { reads: number } {
+  const source = {
+    reads: 0,
+    start: () => {},
+    current: async () => {
+      source.reads += 1;
+      return { tunnels, nodeAddresses: new Map<string, string>() };
+    },
+    ready: () => true as const,
+    stop: async () => {},
+  };
+  return source;
+}
+
+/** Keeps every report, and writes its status entries into the tunnels as the API server and the watch would. */
+function recordingSink(): ReportSink & { reports: NodeReport[] } {
+  const reports: NodeReport[] = [];
+  return {
+    reports,
+    deliver: async (report) => {
+      reports.push(report);
+      for (const w of report.statusWrites) {
+        const others = (w.tunnel.status?.endpoints ?? []).filter((e) => !w.endpoints.some((mine) => mine.nodeName === e.nodeName));
+        w.tunnel.status = { ...w.tunnel.status, endpoints: [...others, ...w.endpoints] };
+      }
+      return true;
+    },
+  };
+}
+
+function secondTunnel(): IpipTunnel {
+  return exampleTunnel((t) => {
+    t.metadata.name = 'lab2';
+    t.spec.linkName = 'ipiptun2';
+    t.spec.endpoints[1]!.underlay!.address = '192.168.40.4';
+    t.spec.endpoints[0]!.overlayAddress = '172.0.1.2';
+    t.spec.endpoints[1]!.overlayAddress = '172.0.1.3';
+    t.spec.routes = ['172.0.1.0/24'];
+  });
+}
+
+describe('the agent loop', () => {
+  let loop: AgentLoop | undefined;
+  beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 0 }));
+  afterEach(async () => {
+    const stopping = loop?.stop();
+    loop = undefined;
+    await advance(DEBOUNCE_MS);
+    await stopping;
+    mock.timers.reset();
+  });
+
+  function start(dataplane: RecordingDataplane, source: TunnelSource, sink: ReportSink = recordingSink()): AgentLoop {
+    loop = runAgentLoop({ nodeName: 'node-a', dataplane, source, sink, log, resyncMs: RESYNC_MS, debounceMs: DEBOUNCE_MS });
+    return loop;
+  }
+
+  test('a failed action stays dirty and is retried with backoff (1 s, 2 s, 4 s) while the others are done at once', async () => {
+    const dp = new RecordingDataplane(bareKernel());
+    dp.failWhen((a) => a.tunnel === 'lab2' && a.kind === 'route', 'RTNETLINK answers: Network is unreachable');
+    const sink = recordingSink();
+    start(dp, fixedSource([exampleTunnel(), secondTunnel()]), sink);
+    await advance(0);
+    assert.equal(dp.applied.length, 1, 'the first pass ran at once');
+    assert.ok(dp.state.routes.some((r) => r.dst === '172.0.0.0/24' && r.dev === 'ipiptun'), 'lab is programmed whole');
+    assert.ok(dp.state.links.some((l) => l.name === 'ipiptun2'), "lab2's link is there");
+    assert.ok(!dp.state.routes.some((r) => r.dst === '172.0.1.0/24'), "lab2's route failed");
+    assert.equal(sink.reports[0]!.result, 'error');
+
+    const retryOnly = ['ip route replace 172.0.1.0/24 dev ipiptun2 proto 203'];
+    for (const backoff of [1000, 2000, 4000]) {
+      const passes = dp.observes;
+      await advance(backoff - 100);
+      assert.equal(dp.observes, passes, `no pass before the ${backoff} ms backoff is up`);
+      await advance(100);
+      assert.equal(dp.observes, passes + 1, `a pass after ${backoff} ms`);
+      assert.deepEqual(dp.applied.at(-1), retryOnly, 'only what failed is tried again');
+      if (backoff === 2000) dp.clearFailures(); // the kernel accepts it from the 4 s retry on
+    }
+    assert.ok(dp.state.routes.some((r) => r.dst === '172.0.1.0/24' && r.dev === 'ipiptun2'));
+    assert.equal(sink.reports.at(-1)!.result, 'success');
+    const passes = dp.observes;
+    await advance(RESYNC_MS - Date.now() - 1);
+    assert.equal(dp.observes, passes, 'converged: no retry is left before the resync');
+    await advance(1); // the resync's timer, at RESYNC_MS exactly
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, passes + 1, 'the resync (after the debounce)');
+  });
+
+  test('an agent that starts on a kernel it programmed before adopts it and changes nothing', async () => {
+    const dp = new RecordingDataplane(programmedKernel());
+    const sink = recordingSink();
+    const l = start(dp, fixedSource([exampleTunnel()]), sink);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, 1, 'the first pass read the kernel');
+    assert.equal(l.ready(), true);
+    assert.deepEqual(dp.applied, [], 'and wrote nothing');
+    assert.equal(sink.reports[0]!.result, 'success');
+    assert.deepEqual(sink.reports[0]!.changes, []);
+    assert.deepEqual(sink.reports[0]!.events, [], 'no Event: nothing changed');
+  });
+
+  test('a resync reads the kernel and writes nothing: no kernel change, no status write, no Event', async () => {
+    const dp = new RecordingDataplane(bareKernel());
+    const sink = recordingSink();
+    start(dp, fixedSource([exampleTunnel()]), sink);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.applied.length, 1);
+    assert.equal(sink.reports[0]!.statusWrites.length, 1, 'the first pass wrote its entry');
+    assert.deepEqual(sink.reports[0]!.events.map((e) => e.reason), ['Programmed']);
+
+    await advance(RESYNC_MS);
+    assert.equal(dp.observes, 2, 'the resync ran a pass');
+    assert.equal(dp.applied.length, 1, 'no kernel write');
+    assert.deepEqual(sink.reports[1]!.statusWrites, [], 'no status write');
+    assert.deepEqual(sink.reports[1]!.events, [], 'no Event');
+  });
+
+  test('a kernel event about our route wakes a pass that repairs it; route churn of others does not', async () => {
+    const dp = new RecordingDataplane(bareKernel());
+    start(dp, fixedSource([exampleTunnel()]));
+    await advance(DEBOUNCE_MS);
+    const passes = dp.observes;
+    for (let i = 0; i < 50; i++) dp.edit(() => {}, `[ROUTE]10.250.0.${i} via 192.168.40.3 dev eth1 proto 186 `);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, passes, 'routes of others woke nothing');
+    dp.edit((k) => { k.routes = k.routes.filter((r) => r.dst !== '172.0.0.0/24'); }, '[ROUTE]Deleted 172.0.0.0/24 dev ipiptun proto 203 scope 253 ');
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, passes + 1, 'our route deleted woke one pass');
+    assert.deepEqual(dp.applied.at(-1), ['ip route replace 172.0.0.0/24 dev ipiptun proto 203']);
+  });
+
+  test('a tunnel removed while the agent was away is swept only once the first full list has come', async () => {
+    const dp = new RecordingDataplane(programmedKernel());
+    let answerList: (page: ListPage<IpipTunnel>) => void = () => {};
+    let tunnelLists = 0;
+    const watchForever = async () => () => {};
+    const tunnels: ReflectorSource<IpipTunnel> = {
+      what: 'ipiptunnels',
+      list: () => {
+        tunnelLists += 1;
+        return new Promise((done) => { answerList = done; });
+      },
+      watch: watchForever,
+      fromWatch: (o) => o as unknown as IpipTunnel,
+      key: (t) => t.metadata.name,
+      same: (a, b) => a.metadata.resourceVersion === b.metadata.resourceVersion,
+      resourceVersion: (t) => t.metadata.resourceVersion,
+    };
+    const nodes: ReflectorSource<NodeAddresses> = {
+      what: 'nodes',
+      list: async () => ({ items: [], resourceVersion: '1' }),
+      watch: watchForever,
+      fromWatch: (o) => ({ name: String((o.metadata as { name: string }).name) }),
+      key: (n) => n.name,
+      same: (a, b) => a.internalIP === b.internalIP,
+      resourceVersion: () => undefined,
+    };
+    const source = informerSource({ tunnels, nodes }, { nodeName: 'node-a', log });
+    const reads = { n: 0 };
+    const counted: TunnelSource = { ...source, current: () => { reads.n += 1; return source.current(); } };
+    const l = start(dp, counted);
+
+    // Passes are asked for (at start, by the node list, by a kernel event about our link),
+    // but with the tunnel list outstanding none touches the kernel.
+    await advance(DEBOUNCE_MS);
+    dp.edit((k) => { k.links.find((x) => x.name === 'ipiptun')!.up = false; }, '[LINK]9: ipiptun@eth1: <POINTOPOINT,NOARP> mtu 1480 state DOWN');
+    await advance(RESYNC_MS);
+    assert.equal(tunnelLists, 1, 'the tunnel list was asked for');
+    assert.ok(reads.n >= 3, `passes ran and found nothing to trust yet (${reads.n})`);
+    assert.equal(dp.observes, 0, 'the kernel was not even read');
+    assert.deepEqual(dp.applied, []);
+    assert.equal(l.ready(), 'ipiptunnels not listed yet');
+
+    answerList({ items: [], resourceVersion: '5' });
+    await advance(DEBOUNCE_MS);
+    assert.deepEqual(dp.applied, [['ip link del dev ipiptun']], 'after the list: the tunnel that is gone is swept');
+    assert.equal(l.ready(), true);
+  });
+});
