@@ -10,6 +10,7 @@ import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import { NO_INTEREST } from '../model/kernel.ts';
 import type { KernelInterest } from '../model/kernel.ts';
+import type { ReconcileOutcome } from '../model/outcome.ts';
 import type { Logger } from '../report/log.ts';
 import type { AgentMetrics } from '../report/metrics.ts';
 import { reportReconcile } from '../report/report.ts';
@@ -83,7 +84,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     if (input === undefined) return undefined;
     const started = performance.now();
     reconcilingSince = Date.now();
-    let outcome;
+    let outcome: ReconcileOutcome;
     try {
       outcome = await reconcile(o.dataplane, { nodeName, ...input }, log);
     } catch (error) {

@@ -4,11 +4,14 @@
 import type { Action } from '../model/action.ts';
 import { ipLines } from './ip/render.ts';
 
+/** One action's commands, each prefixed with its tool. A new tool's renderer is called here. */
+export function renderAction(a: Action): string[] {
+  switch (a.tool) {
+    case 'ip':
+      return ipLines(a).map((line) => `ip ${line}`);
+  }
+}
+
 export function renderPlan(actions: readonly Action[]): string[] {
-  return actions.flatMap((a) => {
-    switch (a.tool) {
-      case 'ip':
-        return ipLines(a).map((line) => `ip ${line}`);
-    }
-  });
+  return actions.flatMap(renderAction);
 }

@@ -82,7 +82,7 @@ export function plan(resolutions: readonly TunnelResolution[], observed: KernelS
     }
   }
 
-  const ordered = actions.map((a, i) => i).sort((x, y) => phases[x]! - phases[y]! || x - y).map((i) => actions[i]!);
+  const ordered = actions.map((_, i) => i).sort((x, y) => phases[x]! - phases[y]! || x - y).map((i) => actions[i]!);
   return { actions: ordered, conflicts };
 }
 

@@ -61,19 +61,21 @@ export class RecordingDataplane implements Dataplane {
   async apply(actions: readonly Action[]): Promise<ActionResult[]> {
     if (actions.length === 0) return [];
     this.applied.push(renderPlan(actions));
+    // Errors read as the ip driver's do: the command, then what the kernel answered.
     return actions.map((action) => {
+      const lines = renderPlan([action]);
       const injected = this.injected.find((f) => f.remaining > 0 && f.matches(action));
       if (injected !== undefined) {
         injected.remaining -= 1;
-        return { action, error: injected.error };
+        return { action, error: `${lines[0]}: ${injected.error}` };
       }
-      for (const o of action.ops) {
+      for (const [i, o] of action.ops.entries()) {
         try {
           applyOperation(this.state, o);
         } catch (error) {
           if (!(error instanceof ModelError)) throw error;
           if (action.verb === 'delete' && GONE.test(error.message)) continue;
-          return { action, error: error.message };
+          return { action, error: `${lines[i]}: ${error.message}` };
         }
       }
       return { action };

@@ -1,27 +1,9 @@
-// Small builders for unit tests: a valid tunnel like the example, and node kernels.
+// Small builders for unit tests: the example tunnel, and node kernels.
 
-import type { IpipTunnel } from '../../src/api/types.ts';
 import type { KernelState, ObservedLink, ObservedRoute } from '../../src/model/kernel.ts';
 
-export function exampleTunnel(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
-  const t: IpipTunnel = {
-    apiVersion: 'tunnel.ipip-operator.dev/v1alpha1',
-    kind: 'IpipTunnel',
-    metadata: { name: 'lab' },
-    spec: {
-      mode: 'ipip',
-      ttl: 64,
-      linkName: 'ipiptun',
-      endpoints: [
-        { nodeName: 'node-a', underlay: { address: '192.168.40.2', interface: 'eth1' }, overlayAddress: '172.0.0.2' },
-        { nodeName: 'node-b', underlay: { address: '192.168.40.3', interface: 'eth1' }, overlayAddress: '172.0.0.3' },
-      ],
-      routes: ['172.0.0.0/24'],
-    },
-  };
-  mutate(t);
-  return t;
-}
+/** The example tunnel of examples/tunnel.yaml (node-a <-> node-b), changed by `mutate`. */
+export { exampleTunnel } from '../harness/repo.ts';
 
 /** node-a before the operator: lo, eth1 (192.168.40.2/24, MTU 1500) and the kernel's tunl0. */
 export function bareKernel(): KernelState {
