@@ -11,8 +11,11 @@
 // counted (reconciles of node-a while they are applied and aggregated).
 
 import { join } from 'node:path';
+import { kubectlOk } from '../test/harness/apiserver.ts';
 import { startClusterLab } from '../test/harness/cluster-lab.ts';
-import { repoRoot } from '../test/harness/apiserver.ts';
+import { agentMetrics, metricSum } from '../test/harness/probes.ts';
+import { REPO } from '../test/harness/repo.ts';
+import { eventually } from '../test/harness/support.ts';
 
 const n = Number(process.argv[2] ?? 100);
 const IDLE_MS = 60_000;
@@ -21,34 +24,27 @@ const say = (s: string) => { lines.push(s); process.stdout.write(`${s}\n`); };
 
 const lab = await startClusterLab();
 try {
-  const kubectl = async (args: string[], input?: string) => {
-    const r = await lab.api.kubectl(args, { ...(input === undefined ? {} : { input }), timeoutMs: 300_000 });
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  await kubectl(['apply', '-f', join(repoRoot, 'deploy/manifests/ipip-operator.yaml')]);
+  const kubectl = (args: string[], input?: string) => kubectlOk(lab.api, args, input, 300_000);
+  await kubectl(['apply', '-f', join(REPO, 'deploy/manifests/ipip-operator.yaml')]);
   const kubeconfig = await lab.serviceAccountKubeconfig('ipip-operator', 'ipip-operator');
   await lab.startAgent('node-a', ['--kubeconfig', kubeconfig, '--lease-namespace', 'ipip-operator', '--log-level', process.env.BENCH_LOG_LEVEL ?? 'warn']);
   const guest = lab.guest('node-a');
-  const metrics = async () => guest.ok(`node -e "fetch('http://127.0.0.1:9477/metrics').then(r => r.text()).then(t => process.stdout.write(t))"`);
+  const metrics = () => agentMetrics(guest);
   const rssMiB = async () => {
     const pid = (await guest.ok('pgrep -f "src/cli/main.ts agent"')).trim().split('\n')[0];
     return Math.round(Number((await guest.ok(`ps -o rss= -p ${pid}`)).trim()) / 1024);
   };
   type Listed = { metadata: { name: string }; status?: { readySummary?: string; endpoints?: Array<{ nodeName: string; ready?: boolean }> } };
   /** Polls every second until n tunnels satisfy `counts` (at most 600 s from `since`); the seconds since `since`. */
-  const untilTunnels = async (since: number, counts: (t: Listed) => boolean): Promise<number> => {
-    for (;;) {
+  const untilTunnels = async (what: string, since: number, counts: (t: Listed) => boolean): Promise<number> => {
+    await eventually(`${n} tunnels ${what}`, async () => {
       const list = JSON.parse(await kubectl(['get', 'ipiptunnels', '-o', 'json'])) as { items: Listed[] };
-      if (list.items.filter(counts).length >= n || Date.now() - since >= 600_000) return (Date.now() - since) / 1000;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+      return list.items.filter(counts).length >= n;
+    }, { timeoutMs: 600_000 - (Date.now() - since), intervalMs: 1000 });
+    return (Date.now() - since) / 1000;
   };
-  const sample = (text: string, name: string): number =>
-    text.split('\n').filter((l) => l.startsWith(name)).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
-  for (let i = 0; i < 60 && !/ 1$/m.test((await guest.sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => console.log(r.status === 200 ? 1 : 0), () => console.log(0))"')).stdout); i++) {
-    await new Promise((r) => setTimeout(r, 1000));
-  }
+  await lab.waitAgentReady('node-a', 60_000);
+  // RSS idle: 5 s after it got ready, with no tunnel.
   await new Promise((r) => setTimeout(r, 5000));
   const rssEmpty = await rssMiB();
 
@@ -69,19 +65,20 @@ try {
   }));
   const t0 = Date.now();
   await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: tunnels }));
-  const convergeS = await untilTunnels(t0, (t) => t.status?.endpoints?.some((e) => e.nodeName === 'node-a' && e.ready === true) === true);
+  const convergeS = await untilTunnels("with node-a's entry ready", t0, (t) => t.status?.endpoints?.some((e) => e.nodeName === 'node-a' && e.ready === true) === true);
   // Then the aggregate: 1/2 everywhere (the remotes run no agent).
-  const aggregateS = await untilTunnels(t0, (t) => t.status?.readySummary === '1/2');
+  const aggregateS = await untilTunnels('aggregated 1/2', t0, (t) => t.status?.readySummary === '1/2');
   const links = Number((await guest.ok('ip -o link show type ipip | grep -c "alias ipip-operator/" || true')).trim());
 
-  // Quiet: no status write for 15 s (the last aggregates and entries settle).
+  // Quiet: no status write for 15 s (the last aggregates and entries settle), read every 5 s.
   let applies = -1;
-  for (let still = 0; still < 3 && Date.now() - t0 < 900_000;) {
-    await new Promise((r) => setTimeout(r, 5000));
-    const now = sample(await metrics(), 'ipip_operator_apiserver_requests_total{verb="apply"');
+  let still = 0;
+  await eventually('no status write for 15 s', async () => {
+    const now = metricSum(await metrics(), 'ipip_operator_apiserver_requests_total', { verb: 'apply' });
     still = now === applies ? still + 1 : 0;
     applies = now;
-  }
+    return still >= 3;
+  }, { timeoutMs: 900_000 - (Date.now() - t0), intervalMs: 5000 });
   const quietS = (Date.now() - t0) / 1000 - 15;
   const before = await metrics();
   const rvBefore = await kubectl(['get', 'ipiptunnels', '-o', 'jsonpath={range .items[*]}{.metadata.resourceVersion} {end}']);
@@ -89,10 +86,10 @@ try {
   const after = await metrics();
   const rvAfter = await kubectl(['get', 'ipiptunnels', '-o', 'jsonpath={range .items[*]}{.metadata.resourceVersion} {end}']);
   const rssLoaded = await rssMiB();
-  const heapMiB = (sample(after, 'nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(1);
-  const delta = (name: string) => sample(after, name) - sample(before, name);
+  const heapMiB = (metricSum(after, 'nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(1);
+  const delta = (name: string, labels: Record<string, string> = {}) => metricSum(after, name, labels) - metricSum(before, name, labels);
   const verbs = ['list', 'watch', 'get', 'create', 'update', 'apply', 'patch']
-    .map((v) => [v, delta(`ipip_operator_apiserver_requests_total{verb="${v}"`)] as const).filter(([, d]) => d > 0);
+    .map((v) => [v, delta('ipip_operator_apiserver_requests_total', { verb: v })] as const).filter(([, d]) => d > 0);
   const changedObjects = rvBefore.split(' ').filter((rv, i) => rv !== rvAfter.split(' ')[i]).length;
 
   say(`| tunnels on the node | node's entries all ready (s) | aggregates all 1/2 (s) | last status write (s) | status writes in all | links in the kernel | RSS idle, no tunnels (MiB) | RSS idle, ${n} tunnels (MiB) |`);
@@ -117,12 +114,12 @@ try {
   const churnBefore = await metrics();
   const t1 = Date.now();
   await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: foreign }));
-  const churnS = await untilTunnels(t1, (t) => t.metadata.name.startsWith('f') && t.status?.readySummary === '0/2');
+  const churnS = await untilTunnels('between other nodes aggregated 0/2', t1, (t) => t.metadata.name.startsWith('f') && t.status?.readySummary === '0/2');
   const churnAfter = await metrics();
-  const churn = (name: string) => sample(churnAfter, name) - sample(churnBefore, name);
+  const churn = (name: string, labels: Record<string, string> = {}) => metricSum(churnAfter, name, labels) - metricSum(churnBefore, name, labels);
   say('');
   say(`${n} tunnels between other nodes applied and aggregated (0/2) by node-a in ${churnS.toFixed(1)} s: ` +
-    `${churn('ipip_operator_apiserver_requests_total{verb="apply"')} aggregate writes, ` +
+    `${churn('ipip_operator_apiserver_requests_total', { verb: 'apply' })} aggregate writes, ` +
     `${churn('ipip_operator_reconcile_total')} reconciles of node-a (${churn('ipip_operator_ip_commands_total')} ip processes).`);
 } finally {
   if (process.env.BENCH_LOG_LEVEL !== undefined) process.stderr.write(await lab.agentLog('node-a'));

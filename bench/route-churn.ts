@@ -8,25 +8,25 @@
 // lab's agents resync every 5 s, so a quiet window has reconciles too.
 
 import { readFileSync } from 'node:fs';
-import { startFullLab, waitReady, EXAMPLE } from '../test/harness/full-lab.ts';
+import { startFullLab } from '../test/harness/full-lab.ts';
+import { agentMetrics, metricSum } from '../test/harness/probes.ts';
+import { EXAMPLE } from '../test/harness/repo.ts';
+import { eventually } from '../test/harness/support.ts';
 
 const bursts = Number(process.argv[2] ?? 20);
 const lab = await startFullLab((line) => process.stderr.write(`${line}\n`));
 try {
   await lab.kubectl(['apply', '-f', '-'], readFileSync(EXAMPLE, 'utf8'));
-  await waitReady(lab, 'lab');
+  await lab.cluster.waitTunnelReady('lab');
   const guest = lab.cluster.guest('node-a');
-  const metrics = async () => guest.ok(`node -e "fetch('http://127.0.0.1:9477/metrics').then(r => r.text()).then(t => process.stdout.write(t))"`);
-  const sum = (text: string, prefix: string) =>
-    text.split('\n').filter((l) => l.startsWith(prefix)).reduce((total, l) => total + Number(l.split(' ').at(-1)), 0);
   const reading = async () => {
-    const text = await metrics();
+    const text = await agentMetrics(guest);
     return {
       at: Date.now(),
-      reconciles: sum(text, 'ipip_operator_reconcile_total{'),
-      observes: sum(text, 'ipip_operator_ip_commands_total{purpose="observe"'),
-      cpu: sum(text, 'process_cpu_seconds_total'),
-      ignored: sum(text, 'ipip_operator_kernel_events_total{outcome="ignored"}'),
+      reconciles: metricSum(text, 'ipip_operator_reconcile_total'),
+      observes: metricSum(text, 'ipip_operator_ip_commands_total', { purpose: 'observe' }),
+      cpu: metricSum(text, 'process_cpu_seconds_total'),
+      ignored: metricSum(text, 'ipip_operator_kernel_events_total', { outcome: 'ignored' }),
     };
   };
   type Reading = Awaited<ReturnType<typeof reading>>;
@@ -38,8 +38,11 @@ try {
     const routes = (verb: string) => `for i in $(seq 1 100); do echo "route ${verb} 10.250.${burst}.$i/32 via 192.168.40.3 dev eth1 proto 186"; done | ip -batch -`;
     await guest.ok(`${routes('add')}; sleep 0.5; ${routes('del')}`);
   }
-  await new Promise((done) => setTimeout(done, 2000));
-  const churnEnd = await reading();
+  // The window ends once the monitor has seen every route event of the churn.
+  const churnEnd = await eventually(`the monitor to see all ${bursts * 200} route events`, async () => {
+    const r = await reading();
+    return r.ignored - churnStart.ignored >= bursts * 200 ? r : undefined;
+  }, { timeoutMs: 60_000, intervalMs: 200 });
   const quietStart = await reading();
   await new Promise((done) => setTimeout(done, churnEnd.at - churnStart.at));
   const quietEnd = await reading();

@@ -11,20 +11,16 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
+import { kubectlOk } from '../harness/apiserver.ts';
 import { LAB_NODES, startClusterLab } from '../harness/cluster-lab.ts';
 import type { ClusterLab } from '../harness/cluster-lab.ts';
-import { repoRoot } from '../harness/apiserver.ts';
-import { eventually as waitUntil, kubectlOk, StartedByTest } from '../harness/support.ts';
+import { agentMetrics, link as linkOf, metricSum, ping as pingFrom, routes, samples } from '../harness/probes.ts';
+import { exampleTunnel as example, REPO } from '../harness/repo.ts';
+import { eventually as waitUntil, StartedByTest } from '../harness/support.ts';
 
 type Node = keyof typeof LAB_NODES;
 const NODES = Object.keys(LAB_NODES) as Node[];
 const SA = { namespace: 'ipip-operator', name: 'ipip-operator' };
-
-function example(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
-  const t = parseAllDocuments(readFileSync(join(repoRoot, 'examples/tunnel.yaml'), 'utf8'))[0]!.toJS() as IpipTunnel;
-  mutate(t);
-  return t;
-}
 
 describe('the agent in a cluster: two nodes on real kernels, one API server', { timeout: 900_000 }, () => {
   const lab = new StartedByTest<ClusterLab>('lab');
@@ -40,46 +36,20 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     await kubectl(['apply', '-f', '-'], JSON.stringify(t));
   }
 
-  async function tunnel(name: string): Promise<IpipTunnel | undefined> {
-    const r = await L().api.kubectl(['get', 'ipiptunnel', name, '-o', 'json']);
-    if (r.code !== 0) return undefined;
-    return JSON.parse(r.stdout) as IpipTunnel;
-  }
-
-  /** eventually(), failing with the agents' last log lines. */
-  function eventually<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
-    return waitUntil(what, check, {
-      context: async () => (await Promise.all(NODES.map(async (n) => `--- agent ${n}:\n${(await L().agentLog(n)).split('\n').slice(-25).join('\n')}`))).join('\n'),
-    });
-  }
-
+  const tunnel = (name: string): Promise<IpipTunnel | undefined> => L().tunnel(name);
   /** The tunnel once its aggregate says Ready 2/2 at its current generation. */
-  function readyTunnel(name: string): Promise<IpipTunnel> {
-    return eventually(`${name} Ready 2/2`, async () => {
-      const t = await tunnel(name);
-      const ready = t?.status?.conditions?.find((c) => c.type === 'Ready');
-      const current = t?.status?.observedGeneration === t?.metadata.generation;
-      return t?.status?.readySummary === '2/2' && ready?.status === 'True' && current ? t : undefined;
-    });
-  }
-
-  async function link(node: Node, name: string): Promise<Record<string, any> | undefined> {
-    const r = await L().guest(node).sh(`ip -j -d link show dev ${name}`);
-    return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
-  }
-
-  async function ping(from: Node, to: string): Promise<boolean> {
-    return (await L().guest(from).sh(`ping -c 1 -W 2 ${to}`)).code === 0;
-  }
+  const readyTunnel = (name: string): Promise<IpipTunnel> => L().waitTunnelReady(name);
+  /** eventually(), failing with the agents' last log lines. */
+  const eventually = <T>(what: string, check: () => Promise<T | undefined | false>): Promise<T> =>
+    waitUntil(what, check, { context: () => L().agentLogTails() });
+  // The readers of probes.ts, on a node's guest.
+  const link = (node: Node, name: string) => linkOf(L().guest(node), name);
+  const ping = (from: Node, to: string) => pingFrom(L().guest(from), to);
+  /** Reconcile passes of each node's agent so far, whatever their result. */
+  const reconciles = async (): Promise<number[]> =>
+    Promise.all(NODES.map(async (n) => metricSum(await agentMetrics(L().guest(n)), 'ipip_operator_reconcile_total')));
 
   let agentArgs: string[] = [];
-
-  function agentReady(node: Node): Promise<true> {
-    return eventually(`${node} agent ready`, async () => {
-      const r = await L().guest(node).sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"');
-      return r.code === 0 ? true : undefined;
-    });
-  }
 
   async function deleteAndWaitClean(name: string, linkName: string): Promise<void> {
     await kubectl(['delete', 'ipiptunnel', name, '--wait=true']);
@@ -92,18 +62,18 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     await lab.start(() => startClusterLab());
     // Everything a user's `kubectl apply -f deploy/manifests/` creates. Its DaemonSet gets no
     // pods (no kubelet, no controller-manager); the agents are started in the guests below.
-    await kubectl(['apply', '-f', join(repoRoot, 'deploy/manifests/ipip-operator.yaml')]);
+    await kubectl(['apply', '-f', join(REPO, 'deploy/manifests/ipip-operator.yaml')]);
     const kubeconfig = await L().serviceAccountKubeconfig(SA.namespace, SA.name);
     agentArgs = ['--kubeconfig', kubeconfig, '--lease-namespace', SA.namespace, '--resync-period', '3s', '--log-format', 'text'];
     for (const node of NODES) await L().startAgent(node, agentArgs);
-    for (const node of NODES) await agentReady(node);
+    for (const node of NODES) await L().waitAgentReady(node);
     // A healthy start is no API error on the metrics users alert on: the first agent's
     // read of a Lease that does not exist yet (404) is an answer, not a failure.
     for (const node of NODES) {
-      const metrics = await L().guest(node).ok('node -e "fetch(\'http://127.0.0.1:9477/metrics\').then(r => r.text()).then(t => process.stdout.write(t))"');
-      const leaseReads = metrics.split('\n').filter((l) => l.startsWith('ipip_operator_apiserver_requests_total{verb="get",result="success"}'));
-      assert.notEqual(Number(leaseReads[0]?.split(' ').at(-1) ?? 0), 0, `${node} read the Lease:\n${metrics}`);
-      const errors = metrics.split('\n').filter((l) => l.startsWith('ipip_operator_apiserver_requests_total{') && l.includes('result="error"') && !l.endsWith(' 0'));
+      const metrics = await agentMetrics(L().guest(node));
+      const leaseReads = metricSum(metrics, 'ipip_operator_apiserver_requests_total', { verb: 'get', result: 'success' });
+      assert.notEqual(leaseReads, 0, `${node} read the Lease:\n${metrics}`);
+      const errors = samples(metrics, 'ipip_operator_apiserver_requests_total', { result: 'error' }).filter((x) => x.value !== 0).map((x) => x.line);
       assert.deepEqual(errors, [], `${node} counted API errors on a healthy start`);
     }
   });
@@ -146,8 +116,13 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
 
   test('status is written only when it changes: resyncs every 3 s leave the object alone', async () => {
     const before = (await tunnel('lab'))!.metadata.resourceVersion;
-    await new Promise((r) => setTimeout(r, 8000));
-    assert.equal((await tunnel('lab'))!.metadata.resourceVersion, before);
+    // Not just time passing: each agent has reconciled at least twice more since.
+    const base = await reconciles();
+    const now = await eventually('two more reconciles on each node (resync every 3 s)', async () => {
+      const counts = await reconciles();
+      return counts.every((c, i) => c >= base[i]! + 2) ? counts : undefined;
+    });
+    assert.equal((await tunnel('lab'))!.metadata.resourceVersion, before, `reconciles ${base.join(', ')} -> ${now.join(', ')} on ${NODES.join(', ')}`);
   });
 
   test('a spec change reaches both kernels in place, and observedGeneration follows everywhere', async () => {
@@ -166,8 +141,21 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   });
 
   test('losing the API server tears nothing down; after a restart the agents catch up (the watch expires: 410, a fresh list)', async () => {
+    // What shows that an agent noticed the server is gone: its reflector logs a failed
+    // watch or list, or a request is counted as an error.
+    const failedLines = async (node: Node) => ((await L().agentLog(node)).match(/watch failed; reconnecting|list failed; keeping the last known state/g) ?? []).length;
+    const apiErrors = async (node: Node) => metricSum(await agentMetrics(L().guest(node)), 'ipip_operator_apiserver_requests_total', { result: 'error' });
+    const before = await Promise.all(NODES.map(async (n) => ({ lines: await failedLines(n), errors: await apiErrors(n) })));
     await L().api.pause();
-    await new Promise((r) => setTimeout(r, 5000));
+    for (const [i, node] of NODES.entries()) {
+      await eventually(`${node}'s agent to notice the API server is gone`, async () =>
+        (await failedLines(node)) > before[i]!.lines || (await apiErrors(node)) > before[i]!.errors);
+    }
+    // And each has reconciled its kernel since, without the server: two more passes, so at
+    // least one began after it noticed.
+    const noticed = await reconciles();
+    await eventually('two more reconciles on each node while the API server is away', async () =>
+      (await reconciles()).every((c, i) => c >= noticed[i]! + 2));
     for (const node of NODES) assert.ok(await link(node, 'ipiptun'), `${node} keeps its tunnel while the API server is away`);
     assert.ok(await ping('node-a', '172.0.0.3'));
     await L().api.resume();
@@ -183,8 +171,7 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   test('deleting the tunnel removes its links and routes from both kernels', async () => {
     await deleteAndWaitClean('lab', 'ipiptun');
     for (const node of NODES) {
-      const routes = await L().guest(node).ok('ip route show proto 203');
-      assert.equal(routes.trim(), '', `${node} has no route of ours left`);
+      assert.equal((await routes(L().guest(node), 'proto 203')).trim(), '', `${node} has no route of ours left`);
     }
   });
 
@@ -266,12 +253,12 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     await kubectl(['delete', 'ipiptunnel', 'while-away', '--wait=true']);
     await eventually('ipipaway gone from node-b', async () => ((await link('node-b', 'ipipaway')) === undefined ? true : undefined));
     assert.ok(await link('node-a', 'ipipaway'), 'a stopped agent leaves its kernel as it is');
-    assert.notEqual((await L().guest('node-a').ok('ip route show proto 203')).trim(), '');
+    assert.notEqual((await routes(L().guest('node-a'), 'proto 203')).trim(), '');
 
     await L().startAgent('node-a', agentArgs);
     await eventually('ipipaway gone from node-a after the agent started', async () => ((await link('node-a', 'ipipaway')) === undefined ? true : undefined));
-    assert.equal((await L().guest('node-a').ok('ip route show proto 203')).trim(), '', 'its routes went with it');
-    await agentReady('node-a');
+    assert.equal((await routes(L().guest('node-a'), 'proto 203')).trim(), '', 'its routes went with it');
+    await L().waitAgentReady('node-a');
   });
 
   test('RBAC: the ServiceAccount can do what the agent needs and nothing more, and the role matches the documented list', async () => {
@@ -300,7 +287,7 @@ function rule(scope: string, group: string, resource: string, verbs: string[], n
 
 /** The roles of the chart, as rendered with default values into deploy/manifests/. */
 function grantedRules(): Rule[] {
-  const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/manifests/ipip-operator.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any> | null);
+  const docs = parseAllDocuments(readFileSync(join(REPO, 'deploy/manifests/ipip-operator.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any> | null);
   const rules: Rule[] = [];
   for (const d of docs) {
     if (d === null || (d.kind !== 'ClusterRole' && d.kind !== 'Role')) continue;
@@ -314,7 +301,7 @@ function grantedRules(): Rule[] {
 
 /** The README's Permissions table: | Scope | API group | Resource | Verbs | Why | */
 function documentedRules(): Rule[] {
-  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+  const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
   const section = readme.split(/^## /m).find((s) => s.startsWith('Permissions'));
   if (section === undefined) throw new Error('README.md has no "## Permissions" section');
   const rows = section.split('\n').filter((l) => /^\|\s*`/.test(l));

@@ -5,8 +5,9 @@
 import {after, describe, test} from 'node:test';
 import assert from 'node:assert/strict';
 import {join} from 'node:path';
-import {repoRoot, startApiServer, type ApiServer} from '../harness/apiserver.ts';
+import {startApiServer, type ApiServer} from '../harness/apiserver.ts';
 import {badTunnels, validTunnel} from '../harness/bad-tunnels.ts';
+import {REPO} from '../harness/repo.ts';
 import {StartedByTest} from '../harness/support.ts';
 
 const crdName = 'ipiptunnels.tunnel.ipip-operator.dev';
@@ -21,7 +22,7 @@ describe('IpipTunnel CRD on a real API server', () => {
 
   test('kube-apiserver starts and the CRD in crds/ becomes Established', async () => {
     await api.start(() => startApiServer());
-    const applied = await server().kubectl(['apply', '-f', join(repoRoot, 'crds')]);
+    const applied = await server().kubectl(['apply', '-f', join(REPO, 'crds')]);
     assert.equal(applied.code, 0, `kubectl apply -f crds/ failed:\n${applied.stderr}`);
     const est = await server().kubectl(['wait', '--for=condition=Established', `crd/${crdName}`, '--timeout=60s']);
     assert.equal(est.code, 0, `CRD not Established:\n${est.stderr}`);
@@ -38,7 +39,7 @@ describe('IpipTunnel CRD on a real API server', () => {
   });
 
   test('examples/tunnel.yaml is accepted as written', async () => {
-    const r = await server().kubectl(['apply', '-f', join(repoRoot, 'examples/tunnel.yaml')]);
+    const r = await server().kubectl(['apply', '-f', join(REPO, 'examples/tunnel.yaml')]);
     assert.equal(r.code, 0, r.stderr);
     const got = await server().kubectl(['get', 'ipiptunnel', 'lab', '-o', 'json']);
     assert.equal(got.code, 0, got.stderr);

@@ -19,12 +19,13 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parse as parseYaml, parseAllDocuments, stringify } from 'yaml';
 import { onProcessExit, withPdeathsig } from '../harness/process-guard.ts';
-import { clusterTools, kubeconfigYaml, repoRoot, run, startApiServer } from '../harness/apiserver.ts';
+import { kubeconfigYaml, kubectlOk, run, runHelm, startApiServer } from '../harness/apiserver.ts';
 import type { ApiServer, KubectlResult } from '../harness/apiserver.ts';
-import { eventually as waitUntil, kubectlOk, StartedByTest } from '../harness/support.ts';
+import { REPO } from '../harness/repo.ts';
+import { eventually as waitUntil, GiveUp, StartedByTest } from '../harness/support.ts';
 
-const chart = join(repoRoot, 'deploy/helm/ipip-operator');
-const manifests = join(repoRoot, 'deploy/manifests/ipip-operator.yaml');
+const chart = join(REPO, 'deploy/helm/ipip-operator');
+const manifests = join(REPO, 'deploy/manifests/ipip-operator.yaml');
 const crdName = 'ipiptunnels.tunnel.ipip-operator.dev';
 /** Not the default namespace, so nothing in the chart can be tied to "ipip-operator" by accident. */
 const RELEASE = { name: 'ipip-operator', namespace: 'tunnels' };
@@ -63,20 +64,10 @@ function find(objs: K8sObject[], kind: string, name?: string): K8sObject {
 // a throwaway dir keeps the user's home out of it.
 const helmHome = mkdtempSync(join(tmpdir(), 'ipip-helm-'));
 onProcessExit(() => rmSync(helmHome, { recursive: true, force: true }));
-let binDir: string | undefined;
 
-async function helm(args: string[], api?: ApiServer): Promise<KubectlResult> {
-  binDir ??= await clusterTools();
-  return run(join(binDir, 'helm'), args, {
-    timeoutMs: 120_000,
-    env: {
-      ...process.env,
-      HELM_CACHE_HOME: join(helmHome, 'cache'), HELM_CONFIG_HOME: join(helmHome, 'config'), HELM_DATA_HOME: join(helmHome, 'data'),
-      // Without a server: a kubeconfig that points nowhere, so nothing on this machine is used.
-      KUBECONFIG: api?.kubeconfig ?? join(helmHome, 'no-kubeconfig'),
-      ...(api === undefined ? {} : { KUBECACHEDIR: join(api.dir, 'kube-cache') }),
-    },
-  });
+/** Without a server: a kubeconfig that points nowhere, so nothing on this machine is used. */
+function helm(args: string[], api?: ApiServer): Promise<KubectlResult> {
+  return runHelm(args, { home: helmHome, api });
 }
 
 async function helmOk(args: string[], api?: ApiServer): Promise<string> {
@@ -89,13 +80,13 @@ async function helmOk(args: string[], api?: ApiServer): Promise<string> {
 describe('the Helm chart and the plain manifests', () => {
   test("the chart's crds/ipiptunnels.yaml is a byte copy of crds/ipiptunnels.yaml", () => {
     // Helm reads only files inside the chart, so the CRD is copied in; crds/ stays the source.
-    const source = readFileSync(join(repoRoot, 'crds/ipiptunnels.yaml'));
+    const source = readFileSync(join(REPO, 'crds/ipiptunnels.yaml'));
     const copy = readFileSync(join(chart, 'crds/ipiptunnels.yaml'));
     assert.ok(source.equals(copy), 'deploy/helm/ipip-operator/crds/ipiptunnels.yaml differs from crds/ipiptunnels.yaml: cp crds/ipiptunnels.yaml deploy/helm/ipip-operator/crds/ && scripts/render-manifests.sh');
   });
 
   test("Chart.yaml's appVersion (the default image tag) is package.json's version", () => {
-    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
     const meta = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')) as { appVersion: string; name: string };
     assert.equal(meta.name, 'ipip-operator');
     assert.equal(meta.appVersion, pkg.version);
@@ -110,7 +101,7 @@ describe('the Helm chart and the plain manifests', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ipip-manifests-'));
     try {
       const fresh = join(dir, 'ipip-operator.yaml');
-      const r = await run('bash', [join(repoRoot, 'scripts/render-manifests.sh'), fresh], { timeoutMs: 120_000 });
+      const r = await run('bash', [join(REPO, 'scripts/render-manifests.sh'), fresh], { timeoutMs: 120_000 });
       assert.equal(r.code, 0, `scripts/render-manifests.sh failed:\n${r.stderr}`);
       assert.ok(readFileSync(fresh).equals(readFileSync(manifests)), 'deploy/manifests/ is stale: run scripts/render-manifests.sh');
     } finally {
@@ -327,7 +318,7 @@ describe('the Helm chart and the plain manifests', () => {
       }
     };
     walk('', values);
-    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
     const section = readme.split(/^### /m).find((s) => s.startsWith('Values'))?.split(/^## /m)[0];
     assert.ok(section, 'README.md has a "### Values" section');
     const documented: Record<string, unknown> = {};
@@ -397,7 +388,7 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
   });
 
   test('with every toggle on, against monitoring CRDs standing in for prometheus-operator\'s, the rendered objects are accepted', async () => {
-    await kubectl(['apply', '-f', join(repoRoot, 'test/cluster/fixtures/monitoring-crds.yaml')]);
+    await kubectl(['apply', '-f', join(REPO, 'test/cluster/fixtures/monitoring-crds.yaml')]);
     for (const crd of ['servicemonitors', 'podmonitors', 'prometheusrules']) {
       await kubectl(['wait', '--for=condition=Established', `crd/${crd}.monitoring.coreos.com`, '--timeout=60s']);
     }
@@ -448,7 +439,7 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
   test('the agent runs as the chart\'s ServiceAccount: it gets ready, takes the Lease, writes status, and is refused nothing', async () => {
     // The example names node-a and node-b, not this agent's node: the Lease holder still
     // writes its aggregate status (0/2 ready), which exercises the status patch rule.
-    await kubectl(['apply', '-f', join(repoRoot, 'examples/tunnel.yaml')]);
+    await kubectl(['apply', '-f', join(REPO, 'examples/tunnel.yaml')]);
     await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: AGENT_NODE } }));
     const token = (await kubectl(['create', 'token', 'ipip-operator', '-n', RELEASE.namespace, '--duration=1h'])).trim();
     const kubeconfig = join(server().dir, 'agent.kubeconfig');
@@ -456,19 +447,19 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
 
     let log = '';
     const [cmd, argv] = withPdeathsig(process.execPath, [
-      join(repoRoot, 'src/cli/main.ts'), 'agent', '--node-name', AGENT_NODE, '--kubeconfig', kubeconfig,
+      join(REPO, 'src/cli/main.ts'), 'agent', '--node-name', AGENT_NODE, '--kubeconfig', kubeconfig,
       '--lease-namespace', RELEASE.namespace, '--metrics-address', '127.0.0.1:0', '--resync-period', '2s', '--log-format', 'json',
     ]);
     // No KUBECONFIG or POD_NAMESPACE from this environment: only the flags count.
     const { KUBECONFIG: _k, POD_NAMESPACE: _p, NODE_NAME: _n, ...env } = process.env;
-    const child = spawn(cmd, argv, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     agent = child;
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (log += c));
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (log += c));
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
     try {
       const port = await eventually('the agent\'s http server', async () => {
-        if (child.exitCode !== null) throw new Error(`the agent exited ${child.exitCode}`);
+        if (child.exitCode !== null) throw new GiveUp(new Error(`the agent exited ${child.exitCode}:\n${log}`));
         for (const line of log.split('\n')) {
           if (!line.startsWith('{')) continue;
           const entry = JSON.parse(line) as { message?: string; port?: number };
@@ -516,7 +507,7 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
       assert.equal(await label(), '', 'helm upgrade did not touch the CRD');
       await kubectl(['apply', '-f', crdFile]);
       assert.equal(await label(), 'yes');
-      await kubectl(['apply', '-f', join(repoRoot, 'crds/ipiptunnels.yaml')]);
+      await kubectl(['apply', '-f', join(REPO, 'crds/ipiptunnels.yaml')]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -8,7 +8,8 @@ import {existsSync, readFileSync} from 'node:fs';
 import {after, describe, test} from 'node:test';
 import assert from 'node:assert/strict';
 import {BRIDGE_ADDRESS, LAB_NODES, startClusterLab, type ClusterLab, type LabNodeName} from '../harness/cluster-lab.ts';
-import {eventually, kubectlOk, StartedByTest} from '../harness/support.ts';
+import {kubectlOk} from '../harness/apiserver.ts';
+import {eventually, StartedByTest} from '../harness/support.ts';
 
 const NODES = Object.keys(LAB_NODES) as LabNodeName[];
 /** Processes in a guest answer within seconds. */

@@ -6,25 +6,20 @@
 // API and promtool.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { parseAllDocuments } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { run } from '../harness/apiserver.ts';
+import { curlInNetns, LAB_NODES } from '../harness/cluster-lab.ts';
+import { startFullLab } from '../harness/full-lab.ts';
+import type { FullLab } from '../harness/full-lab.ts';
+import { AGENT_METRICS_PORT, link as linkOf, metricSum, metricValue, ping as pingFrom, routesVia, startIpipCapture } from '../harness/probes.ts';
+import { EXAMPLE, exampleTunnel as example } from '../harness/repo.ts';
 import { eventually as waitUntil, StartedByTest } from '../harness/support.ts';
-import { EXAMPLE, startFullLab, startIpipCapture, tunnelView, waitReady } from '../harness/full-lab.ts';
-import type { FullLab, TunnelView } from '../harness/full-lab.ts';
 
 const NODES = ['node-a', 'node-b'] as const;
 type Node = (typeof NODES)[number];
 const OVERLAY: Record<Node, string> = { 'node-a': '172.0.0.2', 'node-b': '172.0.0.3' };
-const ADDRESS: Record<Node, string> = { 'node-a': '192.168.40.2', 'node-b': '192.168.40.3' };
-
-function example(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
-  const t = parseAllDocuments(readFileSync(EXAMPLE, 'utf8'))[0]!.toJS() as IpipTunnel;
-  mutate(t);
-  return t;
-}
+const ADDRESS: Record<Node, string> = LAB_NODES;
 
 describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prometheus', { timeout: 1_200_000 }, () => {
   const started = new StartedByTest<FullLab>('lab');
@@ -37,47 +32,17 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   const kubectl = (args: string[], input?: string): Promise<string> => L().kubectl(args, input);
   const apply = (t: IpipTunnel): Promise<string> => kubectl(['apply', '-f', '-'], JSON.stringify(t));
 
-  function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-    return waitUntil(what, check, {
-      timeoutMs,
-      context: async () => (await Promise.all(NODES.map(async (n) => `--- agent ${n}:\n${(await L().cluster.agentLog(n)).split('\n').slice(-25).join('\n')}`))).join('\n'),
-    });
-  }
-
-  async function sh(node: Node, cmd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-    return L().cluster.guest(node).sh(cmd);
-  }
-
-  async function link(node: Node, name = 'ipiptun'): Promise<Record<string, any> | undefined> {
-    const r = await sh(node, `ip -j -s -d link show dev ${name}`);
-    return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
-  }
-
-  async function routes(node: Node): Promise<string[]> {
-    const r = await sh(node, 'ip -j route show');
-    // The routes the tunnel asks for; not the kernel's own route to the peer address.
-    return (JSON.parse(r.stdout) as Array<{ dst: string; dev: string; protocol?: string }>)
-      .filter((x) => x.dev === 'ipiptun' && x.protocol !== 'kernel').map((x) => x.dst).sort();
-  }
-
-  async function ping(from: Node, to: string, count = 1): Promise<boolean> {
-    return (await sh(from, `ping -c ${count} -i 0.2 -W 2 ${to}`)).code === 0;
-  }
-
+  const eventually = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> =>
+    waitUntil(what, check, { timeoutMs, context: () => L().cluster.agentLogTails() });
+  const sh = (node: Node, cmd: string) => L().cluster.guest(node).sh(cmd);
+  // The readers of probes.ts, on a node's guest.
+  const link = (node: Node, name = 'ipiptun') => linkOf(L().cluster.guest(node), name);
+  /** The routes the tunnel asks for; not the kernel's own route to the peer address. */
+  const routes = (node: Node) => routesVia(L().cluster.guest(node), 'ipiptun');
+  const ping = (from: Node, to: string, count = 1) => pingFrom(L().cluster.guest(from), to, count);
   /** An agent's /metrics, fetched from the lab's namespace (as Prometheus does). */
-  async function agentMetrics(node: Node): Promise<string> {
-    const r = await run('ip', ['netns', 'exec', L().cluster.netns, 'curl', '-sS', '--fail', '--max-time', '10', `http://${ADDRESS[node]}:9477/metrics`], { timeoutMs: 20_000 });
-    assert.equal(r.code, 0, `GET /metrics of ${node}: ${r.stderr}`);
-    return r.stdout;
-  }
-
-  function sample(exposition: string, name: string): number {
-    const line = exposition.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-    assert.ok(line !== undefined, `${name} in the exposition`);
-    return Number(line.split(' ').at(-1));
-  }
-
-  const ready = (): Promise<TunnelView> => waitReady(L(), 'lab');
+  const agentMetrics = (node: Node) => curlInNetns(L().cluster.netns, `http://${ADDRESS[node]}:${AGENT_METRICS_PORT}/metrics`);
+  const ready = (): Promise<IpipTunnel> => L().cluster.waitTunnelReady('lab');
 
   test('lab up: API server, two UML nodes with strict rp_filter, the chart installed with helm, an agent per node as its ServiceAccount, Prometheus scraping both', async () => {
     await started.start(() => startFullLab());
@@ -91,14 +56,14 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   test('kubectl apply the example -> Ready 2/2, ping both ways, the capture shows IPIP (proto 4) packets', async () => {
     await kubectl(['apply', '-f', EXAMPLE]);
     const t = await ready();
-    assert.equal(t.observedGeneration, 1);
+    assert.equal(t.status?.observedGeneration, 1);
     assert.match(await kubectl(['get', 'ipt', 'lab']), /^lab\s+ipip\s+2\/2\s/m);
     for (const node of NODES) {
       const l = await link(node);
       assert.equal(l?.linkinfo?.info_kind, 'ipip');
       assert.deepEqual(await routes(node), ['172.0.0.0/24']);
     }
-    const capture = await startIpipCapture(L(), 'node-b');
+    const capture = await startIpipCapture(L().cluster.guest('node-b'));
     assert.ok(await ping('node-a', OVERLAY['node-b'], 3), 'node-a pings node-b through the tunnel');
     const out = (await capture.done).stdout;
     // tcpdump 4.99 says "proto IPIP (4)"; older versions printed "ipip-proto-4".
@@ -140,15 +105,17 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   });
 
   test('route churn of others on a node (a BGP daemon adding and withdrawing 400 routes) wakes no reconcile; our own route does', async () => {
-    const events = (text: string, outcome: string) => sample(text, `ipip_operator_kernel_events_total{outcome="${outcome}"}`);
+    const events = (text: string, outcome: string) => metricValue(text, 'ipip_operator_kernel_events_total', { outcome });
     const before = await agentMetrics('node-a');
-    // Four bursts of 50 routes on the underlay, protocol 186 (bgp), each added then withdrawn.
+    // Four bursts of 50 routes on the underlay, protocol 186 (bgp), each added then withdrawn;
+    // the next burst once the monitor has seen all 100 events of this one.
     for (let burst = 0; burst < 4; burst++) {
       for (const verb of ['add', 'del']) {
         const r = await sh('node-a', `for i in $(seq 1 50); do echo "route ${verb} 10.250.${burst}.$i/32 via ${ADDRESS['node-b']} dev eth1 proto 186"; done | ip -batch -`);
         assert.equal(r.code, 0, r.stderr);
       }
-      await new Promise((done) => setTimeout(done, 500));
+      await eventually(`the monitor saw the 100 route events of burst ${burst + 1}`, async () =>
+        events(await agentMetrics('node-a'), 'ignored') - events(before, 'ignored') >= 100 * (burst + 1));
     }
     const after = await eventually('the monitor saw the 400 route events', async () => {
       const text = await agentMetrics('node-a');
@@ -167,15 +134,15 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   test('edit the tunnel with kubectl apply: ttl, then a route -> kernels change, Ready again, observedGeneration follows', async () => {
     await apply(example((t) => { t.spec.ttl = 32; }));
     let t = await ready();
-    assert.equal(t.generation, 2);
-    assert.equal(t.observedGeneration, 2);
+    assert.equal(t.metadata.generation, 2);
+    assert.equal(t.status?.observedGeneration, 2);
     for (const node of NODES) {
       await eventually(`ttl 32 on ${node}`, async () => ((await link(node))?.linkinfo?.info_data?.ttl === 32 ? true : undefined));
     }
     await apply(example((t) => { t.spec.ttl = 32; t.spec.routes = ['172.0.0.0/24', '10.99.0.0/24']; }));
     t = await ready();
-    assert.equal(t.generation, 3);
-    assert.equal(t.observedGeneration, 3);
+    assert.equal(t.metadata.generation, 3);
+    assert.equal(t.status?.observedGeneration, 3);
     for (const node of NODES) {
       await eventually(`route 10.99.0.0/24 on ${node}`, async () => ((await routes(node)).includes('10.99.0.0/24') ? true : undefined));
       assert.deepEqual(await routes(node), ['10.99.0.0/24', '172.0.0.0/24']);
@@ -190,19 +157,20 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     assert.equal(exit.status, 128 + 9, 'the agent died of SIGKILL');
     await L().startAgent('node-b');
     await L().waitAgentReady('node-b');
-    // Let it run a full reconcile (resync 5 s) before looking.
-    await new Promise((r) => setTimeout(r, 6000));
+    // Not before the new agent has run full reconciles: its first, and one resync (5 s) more.
+    await eventually('two reconciles by the restarted agent on node-b', async () =>
+      metricSum(await agentMetrics('node-b'), 'ipip_operator_reconcile_total') >= 2, 30_000);
     await ready();
     const afterRestart = await link('node-b');
     assert.equal(afterRestart?.ifindex, before.ifindex, 'same link index');
     assert.deepEqual(afterRestart?.stats64?.rx, before.stats64?.rx, 'same receive counters');
     assert.deepEqual(afterRestart?.stats64?.tx, before.stats64?.tx, 'same transmit counters');
-    const view = await tunnelView(L(), 'lab');
-    assert.equal(view?.readySummary, '2/2');
+    const view = await L().cluster.tunnel('lab');
+    assert.equal(view?.status?.readySummary, '2/2');
   });
 
   test('drift by hand on one node (route deleted, link down) -> repaired, counted in ipip_operator_drift_corrections_total', async () => {
-    const driftBefore = sample(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
+    const driftBefore = metricValue(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
     await sh('node-a', 'ip route del 172.0.0.0/24 dev ipiptun && ip link set ipiptun down');
     await eventually('node-a repaired: link up, route back', async () => {
       const l = await link('node-a');
@@ -210,7 +178,7 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
       return l?.flags?.includes('UP') === true && r.includes('172.0.0.0/24') && r.includes('10.99.0.0/24') ? true : undefined;
     }, 30_000);
     const driftAfter = await eventually('drift corrections counted', async () => {
-      const v = sample(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
+      const v = metricValue(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
       return v > driftBefore ? v : undefined;
     });
     assert.ok(driftAfter >= driftBefore + 1, `drift corrections ${driftBefore} -> ${driftAfter}`);
@@ -230,7 +198,7 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
       const r = await sh(node, 'ip route show 172.0.0.0/24; ip route show 10.99.0.0/24');
       assert.equal(r.stdout.trim(), '', `no tunnel routes left on ${node}`);
     }
-    assert.equal(await tunnelView(L(), 'lab'), undefined);
+    assert.equal(await L().cluster.tunnel('lab'), undefined);
   });
 });
 

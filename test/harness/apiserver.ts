@@ -11,12 +11,12 @@ import {closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync,
 import {request} from 'node:https';
 import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
-import {dirname, join, resolve} from 'node:path';
-import {fileURLToPath} from 'node:url';
+import {join} from 'node:path';
 import {inNetns, isAlive, onProcessExit, withPdeathsig} from './process-guard.ts';
+import {REPO} from './repo.ts';
+import {eventually, GiveUp} from './support.ts';
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const buildScript = join(repoRoot, 'scripts/cluster-tools.sh');
+const buildScript = join(REPO, 'scripts/cluster-tools.sh');
 
 export interface KubectlResult {
   code: number;
@@ -70,11 +70,14 @@ export interface ApiServerOptions {
   netns?: string;
 }
 
+let toolsDir: string | undefined;
+
 /**
- * Builds the tools if needed (first time: minutes) and returns their directory.
- * Throws with an install hint when they cannot be built (e.g. no Go).
+ * Builds the tools if needed (first time: minutes) and returns their directory (asked
+ * once per process). Throws with an install hint when they cannot be built (e.g. no Go).
  */
 export async function clusterTools(): Promise<string> {
+  if (toolsDir !== undefined) return toolsDir;
   const {code, stdout, stderr} = await run('bash', [buildScript], {
     // Build progress is minutes long on a first run: let the person see it.
     onStderr: (chunk) => process.stderr.write(chunk),
@@ -89,6 +92,7 @@ export async function clusterTools(): Promise<string> {
         '${IPIP_TOOLS_CACHE:-~/.cache/ipip-operator/tools}.',
     );
   }
+  toolsDir = binDir;
   return binDir;
 }
 
@@ -310,25 +314,22 @@ interface Watched {
 }
 
 async function waitReady(server: string, readyz: () => Promise<{ok: boolean; detail: string}>, watched: Watched[]): Promise<void> {
-  const deadline = Date.now() + 90_000;
-  let last = '';
-  while (Date.now() < deadline) {
+  await eventually(`kube-apiserver at ${server} ready (/readyz)`, async () => {
     for (const w of watched) {
       if (w.child.exitCode !== null || w.child.signalCode !== null) {
         const log = tail(w.log);
         const msg = `${w.name} exited (${w.child.exitCode ?? w.child.signalCode}) during startup:\n${log}`;
-        throw /address already in use/.test(log) ? new PortClashError(msg) : new Error(msg);
+        throw new GiveUp(/address already in use/.test(log) ? new PortClashError(msg) : new Error(msg));
       }
     }
     const r = await readyz();
-    if (r.ok) return;
-    last = r.detail;
-    await sleep(250);
-  }
-  throw new Error(
-    `kube-apiserver at ${server} not ready after 90s; last /readyz: ${last}\n` +
-      watched.map((w) => `--- ${w.name}:\n${tail(w.log)}`).join('\n'),
-  );
+    if (!r.ok) throw new Error(r.detail);
+    return true;
+  }, {
+    timeoutMs: 90_000,
+    intervalMs: 250,
+    context: async () => watched.map((w) => `--- ${w.name}:\n${tail(w.log)}`).join('\n'),
+  });
 }
 
 function get(url: string, ca: Buffer, token: string): Promise<{status: number; body: string}> {
@@ -449,13 +450,37 @@ function tail(file: string, lines = 30): string {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 interface RunOptions {
   input?: string | undefined;
   timeoutMs?: number | undefined;
   env?: NodeJS.ProcessEnv;
   onStderr?: (chunk: string) => void;
+}
+
+/** kubectl against the server as admin; its stdout, or an error with its stderr. */
+export async function kubectlOk(api: ApiServer, args: string[], input?: string, timeoutMs?: number): Promise<string> {
+  const r = await api.kubectl(args, {...(input === undefined ? {} : {input}), ...(timeoutMs === undefined ? {} : {timeoutMs})});
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/**
+ * Runs helm (built with the other tools) with its own dirs (HELM_*_HOME) under `home`,
+ * against `api` (inside its network namespace, if it has one) or, without one, a
+ * kubeconfig that points nowhere, so nothing on this machine is used.
+ */
+export async function runHelm(args: string[], opts: {home: string; api?: ApiServer | undefined}): Promise<KubectlResult> {
+  const {api, home} = opts;
+  const helm = join(api?.binDir ?? (await clusterTools()), 'helm');
+  return run(...inNetns(api?.netns, helm, args), {
+    timeoutMs: 120_000,
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data'),
+      KUBECONFIG: api?.kubeconfig ?? join(home, 'no-kubeconfig'),
+      ...(api === undefined ? {} : {KUBECACHEDIR: join(api.dir, 'kube-cache')}),
+    },
+  });
 }
 
 /** Runs a command to completion; resolves with its exit code and output, never rejects on exit status. */

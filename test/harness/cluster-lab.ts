@@ -14,10 +14,14 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kubeconfigYaml, repoRoot, run, startApiServer } from './apiserver.ts';
-import type { ApiServer, KubectlResult } from './apiserver.ts';
+import type { IpipTunnel } from '../../src/api/types.ts';
+import { kubeconfigYaml, kubectlOk, run, startApiServer } from './apiserver.ts';
+import type { ApiServer } from './apiserver.ts';
+import { agentReady } from './probes.ts';
 import { isAlive, onProcessExit } from './process-guard.ts';
-import { Guest, requireUml } from './uml.ts';
+import { REPO } from './repo.ts';
+import { eventually } from './support.ts';
+import { Guest, requireUml, shellQuote } from './uml.ts';
 
 export const BRIDGE_ADDRESS = '192.168.40.1';
 export const LAB_PREFIX_LENGTH = 24;
@@ -139,7 +143,7 @@ export class ClusterLab {
     });
     await settleAll([api, ...guests]);
 
-    const applied = await this.api.kubectl(['apply', '-f', join(repoRoot, 'crds')]);
+    const applied = await this.api.kubectl(['apply', '-f', join(REPO, 'crds')]);
     if (applied.code !== 0) throw new Error(`kubectl apply -f crds/ failed:\n${applied.stderr}`);
     await kubectlOk(this.api, ['wait', '--for=condition=Established', `crd/${CRD_NAME}`, '--timeout=60s']);
     await kubectlOk(this.api, ['apply', '-f', '-'], JSON.stringify({
@@ -230,7 +234,7 @@ export class ClusterLab {
     if (this.processes.has(key)) throw new Error(`startInGuest: ${name} already runs on ${node}; stop it first`);
     const env = Object.entries(opts.env ?? {}).map(([k, v]) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`startInGuest: bad environment variable name ${k}`);
-      return quote(`${k}=${v}`);
+      return shellQuote(`${k}=${v}`);
     });
     const f = guestFiles(name);
     // A background command of a non-interactive sh starts with SIGINT and SIGQUIT ignored;
@@ -239,7 +243,7 @@ export class ClusterLab {
     // ignored (bit 2 of SigIgn), the process has ended, or 1 s has passed (a command may
     // ignore it itself). The subshell then lets go of the answer pipe and waits to record
     // the exit status.
-    const command = `env --default-signal ${[...env, ...argv.map(quote)].join(' ')}`;
+    const command = `env --default-signal ${[...env, ...argv.map(shellQuote)].join(' ')}`;
     const intIgnored = `s=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$p/status 2>/dev/null); [ -n "$s" ] && [ $(( 0x$s & 2 )) -ne 0 ]`;
     const out = await this.guest(node).ok(
       `mkdir -p /run/lab && rm -f ${f.exit} && ` +
@@ -302,6 +306,47 @@ export class ClusterLab {
     return this.guestLog(node, agentName(node));
   }
 
+  /** The last lines of the agent logs of these nodes (default: all), for the message of a failed wait. */
+  async agentLogTails(nodes = Object.keys(this.nodes), lines = 25): Promise<string> {
+    const tails = await Promise.all(nodes.map(async (n) => `--- agent ${n}:\n${(await this.agentLog(n)).split('\n').slice(-lines).join('\n')}`));
+    return tails.join('\n');
+  }
+
+  /** Waits until the node's agent answers 200 on /readyz (both caches listed, reconciled once). */
+  async waitAgentReady(node: string, timeoutMs = 90_000): Promise<void> {
+    await eventually(`the agent on ${node} ready`, () => agentReady(this.guest(node)), {
+      timeoutMs,
+      context: () => this.agentLogTails([node]),
+    });
+  }
+
+  /** An IpipTunnel as the API server has it, or undefined when there is none. */
+  async tunnel(name: string): Promise<IpipTunnel | undefined> {
+    const r = await this.api.kubectl(['get', 'ipiptunnel', name, '-o', 'json']);
+    if (r.code !== 0) return undefined;
+    return JSON.parse(r.stdout) as IpipTunnel;
+  }
+
+  /**
+   * The tunnel once its aggregate says Ready N/N (N: the lab's nodes) at its current
+   * generation; `onChange` sees each new summary of its status on the way.
+   */
+  async waitTunnelReady(name: string, opts: { onChange?: (summary: string) => void; timeoutMs?: number } = {}): Promise<IpipTunnel> {
+    const n = Object.keys(this.nodes).length;
+    let last = '';
+    return eventually(`${name} Ready ${n}/${n}`, async () => {
+      const t = await this.tunnel(name);
+      const status = t?.status;
+      const summary = t === undefined ? 'not found' : `READY ${status?.readySummary ?? '-'}, generation ${t.metadata.generation ?? '-'}, observedGeneration ${status?.observedGeneration ?? '-'}`;
+      if (summary !== last) {
+        last = summary;
+        opts.onChange?.(summary);
+      }
+      const ready = status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+      return ready && status?.readySummary === `${n}/${n}` && status.observedGeneration === t?.metadata.generation ? t : undefined;
+    }, { timeoutMs: opts.timeoutMs ?? 90_000, context: () => this.agentLogTails() });
+  }
+
   /**
    * Stops what runs in the guests, the guests, the API server, and deletes the namespace
    * with anything still in it. Safe to call twice; throws after doing all it can if a part
@@ -334,9 +379,9 @@ export class ClusterLab {
     // the lab still in the namespace goes now.
     const leftover = namespacePids(this.netns);
     if (leftover.length > 0) process.stderr.write(`cluster lab: killing leftover processes in ${this.netns}: ${leftover.join(' ')}\n`);
-    killNamespace(this.netns);
+    await attempt(`removing the network namespace ${this.netns}`, () => removeNamespace(this.netns));
     this.unregister();
-    if (namespaceExists(this.netns)) problems.push(`network namespace ${this.netns} is still there`);
+    if (listNamespaces().includes(this.netns)) problems.push(`network namespace ${this.netns} is still there`);
     if (problems.length > 0) throw new Error(`cluster lab stop:\n${problems.join('\n')}`);
   }
 }
@@ -349,20 +394,9 @@ function guestFiles(name: string): { log: string; exit: string } {
   return { log: `/run/lab/${name}.log`, exit: `/run/lab/${name}.exit` };
 }
 
-/** One shell word. */
-function quote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 async function ip(args: string[]): Promise<void> {
   const r = await run('ip', args, { timeoutMs: 30_000 });
   if (r.code !== 0) throw new Error(`ip ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-}
-
-async function kubectlOk(api: ApiServer, args: string[], input?: string): Promise<string> {
-  const r: KubectlResult = await api.kubectl(args, input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
 }
 
 /** Waits for all, then throws the first failure: nothing is left starting in the background. */
@@ -372,14 +406,52 @@ async function settleAll(steps: Array<Promise<unknown>>): Promise<void> {
   if (failed.length > 0) throw failed[0]!.reason;
 }
 
+/** GET a URL from inside a network namespace (curl); the body, or an error. */
+export async function curlInNetns(netns: string, url: string, params: Record<string, string> = {}): Promise<string> {
+  const args = ['netns', 'exec', netns, 'curl', '-sS', '--fail-with-body', '--max-time', '10'];
+  if (Object.keys(params).length > 0) args.push('--get');
+  for (const [k, v] of Object.entries(params)) args.push('--data-urlencode', `${k}=${v}`);
+  const r = await run('ip', [...args, url], { timeoutMs: 20_000 });
+  if (r.code !== 0) throw new Error(`GET ${url} in ${netns} failed (curl exit ${r.code}): ${r.stderr.trim()} ${r.stdout.trim()}`);
+  return r.stdout;
+}
+
+/** The network namespaces of this machine. */
+export function listNamespaces(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return r.stdout.split('\n').map((line) => line.split(' ')[0] ?? '').filter((n) => n !== '');
+}
+
+/** The pid of the process that made a lab's namespace (ipiplab-PID[-N]); undefined for any other namespace. */
+function labNamespaceOwner(netns: string): number | undefined {
+  const m = new RegExp(`^${NETNS_PREFIX}(\\d+)(?:-\\d+)?$`).exec(netns);
+  return m === null ? undefined : Number(m[1]);
+}
+
+/** Lab namespaces whose process is gone (it died without cleaning up, e.g. SIGKILL). */
+export function staleLabNamespaces(): string[] {
+  return listNamespaces().filter((ns) => {
+    const owner = labNamespaceOwner(ns);
+    return owner !== undefined && !isAlive(owner);
+  });
+}
+
 function namespacePids(netns: string): number[] {
   const r = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.split('\n').map(Number).filter((pid) => Number.isInteger(pid) && pid > 0) : [];
 }
 
-function namespaceExists(netns: string): boolean {
-  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  return r.stdout.split('\n').some((line) => line.split(' ')[0] === netns);
+/** SIGKILLs every process in the namespace; the pids it signalled. */
+function killAllIn(netns: string): number[] {
+  const pids = namespacePids(netns);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  return pids;
 }
 
 /**
@@ -387,24 +459,23 @@ function namespaceExists(netns: string): boolean {
  * works from an 'exit' handler. Only processes in a namespace this harness made are hit.
  */
 function killNamespace(netns: string): void {
-  if (!namespaceExists(netns)) return;
-  for (const pid of namespacePids(netns)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
+  if (!listNamespaces().includes(netns)) return;
+  killAllIn(netns);
   spawnSync('ip', ['netns', 'del', netns]);
+}
+
+/** Like killNamespace, but waits (up to 10 s) until those processes are gone; an error if they are not, or the namespace stays. */
+export async function removeNamespace(netns: string): Promise<void> {
+  if (!listNamespaces().includes(netns)) return;
+  const pids = killAllIn(netns);
+  const lingering = await eventually(`the processes of ${netns} to exit`, async () => !pids.some(isAlive), { timeoutMs: 10_000, intervalMs: 100 })
+    .then(() => undefined, (error: unknown) => error);
+  const r = spawnSync('ip', ['netns', 'del', netns], { encoding: 'utf8' });
+  if (listNamespaces().includes(netns)) throw new Error(`ip netns del ${netns}: ${r.stderr.trim()}`);
+  if (lingering !== undefined) throw lingering;
 }
 
 /** Namespaces of earlier test processes that died without cleaning up (e.g. SIGKILL). */
 function sweepStaleNamespaces(): void {
-  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  for (const line of r.stdout.split('\n')) {
-    const name = line.split(' ')[0] ?? '';
-    const m = new RegExp(`^${NETNS_PREFIX}(\\d+)(?:-\\d+)?$`).exec(name);
-    if (m === null || isAlive(Number(m[1]))) continue;
-    killNamespace(name);
-  }
+  for (const ns of staleLabNamespaces()) killNamespace(ns);
 }

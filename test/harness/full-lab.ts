@@ -5,18 +5,17 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterTools, repoRoot, run } from './apiserver.ts';
+import { clusterTools, kubectlOk, runHelm } from './apiserver.ts';
 import type { KubectlResult } from './apiserver.ts';
-import { eventually, kubectlOk } from './support.ts';
 import { startClusterLab } from './cluster-lab.ts';
 import type { ClusterLab } from './cluster-lab.ts';
 import { requirePrometheus, startPrometheus } from './prometheus.ts';
 import type { Prometheus } from './prometheus.ts';
-import type { CommandResult } from './uml.ts';
+import { REPO } from './repo.ts';
+import { eventually } from './support.ts';
 
 export const RELEASE = { name: 'ipip-operator', namespace: 'ipip-operator' } as const;
-export const CHART = join(repoRoot, 'deploy/helm/ipip-operator');
-export const EXAMPLE = join(repoRoot, 'examples/tunnel.yaml');
+export const CHART = join(REPO, 'deploy/helm/ipip-operator');
 /** The agents resync every 5 s in the lab, so the kernel counters in /metrics stay fresh. */
 export const LAB_RESYNC = '5s';
 
@@ -39,7 +38,7 @@ export type Progress = (line: string) => void;
 export async function startFullLab(progress: Progress = () => {}): Promise<FullLab> {
   requirePrometheus();
   progress('building/finding kube-apiserver, etcd and helm (cached after the first build)');
-  const binDir = await clusterTools();
+  await clusterTools();
   progress('starting the API server and etcd, and booting two Linux 6.1 kernels (User-Mode Linux): node-a 192.168.40.2, node-b 192.168.40.3');
   const cluster = await startClusterLab();
   let prometheus: Prometheus | undefined;
@@ -47,14 +46,7 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
   const helmHome = join(cluster.api.dir, 'helm');
   mkdirSync(helmHome, { recursive: true });
   const kubectl = (args: string[], input?: string): Promise<string> => kubectlOk(cluster.api, args, input);
-  const helm = (args: string[]): Promise<KubectlResult> => run('ip', ['netns', 'exec', cluster.netns, join(binDir, 'helm'), ...args], {
-    timeoutMs: 120_000,
-    env: {
-      ...process.env,
-      HELM_CACHE_HOME: join(helmHome, 'cache'), HELM_CONFIG_HOME: join(helmHome, 'config'), HELM_DATA_HOME: join(helmHome, 'data'),
-      KUBECONFIG: cluster.api.kubeconfig, KUBECACHEDIR: join(cluster.api.dir, 'kube-cache'),
-    },
-  });
+  const helm = (args: string[]): Promise<KubectlResult> => runHelm(args, { home: helmHome, api: cluster.api });
   try {
     progress('strict reverse-path filtering on both nodes (net.ipv4.conf.{all,default}.rp_filter=1)');
     for (const node of nodes) {
@@ -67,12 +59,7 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
     const startAgent = (node: string): Promise<number> => cluster.startAgent(node, [
       '--kubeconfig', agentKubeconfig, '--lease-namespace', RELEASE.namespace, '--resync-period', LAB_RESYNC, '--log-format', 'text',
     ]);
-    const waitAgentReady = async (node: string): Promise<void> => {
-      await eventually(`the agent on ${node} ready`, async () => {
-        const r = await cluster.guest(node).sh('node -e "fetch(\'http://127.0.0.1:9477/readyz\').then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"');
-        return r.code === 0 ? true : undefined;
-      }, { timeoutMs: 90_000, context: async () => `--- agent ${node}:\n${(await cluster.agentLog(node)).split('\n').slice(-25).join('\n')}` });
-    };
+    const waitAgentReady = (node: string): Promise<void> => cluster.waitAgentReady(node);
     progress('starting an agent in each node (the DaemonSet\'s ServiceAccount ipip-operator/ipip-operator; no kubelet runs here)');
     for (const node of nodes) await startAgent(node);
     for (const node of nodes) await waitAgentReady(node);
@@ -95,54 +82,4 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
     await cluster.stop().catch((e: unknown) => process.stderr.write(`lab: cleanup after a failed start also failed: ${String(e)}\n`));
     throw error;
   }
-}
-
-export interface TunnelView {
-  readySummary?: string;
-  ready: boolean;
-  generation?: number;
-  observedGeneration?: number;
-}
-
-/** The tunnel's aggregate status, or undefined when it does not exist. */
-export async function tunnelView(lab: FullLab, name: string): Promise<TunnelView | undefined> {
-  const r = await lab.cluster.api.kubectl(['get', 'ipiptunnel', name, '-o', 'json']);
-  if (r.code !== 0) return undefined;
-  const t = JSON.parse(r.stdout) as { metadata: { generation?: number }; status?: { readySummary?: string; observedGeneration?: number; conditions?: Array<{ type: string; status: string }> } };
-  const view: TunnelView = { ready: t.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' };
-  if (t.status?.readySummary !== undefined) view.readySummary = t.status.readySummary;
-  if (t.metadata.generation !== undefined) view.generation = t.metadata.generation;
-  if (t.status?.observedGeneration !== undefined) view.observedGeneration = t.status.observedGeneration;
-  return view;
-}
-
-/** Waits for Ready N/N at the current generation; `onChange` sees each new summary. */
-export async function waitReady(lab: FullLab, name: string, onChange: (summary: string) => void = () => {}, timeoutMs = 90_000): Promise<TunnelView> {
-  let last = '';
-  const want = `${lab.nodes.length}/${lab.nodes.length}`;
-  return eventually(`${name} Ready ${want}`, async () => {
-    const v = await tunnelView(lab, name);
-    const summary = v === undefined ? 'not found' : `READY ${v.readySummary ?? '-'}, generation ${v.generation ?? '-'}, observedGeneration ${v.observedGeneration ?? '-'}`;
-    if (summary !== last) {
-      last = summary;
-      onChange(summary);
-    }
-    return v !== undefined && v.ready && v.readySummary === want && v.observedGeneration === v.generation ? v : undefined;
-  }, {
-    timeoutMs,
-    context: async () => (await Promise.all(lab.nodes.map(async (n) => `--- agent ${n}:\n${(await lab.cluster.agentLog(n)).split('\n').slice(-25).join('\n')}`))).join('\n'),
-  });
-}
-
-/**
- * Starts `tcpdump -n -v -c 2 -i eth1 ip proto 4` on a node and waits until it listens;
- * `done` ends after 2 packets or 10 s. tcpdump 4.99 prints the outer header as
- * "proto IPIP (4)" (older versions said "ipip-proto-4").
- */
-export async function startIpipCapture(lab: FullLab, node: string): Promise<{ done: Promise<CommandResult> }> {
-  const guest = lab.cluster.guest(node);
-  await guest.ok('mkdir -p /run/lab && rm -f /run/lab/capture.out');
-  const done = guest.sh('timeout 10 tcpdump -l -n -v -c 2 -i eth1 ip proto 4 > /run/lab/capture.out 2>&1; cat /run/lab/capture.out', 30_000);
-  await eventually(`tcpdump listening on ${node}`, async () => ((await guest.sh('grep -q "listening on" /run/lab/capture.out')).code === 0 ? true : undefined), { timeoutMs: 15_000, intervalMs: 200 });
-  return { done };
 }

@@ -11,20 +11,21 @@
 // The nodes' consoles belong to `up`, so `sh` sends its commands to `up` over a unix
 // socket next to the state file, and `up` runs them in the guest.
 
-import { spawnSync } from 'node:child_process';
 import { createServer, request } from 'node:http';
 import type { Server } from 'node:http';
 import { createInterface } from 'node:readline';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { BRIDGE_ADDRESS } from './cluster-lab.ts';
-import { EXAMPLE, startFullLab, startIpipCapture, waitReady } from './full-lab.ts';
+import { dirname } from 'node:path';
+import { BRIDGE_ADDRESS, listNamespaces, removeNamespace, staleLabNamespaces } from './cluster-lab.ts';
+import { startFullLab } from './full-lab.ts';
 import type { FullLab } from './full-lab.ts';
+import { startIpipCapture } from './probes.ts';
 import { isAlive, onProcessExit } from './process-guard.ts';
+import { EXAMPLE } from './repo.ts';
+import { eventually } from './support.ts';
 
 export const STATE_FILE = '/run/ipip-operator-lab/state.json';
 export const CONTROL_SOCKET = '/run/ipip-operator-lab/control.sock';
-const NETNS_PATTERN = /^ipiplab-(\d+)(?:-\d+)?$/;
 
 interface LabState {
   pid: number;
@@ -51,62 +52,37 @@ function readState(): LabState | undefined {
   }
 }
 
-function namespaces(): string[] {
-  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  return r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n !== '');
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** SIGKILLs every process in the namespace, waits (up to 10 s) until they are gone, deletes it. */
-async function killNamespace(netns: string): Promise<void> {
-  const r = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' });
-  const pids = r.stdout.split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 0);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-  const deadline = Date.now() + 10_000;
-  while (pids.some(isAlive) && Date.now() < deadline) await sleep(100);
-  spawnSync('ip', ['netns', 'del', netns]);
+/** Waits until a process is gone; false if it is still there after timeoutMs. */
+function exited(pid: number, timeoutMs: number): Promise<boolean> {
+  return eventually(`pid ${pid} to exit`, async () => !isAlive(pid), { timeoutMs, intervalMs: 200 }).catch(() => false);
 }
 
 /** Stops the lab of the state file and sweeps lab namespaces whose owner is dead. */
 export async function down(quiet = false): Promise<void> {
   const state = readState();
-  const had = state !== undefined || namespaces().some((ns) => {
-    const m = NETNS_PATTERN.exec(ns);
-    return m !== null && !isAlive(Number(m[1]));
-  });
+  const had = state !== undefined || staleLabNamespaces().length > 0;
   if (state !== undefined && state.pid !== process.pid && isAlive(state.pid)) {
     print(`stopping the lab (pid ${state.pid}, namespace ${state.netns})`);
     process.kill(state.pid, 'SIGTERM');
-    const deadline = Date.now() + 30_000;
-    while (isAlive(state.pid) && Date.now() < deadline) await sleep(200);
-    if (isAlive(state.pid)) {
+    if (!(await exited(state.pid, 30_000))) {
       print(`pid ${state.pid} is still there after 30 s: SIGKILL`);
       process.kill(state.pid, 'SIGKILL');
-      while (isAlive(state.pid)) await sleep(100);
+      if (!(await exited(state.pid, 10_000))) throw new Error(`pid ${state.pid} is still there 10 s after SIGKILL`);
     }
   }
   // Namespaces of labs whose process is gone (e.g. `up` was SIGKILLed), with anything in them.
-  for (const ns of namespaces()) {
-    const m = NETNS_PATTERN.exec(ns);
-    if (m === null || isAlive(Number(m[1]))) continue;
+  for (const ns of staleLabNamespaces()) {
     print(`removing ${ns} and the processes in it`);
-    await killNamespace(ns);
+    await removeNamespace(ns);
   }
   if (state !== undefined && existsSync(state.apiDir) && !isAlive(state.pid)) rmSync(state.apiDir, { recursive: true, force: true });
   if (state === undefined || !isAlive(state.pid)) {
     rmSync(STATE_FILE, { force: true });
     rmSync(CONTROL_SOCKET, { force: true });
   }
-  const left = namespaces().filter((ns) => { const m = NETNS_PATTERN.exec(ns); return m !== null && !isAlive(Number(m[1])); });
+  const left = staleLabNamespaces();
   if (left.length > 0) throw new Error(`still there: ${left.join(', ')}`);
-  if (state !== undefined && namespaces().includes(state.netns)) throw new Error(`namespace ${state.netns} is still there`);
+  if (state !== undefined && listNamespaces().includes(state.netns)) throw new Error(`namespace ${state.netns} is still there`);
   if (!quiet || had) print(had ? 'the lab is down: no lab namespace, process or link is left' : 'no lab is running');
 }
 
@@ -145,7 +121,7 @@ export async function up(exitAfterDemo: boolean): Promise<void> {
     print(await lab.kubectl(['apply', '-f', EXAMPLE]));
     step('waiting for both agents to program their kernels and report (READY 2/2)');
     const t0 = Date.now();
-    await waitReady(lab, 'lab', (s) => print(`   ${((Date.now() - t0) / 1000).toFixed(1)} s: ${s}`));
+    await lab.cluster.waitTunnelReady('lab', { onChange: (s) => print(`   ${((Date.now() - t0) / 1000).toFixed(1)} s: ${s}`) });
 
     step('kubectl get ipt');
     print(await lab.kubectl(['get', 'ipt']));
@@ -154,7 +130,7 @@ export async function up(exitAfterDemo: boolean): Promise<void> {
       print(await sh(lab, node, 'ip -d link show ipiptun; ip route show dev ipiptun'));
     }
     step('node-a: ping -c 3 172.0.0.3 (node-b through the tunnel; strict rp_filter on both nodes), capturing on node-b\'s eth1');
-    const capture = await startIpipCapture(lab, 'node-b');
+    const capture = await startIpipCapture(lab.cluster.guest('node-b'));
     print(await sh(lab, 'node-a', 'ping -c 3 -i 0.3 172.0.0.3'));
     step('node-b: tcpdump -n -v -c 2 -i eth1 ip proto 4 (tcpdump 4.99 prints "proto IPIP (4)" where older versions said "ipip-proto-4")');
     print((await capture.done).stdout);

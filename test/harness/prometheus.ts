@@ -6,15 +6,14 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from './apiserver.ts';
-import { BRIDGE_ADDRESS } from './cluster-lab.ts';
+import { BRIDGE_ADDRESS, curlInNetns } from './cluster-lab.ts';
+import { AGENT_METRICS_PORT } from './probes.ts';
 import { onProcessExit, withPdeathsig } from './process-guard.ts';
+import { eventually, GiveUp } from './support.ts';
 
 export const PROMETHEUS_BIN = '/usr/bin/prometheus';
 export const PROMETHEUS_PORT = 9090;
 export const PROMETHEUS_INSTALL_HINT = 'apt-get install -y prometheus (or run scripts/setup.sh)';
-/** The agents' metrics port. */
-export const AGENT_METRICS_PORT = 9477;
 
 export interface PrometheusOptions {
   /** The lab's network namespace. */
@@ -56,13 +55,8 @@ export class Prometheus {
   }
 
   /** GET url path (with query parameters) from inside the namespace; the body, or an error. */
-  async get(path: string, params: Record<string, string> = {}): Promise<string> {
-    const args = ['netns', 'exec', this.netns, 'curl', '-sS', '--fail-with-body', '--max-time', '10', '--get'];
-    for (const [k, v] of Object.entries(params)) args.push('--data-urlencode', `${k}=${v}`);
-    args.push(`${this.url}${path}`);
-    const r = await run('ip', args, { timeoutMs: 20_000 });
-    if (r.code !== 0) throw new Error(`GET ${this.url}${path} failed (curl exit ${r.code}): ${r.stderr.trim()} ${r.stdout.trim()}`);
-    return r.stdout;
+  get(path: string, params: Record<string, string> = {}): Promise<string> {
+    return curlInNetns(this.netns, `${this.url}${path}`, params);
   }
 
   /** An instant query; the result vector with values as numbers. */
@@ -147,18 +141,15 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
   const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const prom = new Prometheus(opts.netns, dir, log, child);
-  const deadline = Date.now() + 60_000;
-  let last = '';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) break;
-    try {
+  try {
+    await eventually('prometheus ready (/-/ready)', async () => {
+      if (child.exitCode !== null || child.signalCode !== null) throw new GiveUp(new Error(`prometheus exited (${child.exitCode ?? child.signalCode})`));
       await prom.get('/-/ready');
-      return prom;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 300));
+      return true;
+    }, { timeoutMs: 60_000, intervalMs: 300 });
+    return prom;
+  } catch (error) {
+    await prom.stop();
+    throw new Error(`${(error as Error).message}; log ${log}:\n${readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`);
   }
-  await prom.stop();
-  throw new Error(`prometheus did not become ready (${last}); log ${log}:\n${readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`);
 }

@@ -1,28 +1,50 @@
-// Small helpers shared by the tests against a real API server.
+// The two helpers every test of the harness uses: eventually(), the one way to wait for
+// something (with a deadline), and StartedByTest, for a lab started by a suite's first test.
 
-import type { ApiServer } from './apiserver.ts';
+export interface EventuallyOptions {
+  /** Default 60 s. */
+  timeoutMs?: number;
+  /** Time between two checks; default 500 ms. */
+  intervalMs?: number;
+  /** More to say on a timeout, e.g. the agents' last log lines. */
+  context?: () => Promise<string>;
+}
 
 /**
- * Polls `check` until it returns a value other than undefined; on timeout fails naming
- * what was awaited, the last error seen and, when given, more context (agents' logs).
+ * Thrown by a check of eventually(): stop waiting now and fail with `cause` (e.g. the
+ * process that was to become ready has exited). Any other error is only remembered and
+ * named on a timeout.
+ */
+export class GiveUp extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+  }
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined or false, and resolves with
+ * it; on timeout fails naming what was awaited, the last error seen and, when given, more
+ * context (agents' logs).
  */
 export async function eventually<T>(
   what: string,
-  check: () => Promise<T | undefined>,
-  options: { timeoutMs?: number; intervalMs?: number; context?: () => Promise<string> } = {},
+  check: () => Promise<T | undefined | false>,
+  options: EventuallyOptions = {},
 ): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   let last: unknown;
-  while (Date.now() < deadline) {
+  for (;;) {
     try {
       const v = await check();
-      if (v !== undefined) return v;
+      if (v !== undefined && v !== false) return v;
     } catch (error) {
+      if (error instanceof GiveUp) throw error.cause;
       last = error;
     }
-    await new Promise((r) => setTimeout(r, options.intervalMs ?? 500));
+    if (Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, Math.min(options.intervalMs ?? 500, Math.max(0, deadline - Date.now()))));
   }
-  const context = options.context === undefined ? '' : `\n${await options.context()}`;
+  const context = options.context === undefined ? '' : `\n${await options.context().catch((e: unknown) => `(no context: ${String(e)})`)}`;
   throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `; last: ${String((last as Error).message ?? last)}`}${context}`);
 }
 
@@ -60,11 +82,4 @@ export class StartedByTest<T> {
   get started(): T | undefined {
     return this.value;
   }
-}
-
-/** kubectl against the server; its stdout, or an error with its stderr. */
-export async function kubectlOk(api: ApiServer, args: string[], input?: string): Promise<string> {
-  const r = await api.kubectl(args, input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
 }

@@ -5,18 +5,39 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { inNetns, withPdeathsig } from './process-guard.ts';
+import { REPO } from './repo.ts';
 
-export const REPO = resolvePath(dirname(fileURLToPath(import.meta.url)), '../..');
 const READY = '@@GUEST-READY@@';
 const RESULT = '@@GUEST-RESULT@@';
 const UML = '/usr/bin/linux.uml';
 export const INSTALL_HINT = 'apt-get install -y user-mode-linux kmod iproute2 iputils-ping tcpdump (or run .ci/run, which installs them)';
 
 export interface CommandResult { code: number; stdout: string; stderr: string }
+
+/** Where a node's commands run: a guest, or a network namespace in one (namespaceShell). */
+export interface Shell {
+  sh(cmd: string, timeoutMs?: number): Promise<CommandResult>;
+}
+
+/** Like sh, but a non-zero exit is an error showing the command's output. */
+export async function shOk(shell: Shell, cmd: string, timeoutMs?: number): Promise<string> {
+  const r = await shell.sh(cmd, timeoutMs);
+  if (r.code !== 0) throw new Error(`\`${cmd}\` exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** One shell word. */
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Commands in a network namespace of a guest (ip netns exec NS sh -c CMD). */
+export function namespaceShell(guest: Guest, netns: string): Shell {
+  return { sh: (cmd, timeoutMs) => guest.sh(`ip netns exec ${netns} sh -c ${shellQuote(cmd)}`, timeoutMs) };
+}
 
 export interface GuestOptions {
   memMB?: number;
@@ -34,7 +55,7 @@ export function requireUml(): void {
   if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: ${INSTALL_HINT}`);
 }
 
-export class Guest {
+export class Guest implements Shell {
   private readonly proc: ChildProcessWithoutNullStreams;
   private nextId = 1;
   private readonly waiting = new Map<number, (r: CommandResult) => void>();
@@ -107,10 +128,8 @@ export class Guest {
   }
 
   /** Like sh, but a non-zero exit is an error showing the command's output. */
-  async ok(cmd: string, timeoutMs?: number): Promise<string> {
-    const r = await this.sh(cmd, timeoutMs);
-    if (r.code !== 0) throw new Error(`guest: \`${cmd}\` exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-    return r.stdout;
+  ok(cmd: string, timeoutMs?: number): Promise<string> {
+    return shOk(this, cmd, timeoutMs);
   }
 
   async writeFile(path: string, content: string): Promise<void> {

@@ -2,21 +2,17 @@
 // network namespaces joined by a veth are the two hosts of examples/tunnel.yaml.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { parseManifest } from '../../src/api/manifest.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { agentCommand, HOSTS, setUpTwoHosts, startIpipCapture } from '../harness/two-hosts.ts';
+import { link as linkOf, ping as pingFrom, routes as routesOf, startIpipCapture } from '../harness/probes.ts';
+import { exampleTunnel as example } from '../harness/repo.ts';
+import { eventually } from '../harness/support.ts';
+import { agentCommand, HOSTS, hostShell, setUpTwoHosts, startBackgroundAgent } from '../harness/two-hosts.ts';
 import type { LabNode as Node } from '../harness/two-hosts.ts';
-import { Guest, REPO } from '../harness/uml.ts';
+import { Guest } from '../harness/uml.ts';
 
 let guest: Guest;
-
-function example(): IpipTunnel {
-  const path = `${REPO}/examples/tunnel.yaml`;
-  return parseManifest(readFileSync(path, 'utf8'), path)[0]!;
-}
 
 async function writeManifest(node: Node, tunnels: IpipTunnel[]): Promise<string> {
   const path = `/run/lab/${node}.yaml`;
@@ -49,18 +45,10 @@ async function bothOnce(tunnels: IpipTunnel[]): Promise<[Once, Once]> {
   return [await agentOnce('node-a', tunnels), await agentOnce('node-b', tunnels)];
 }
 
-async function link(node: Node, name: string): Promise<Record<string, any> | undefined> {
-  const r = await guest.sh(`ip -n ${HOSTS[node]} -j -d link show dev ${name}`);
-  return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
-}
-
-async function routes(node: Node): Promise<string> {
-  return guest.ok(`ip -n ${HOSTS[node]} route show`);
-}
-
-async function ping(from: Node, to: string): Promise<boolean> {
-  return (await guest.sh(`ip netns exec ${HOSTS[from]} ping -c 1 -W 2 ${to}`)).code === 0;
-}
+// The readers of probes.ts, in a node's host namespace.
+const link = (node: Node, name: string) => linkOf(hostShell(guest, node), name);
+const routes = (node: Node) => routesOf(hostShell(guest, node));
+const ping = (from: Node, to: string) => pingFrom(hostShell(guest, from), to);
 
 /** Everything in a namespace the operator must not touch, as text to compare. */
 async function foreignSnapshot(node: Node): Promise<string> {
@@ -107,7 +95,7 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     assert.match(await routes('node-b'), /172\.0\.0\.0\/24 dev ipiptun proto 203/);
 
     // Capture on node-b's underlay while node-a pings node-b's overlay address.
-    const capture = await startIpipCapture(guest, 'node-b');
+    const capture = await startIpipCapture(hostShell(guest, 'node-b'));
     assert.ok(await ping('node-a', '172.0.0.3'), 'ping 172.0.0.3 from node-a answers');
     assert.ok(await ping('node-b', '172.0.0.2'), 'ping 172.0.0.2 from node-b answers');
     const out = (await capture.done).stdout;
@@ -168,27 +156,23 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
 
   test('a running agent repairs a deleted route and a link set down by hand', async () => {
     const manifest = await writeManifest('node-a', [example()]);
-    await guest.ok(`(${agentCommand('node-a', `--manifest ${manifest} --log-format json`)} > /run/lab/agent.log 2>&1 & echo $! > /run/lab/agent.pid)`);
-    const waitFor = async (what: string, check: () => Promise<boolean>) => {
-      for (let i = 0; i < 100; i++) {
-        if (await check()) return;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      assert.fail(`${what} did not happen within 20 s; agent log:\n${await guest.ok('cat /run/lab/agent.log')}`);
-    };
-    await waitFor('agent start', async () => (await guest.ok('cat /run/lab/agent.log')).includes('agent started'));
+    const agent = await startBackgroundAgent(guest, 'node-a', `--manifest ${manifest} --log-format json`);
+    const agentLog = () => guest.ok(`cat ${agent.log}`);
+    const waitFor = (what: string, check: () => Promise<boolean>) =>
+      eventually(what, check, { timeoutMs: 20_000, intervalMs: 200, context: async () => `agent log:\n${await agentLog()}` });
+    await waitFor('agent start', async () => (await agentLog()).includes('agent started'));
     await guest.ok('ip -n host-a route del 172.0.0.0/24');
     await waitFor('route repaired', async () => /172\.0\.0\.0\/24 dev ipiptun proto 203/.test(await routes('node-a')));
     await guest.ok('ip -n host-a link set ipiptun down');
     await waitFor('link up again with its route', async () =>
       ((await link('node-a', 'ipiptun'))?.flags.includes('UP') ?? false) && /172\.0\.0\.0\/24 dev ipiptun/.test(await routes('node-a')));
     assert.ok(await ping('node-a', '172.0.0.3'));
-    const log = (await guest.ok('cat /run/lab/agent.log')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = (await agentLog()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const changes = log.filter((l) => l.message === 'kernel change').map((l) => `${l.tunnel} ${l.node} ${l.object}/${l.action}`);
     assert.ok(changes.includes('lab node-a route/create'), changes.join('\n'));
     assert.ok(changes.includes('lab node-a link/update'), changes.join('\n'));
-    await guest.ok('kill -TERM $(cat /run/lab/agent.pid)');
-    await waitFor('agent exit', async () => (await guest.sh('kill -0 $(cat /run/lab/agent.pid)')).code !== 0);
+    await guest.ok(`kill -TERM $(cat ${agent.pidFile})`);
+    await waitFor('agent exit', async () => (await guest.sh(`kill -0 $(cat ${agent.pidFile})`)).code !== 0);
     assert.equal((await link('node-a', 'ipiptun'))!.ifindex, ifindex, 'stopping the agent leaves the tunnel');
   });
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { REPO } from '../harness/uml.ts';
+import { REPO } from '../harness/repo.ts';
 
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, [join(REPO, 'src/cli/main.ts'), ...args], { encoding: 'utf8', cwd: REPO, env: { ...process.env, NODE_NAME: '' } });
