@@ -36,6 +36,26 @@ class Collector {
   }
 }
 
+/**
+ * Fields the schema does not know are errors, as `kubectl` strict field validation makes
+ * them: a typo like `tll` must not silently become the default.
+ */
+function checkKnownFields(c: Collector, field: string, obj: Record<string, Json>, known: readonly string[]): void {
+  for (const key of Object.keys(obj)) {
+    if (!known.includes(key)) c.add(field === '' ? key : `${field}.${key}`, `unknown field "${key}" (known: ${known.join(', ')})`);
+  }
+}
+
+const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'] as const;
+/** ObjectMeta's fields: a manifest saved with `kubectl get -o yaml` carries them. */
+const METADATA_FIELDS = [
+  'name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
+  'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields',
+] as const;
+const SPEC_FIELDS = ['mode', 'ttl', 'mtu', 'linkName', 'endpoints', 'routes'] as const;
+const ENDPOINT_FIELDS = ['nodeName', 'underlay', 'overlayAddress', 'networks'] as const;
+const UNDERLAY_FIELDS = ['address', 'interface'] as const;
+
 function checkIPv4(c: Collector, field: string, value: Json, example: string): void {
   if (typeof value !== 'string') c.add(field, 'must be a string');
   else if (!isIPv4(value)) c.add(field, `must be an IPv4 address like ${example}, got "${value}"`);
@@ -73,6 +93,7 @@ function checkEndpoint(c: Collector, field: string, e: Json): void {
     c.add(field, 'must be an object');
     return;
   }
+  checkKnownFields(c, field, e, ENDPOINT_FIELDS);
   if (typeof e.nodeName !== 'string') c.add(`${field}.nodeName`, 'is required');
   else {
     const problem = objectNameProblem(e.nodeName, 253);
@@ -83,6 +104,7 @@ function checkEndpoint(c: Collector, field: string, e: Json): void {
   if (e.underlay !== undefined) {
     if (!isObject(e.underlay)) c.add(`${field}.underlay`, 'must be an object');
     else {
+      checkKnownFields(c, `${field}.underlay`, e.underlay, UNDERLAY_FIELDS);
       if (e.underlay.address !== undefined) {
         checkIPv4(c, `${field}.underlay.address`, e.underlay.address, '192.168.40.2');
       }
@@ -104,9 +126,11 @@ export function validateTunnel(obj: Json): FieldError[] {
     c.add('', 'must be an object');
     return c.errors;
   }
+  checkKnownFields(c, '', obj, TOP_FIELDS);
   if (obj.apiVersion !== API_VERSION) c.add('apiVersion', `must be ${API_VERSION}`);
   if (obj.kind !== KIND) c.add('kind', `must be ${KIND}`);
   const meta = obj.metadata;
+  if (isObject(meta)) checkKnownFields(c, 'metadata', meta, METADATA_FIELDS);
   if (!isObject(meta) || typeof meta.name !== 'string') c.add('metadata.name', 'is required');
   else {
     const problem = objectNameProblem(meta.name, MAX_TUNNEL_NAME);
@@ -117,6 +141,7 @@ export function validateTunnel(obj: Json): FieldError[] {
     c.add('spec', 'is required');
     return c.errors;
   }
+  checkKnownFields(c, 'spec', spec, SPEC_FIELDS);
   if (spec.mode !== undefined && spec.mode !== 'ipip') {
     c.add('spec.mode', `must be "ipip" (the only mode so far), got ${JSON.stringify(spec.mode)}`);
   }
@@ -157,6 +182,15 @@ export function validateTunnel(obj: Json): FieldError[] {
       if (first !== undefined) {
         c.add(`${field}.overlayAddress`, `${e.overlayAddress} is already the overlayAddress of spec.endpoints[${first}]; each endpoint needs its own`);
       } else overlays.set(e.overlayAddress, i);
+    }
+  });
+  // An overlay address that is also an underlay address would route the tunnel's own
+  // outer packets into the tunnel: the two nodes lose each other.
+  endpoints.forEach((e: Json, i) => {
+    if (!isObject(e) || typeof e.overlayAddress !== 'string') return;
+    const j = endpoints.findIndex((o: Json) => isObject(o) && isObject(o.underlay) && o.underlay.address === e.overlayAddress);
+    if (j >= 0) {
+      c.add(`spec.endpoints[${i}].overlayAddress`, `${e.overlayAddress} is the underlay address of spec.endpoints[${j}]; an overlay address must not be an underlay address`);
     }
   });
   return c.errors;

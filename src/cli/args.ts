@@ -5,13 +5,31 @@ import { objectNameProblem } from '../api/names.ts';
 import { LOG_LEVELS } from '../report/log.ts';
 import type { LogFormat, LogLevel } from '../report/log.ts';
 
-/** "60s", "5m", "500ms", "1h", or a bare number of seconds. */
-export function parseDuration(flag: string, text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+export interface DurationBounds {
+  minMs: number;
+  maxMs: number;
+}
+
+/**
+ * The resync period's bounds: more often than every second is a busy loop on a node with
+ * many tunnels; a timer cannot hold more than 2^31-1 ms (24.8 days: Node would fire it
+ * every millisecond), and a resync once a day is already no defence against drift.
+ */
+export const RESYNC_BOUNDS: DurationBounds = { minMs: 1000, maxMs: 24 * 3_600_000 };
+
+function shown(ms: number): string {
+  return ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/** "60s", "5m", "500ms", "1h", or a bare number of seconds, within bounds. */
+export function parseDuration(flag: string, text: string, bounds: DurationBounds): number {
+  const m = /^(\d{1,9}(?:\.\d{1,6})?)(ms|s|m|h)?$/.exec(text.trim());
   if (m === null) throw new InputError(`--${flag}: "${text}" is not a duration like 60s, 5m or 500ms`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
-  const ms = Number(m[1]) * unit;
-  if (ms <= 0) throw new InputError(`--${flag}: must be more than 0`);
+  const ms = Math.round(Number(m[1]) * unit);
+  if (ms < bounds.minMs || ms > bounds.maxMs) {
+    throw new InputError(`--${flag}: "${text}" is outside ${shown(bounds.minMs)} to ${shown(bounds.maxMs)}`);
+  }
   return ms;
 }
 

@@ -16,7 +16,7 @@ import { DEFAULT_METRICS_PORT, parseListenAddress } from '../report/http.ts';
 import { createLogger } from '../report/log.ts';
 import type { Logger } from '../report/log.ts';
 import { resolve } from '../resolve/resolve.ts';
-import { parseDuration, parseLogFormat, parseLogLevel, parseNodeName } from './args.ts';
+import { parseDuration, parseLogFormat, parseLogLevel, parseNodeName, RESYNC_BOUNDS } from './args.ts';
 
 const USAGE = `Usage:
   ipip-operator agent [--node-name NODE] [options]
@@ -30,10 +30,11 @@ const USAGE = `Usage:
                                (default: $POD_NAMESPACE, else the pod's namespace, else ipip-operator)
   ipip-operator agent --manifest FILE --node-name NODE [--once] [options]
       Standalone mode: bring this node's kernel to the tunnels in FILE (multi-document
-      YAML of IpipTunnel objects), once or continuously.
+      YAML of IpipTunnel objects, a regular file of at most 8 MiB, unknown fields refused,
+      status ignored), once or continuously.
       --once                 reconcile once, print a JSON summary and exit
   Both modes:
-      --resync-period DUR    full resync period (default 60s)
+      --resync-period DUR    full resync period, 1s to 24h (default 60s)
       --log-format json|text (default json)   --log-level error|warn|info|debug (default info)
   ipip-operator plan -f FILE --node NODE [--from-scratch]
       Print the ip commands the agent would run on NODE now, one per line; change nothing.
@@ -116,7 +117,7 @@ async function agentCommand(argv: string[]): Promise<number> {
   });
   const nodeName = parseNodeName('node-name', (values['node-name'] as string | undefined) ?? process.env.NODE_NAME);
   const log = createLogger({ format: parseLogFormat(values['log-format'] as string), level: parseLogLevel(values['log-level'] as string) });
-  const resyncMs = parseDuration('resync-period', values['resync-period'] as string);
+  const resyncMs = parseDuration('resync-period', values['resync-period'] as string, RESYNC_BOUNDS);
   if (typeof values.manifest === 'string') return standaloneAgent(values.manifest, values.once === true, nodeName, resyncMs, log);
   if (values.once === true) throw new InputError('--once needs --manifest: in a cluster the agent runs continuously');
 
@@ -169,11 +170,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`ipip-operator: ${error.message}\n`);
       return 2;
     }
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      process.stderr.write(`ipip-operator: ${(error as Error).message}\n`);
-      return 2;
-    }
-    process.stderr.write(`ipip-operator: ${(error as Error).stack ?? String(error)}\n`);
+    // A runtime failure (the kernel's `ip` missing, say): what failed, not a stack trace.
+    process.stderr.write(`ipip-operator: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }
 }

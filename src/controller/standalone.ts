@@ -3,11 +3,11 @@
 // whose source here is the file: a change of it requests a reconcile, and each pass reads
 // it. Reports go to the logs only.
 
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { watch as watchFs } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { parseManifest } from '../api/manifest.ts';
+import { InputError, MAX_MANIFEST_BYTES, parseManifest } from '../api/manifest.ts';
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import type { TunnelProblem } from '../model/problem.ts';
@@ -32,9 +32,43 @@ export interface OnceSummary {
   errors: TunnelProblem[];
 }
 
-/** Reads and validates the manifest; throws InputError naming the field on bad input. */
+/**
+ * The bytes of a manifest file: a regular file of at most MAX_MANIFEST_BYTES. A directory,
+ * a device or a pipe is refused before anything is read (/dev/zero would never end), and
+ * a file that grows while it is read is cut off at the limit and refused.
+ */
+async function readManifestFile(path: string): Promise<string> {
+  let file;
+  try {
+    file = await open(path, 'r');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw new InputError(`${path}: cannot read the manifest: ${why}`);
+  }
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) throw new InputError(`${path}: not a regular file (a manifest is a YAML file)`);
+    if (info.size > MAX_MANIFEST_BYTES) throw new InputError(`${path}: ${info.size} bytes, more than the ${MAX_MANIFEST_BYTES} bytes a manifest may have`);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.max(info.size + 1 - length, 64 * 1024));
+      const { bytesRead } = await file.read(chunk, 0, chunk.length, length);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > MAX_MANIFEST_BYTES) throw new InputError(`${path}: more than the ${MAX_MANIFEST_BYTES} bytes a manifest may have`);
+    }
+    return Buffer.concat(chunks, length).toString('utf8');
+  } finally {
+    await file.close();
+  }
+}
+
+/** Reads and validates the manifest; throws InputError naming the file, document and field on bad input. */
 export async function loadManifest(path: string): Promise<IpipTunnel[]> {
-  return parseManifest(await readFile(path, 'utf8'), path);
+  return parseManifest(await readManifestFile(path), path);
 }
 
 export async function reconcileOnce(options: Omit<StandaloneOptions, 'resyncMs' | 'debounceMs'>): Promise<OnceSummary> {

@@ -73,6 +73,37 @@ describe('ipip-operator CLI', () => {
     expect(['--kubeconfig', '/nonexistent/kubeconfig'], /cannot load the cluster configuration: .*\/nonexistent\/kubeconfig/);
   });
 
+  test('a manifest that is not a regular file, or too large, exits 2 before anything is read or parsed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ipip-cli-'));
+    const big = join(dir, 'big.yaml');
+    writeFileSync(big, `# ${'x'.repeat(8 * 1024 * 1024)}\n`);
+    const cases: Array<[string, RegExp]> = [
+      [dir, /not a regular file/],
+      ['/dev/zero', /not a regular file/],
+      [big, /more than the 8388608 bytes a manifest may have/],
+      [join(dir, 'missing.yaml'), /cannot read the manifest: no such file/],
+    ];
+    for (const [path, message] of cases) {
+      for (const args of [['plan', '-f', path, '--node', 'node-a', '--from-scratch'], ['agent', '--once', '--manifest', path, '--node-name', 'node-a']]) {
+        const r = cli(...args);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, message);
+        assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a resync period a timer cannot hold, or a busy loop, exits 2 naming the bounds', () => {
+    for (const period of ['0s', '500ms', '25h', '30000000s', '1e3s', '-5s']) {
+      const r = cli('agent', '--once', '--manifest', 'examples/tunnel.yaml', '--node-name', 'node-a', '--resync-period', period);
+      assert.equal(r.code, 2, `${period}: ${r.stderr}`);
+      assert.match(r.stderr, /--resync-period/);
+    }
+    assert.match(cli('agent', '--once', '--manifest', 'examples/tunnel.yaml', '--node-name', 'node-a', '--resync-period', '25h').stderr, /outside 1s to 24h/);
+    assert.match(cli('help').stdout, /--resync-period DUR\s+full resync period, 1s to 24h/);
+  });
+
   test('version prints the package version', () => {
     assert.match(cli('version').stdout, /^\d+\.\d+\.\d+\n$/);
   });

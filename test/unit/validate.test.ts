@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseManifest, InputError } from '../../src/api/manifest.ts';
+import { InputError, MAX_MANIFEST_BYTES, parseManifest } from '../../src/api/manifest.ts';
 import { defaultLinkName, linkNameProblem } from '../../src/api/names.ts';
 import { effectiveSpec, validateTunnel } from '../../src/api/validate.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
@@ -76,5 +76,58 @@ describe('parseManifest', () => {
     assert.throws(() => parseManifest(`${doc}---\n${doc}`, 'f.yaml'), /document 2 \(a\): metadata\.name: "a" is already document 1/);
     assert.throws(() => parseManifest('spec: [unclosed', 'f.yaml'), /not valid YAML/);
     assert.throws(() => parseManifest('kind: ConfigMap\n', 'f.yaml'), /kind: must be IpipTunnel/);
+  });
+});
+
+describe('bad input of every kind: a message naming what is wrong, never a crash', () => {
+  const doc = (spec: string) => `apiVersion: tunnel.ipip-operator.dev/v1alpha1\nkind: IpipTunnel\nmetadata: {name: a}\nspec:\n${spec}`;
+  const endpoints = '  endpoints:\n  - {nodeName: n1, overlayAddress: 10.0.0.1}\n  - {nodeName: n2, overlayAddress: 10.0.0.2}\n';
+
+  test('an unknown field anywhere is refused by name, as kubectl strict field validation does (a typo is not a default)', () => {
+    assert.throws(() => parseManifest(doc(`  tll: 32\n${endpoints}`), 'f.yaml'), /spec\.tll: unknown field "tll"/);
+    const m = validTunnel();
+    (m as Record<string, unknown>).spce = {};
+    (m.metadata as Record<string, unknown>).lables = {};
+    m.spec.endpoints[0].underlay.adress = '192.168.40.9';
+    m.spec.endpoints[1].overlay = '172.0.0.9';
+    assert.deepEqual(validateTunnel(m).map((e) => e.field).sort(), [
+      'metadata.lables', 'spce', 'spec.endpoints[0].underlay.adress', 'spec.endpoints[1].overlay',
+    ]);
+    const saved = validTunnel();
+    Object.assign(saved.metadata, { uid: 'u', resourceVersion: '5', generation: 2, labels: { a: 'b' }, annotations: {} });
+    assert.deepEqual(validateTunnel({ ...saved, status: { readySummary: '2/2' } }), [], 'what kubectl get -o yaml prints is fine');
+  });
+
+  test('an overlay address that is an underlay address of the tunnel is refused', () => {
+    const m = validTunnel();
+    m.spec.endpoints[1].overlayAddress = '192.168.40.2';
+    assert.deepEqual(validateTunnel(m).map((e) => e.field), ['spec.endpoints[1].overlayAddress']);
+    assert.match(validateTunnel(m)[0]!.message, /is the underlay address of spec\.endpoints\[0\]/);
+  });
+
+  test('a standalone manifest\'s status is ignored: nothing there is published by an agent', () => {
+    const text = `${doc(endpoints)}status:\n  endpoints: [{nodeName: n2, underlayAddress: 10.9.9.9}]\n`;
+    assert.equal(parseManifest(text, 'f.yaml')[0]!.status, undefined);
+  });
+
+  test('YAML built to exhaust memory or the stack is refused as input', () => {
+    const laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (const [i, name] of ['b', 'c', 'd', 'e', 'f', 'g', 'h'].entries()) {
+      const prev = i === 0 ? 'a' : ['b', 'c', 'd', 'e', 'f', 'g'][i - 1]!;
+      laughs.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(',')}]`);
+    }
+    assert.throws(() => parseManifest(laughs.join('\n'), 'f.yaml'), (e: Error) => e instanceof InputError && /resource exhaustion/.test(e.message));
+    const deep = `${'['.repeat(50_000)}${']'.repeat(50_000)}`;
+    assert.throws(() => parseManifest(deep, 'f.yaml'), (e: Error) => e instanceof InputError && /not valid YAML/.test(e.message));
+  });
+
+  test('a manifest over the size limit is refused before it is parsed; a page of problems is summed up', () => {
+    assert.throws(() => parseManifest(`# ${'x'.repeat(MAX_MANIFEST_BYTES)}\n`, 'f.yaml'), /larger than 8388608 bytes/);
+    const many = Array.from({ length: 50 }, () => 'kind: ConfigMap\n').join('---\n');
+    assert.throws(() => parseManifest(many, 'f.yaml'), (e: Error) => {
+      assert.equal(e.message.split('\n').length, 21, 'twenty problems and a count');
+      assert.match(e.message, /and \d+ more problems$/);
+      return true;
+    });
   });
 });
