@@ -21,7 +21,7 @@ import { agentReady } from './probes.ts';
 import { isAlive, onProcessExit } from './process-guard.ts';
 import { REPO } from './repo.ts';
 import { eventually } from './support.ts';
-import { Guest, requireUml, shellQuote } from './uml.ts';
+import { Guest, requireCommands, requireUml, shellQuote } from './uml.ts';
 
 export const BRIDGE_ADDRESS = '192.168.40.1';
 export const LAB_PREFIX_LENGTH = 24;
@@ -70,6 +70,8 @@ let labsInProcess = 0;
  */
 export async function startClusterLab(opts: ClusterLabOptions = {}): Promise<ClusterLab> {
   requireUml();
+  // The agents' /readyz and /metrics are read with curl, in the guests and from the lab's namespace.
+  requireCommands(['curl'], 'apt-get install -y curl (or run scripts/setup.sh, which installs it)');
   const nodes = opts.nodes ?? Object.keys(LAB_NODES);
   if (nodes.length === 0 || new Set(nodes).size !== nodes.length) throw new Error(`lab nodes must be distinct and at least one: ${nodes.join(', ')}`);
   sweepStaleNamespaces();

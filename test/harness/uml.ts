@@ -48,11 +48,16 @@ export interface GuestOptions {
   bootTimeoutMs?: number;
 }
 
+/** Fails with `hint` when one of these programs is not installed (guests see the machine's). */
+export function requireCommands(names: readonly string[], hint: string): void {
+  const dirs = ['/usr/bin', '/usr/sbin', '/bin', '/sbin'];
+  const missing = names.filter((name) => !dirs.some((d) => existsSync(join(d, name))));
+  if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: ${hint}`);
+}
+
 /** Fails with how to install it when a part the kernel tests need is missing. */
 export function requireUml(): void {
-  const dirs = ['/usr/bin', '/usr/sbin', '/bin', '/sbin'];
-  const missing = ['linux.uml', 'tcpdump', 'ping', 'insmod', 'ip'].filter((name) => !dirs.some((d) => existsSync(join(d, name))));
-  if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: ${INSTALL_HINT}`);
+  requireCommands(['linux.uml', 'tcpdump', 'ping', 'insmod', 'ip'], INSTALL_HINT);
 }
 
 export class Guest implements Shell {
