@@ -1,15 +1,15 @@
 // Runs inside the UML guest, in host-a's namespace: the real dataplane (one `ip -batch` to
 // read, one to write) with N tunnels. Prints one JSON line of timings.
 
-import { Iproute2Dataplane } from '../src/dataplane/iproute2.ts';
-import { plan } from '../src/plan/plan.ts';
+import { nodeDataplane } from '../src/dataplane/node.ts';
+import { plan } from '../src/plan/engine.ts';
 import { resolve } from '../src/resolve/resolve.ts';
 import { manyTunnels } from './tunnels.ts';
 
 const n = Number(process.argv[2]);
 const tunnels = manyTunnels(n);
 let ipProcesses = 0;
-const dp = new Iproute2Dataplane({ onCommand: () => { ipProcesses += 1; } });
+const dp = nodeDataplane({ onCommand: () => { ipProcesses += 1; } });
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 async function reconcileTimed() {
@@ -21,7 +21,7 @@ async function reconcileTimed() {
   const results = await dp.apply(actions);
   const failed = results.filter((r) => r.error !== undefined);
   if (failed.length > 0) throw new Error(`apply failed: ${failed[0]!.error}`);
-  return { observeMs: Number(t1 - t0) / 1e6, planMs: Number(t2 - t1) / 1e6, applyMs: ms(t2), actions: actions.length, commands: actions.reduce((s, a) => s + a.commands.length, 0) };
+  return { observeMs: Number(t1 - t0) / 1e6, planMs: Number(t2 - t1) / 1e6, applyMs: ms(t2), actions: actions.length, commands: actions.reduce((s, a) => s + a.ops.length, 0) };
 }
 
 ipProcesses = 0;

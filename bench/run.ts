@@ -5,10 +5,10 @@
 // 3. The standalone agent's resident memory, idle, with the example tunnel.
 // UML timings are a guest kernel's, slower than bare metal: compare runs, not machines.
 
-import { plan } from '../src/plan/plan.ts';
+import type { KernelState } from '../src/model/kernel.ts';
+import { plan } from '../src/plan/engine.ts';
 import { resolve } from '../src/resolve/resolve.ts';
-import type { ObservedState } from '../src/dataplane/model.ts';
-import { applyModel } from '../test/unit/kernel-model.ts';
+import { applyModel } from '../test/harness/kernel-model.ts';
 import { bareKernel } from '../test/unit/builders.ts';
 import { Guest } from '../test/harness/uml.ts';
 import { setUpTwoHosts, startBackgroundAgent } from '../test/harness/two-hosts.ts';
@@ -22,9 +22,9 @@ function median(xs: number[]): number {
 function pure(n: number) {
   const tunnels = manyTunnels(n);
   const empty = bareKernel();
-  const once = (k: ObservedState) => plan(resolve({ nodeName: 'node-a', tunnels, kernel: k, nodeAddresses: new Map() }), k);
+  const once = (k: KernelState) => plan(resolve({ nodeName: 'node-a', tunnels, kernel: k, nodeAddresses: new Map() }), k);
   const programmed = applyModel(empty, once(empty).actions);
-  const time = (k: ObservedState) => {
+  const time = (k: KernelState) => {
     const samples: number[] = [];
     for (let i = 0; i < 30; i++) {
       const t0 = process.hrtime.bigint();

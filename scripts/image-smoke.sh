@@ -67,7 +67,7 @@ got_version=$(run "$app/dist/cli/main.js" version) || fail "version exited $?"
 [ "$got_version" = "$want_version" ] || fail "version printed '$got_version', package.json says '$want_version'"
 echo "image-smoke: version: $got_version"
 
-want_plan='ip link add name ipiptun mtu 1480 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1
+want_plan='ip link add name ipiptun mtu 1480 group 203 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1
 ip link set dev ipiptun alias ipip-operator/lab
 ip link set dev ipiptun up
 ip address add 172.0.0.2/32 peer 172.0.0.3/32 dev ipiptun

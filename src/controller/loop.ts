@@ -11,6 +11,7 @@ import type { Dataplane } from '../dataplane/dataplane.ts';
 import { NO_INTEREST } from '../model/kernel.ts';
 import type { KernelInterest } from '../model/kernel.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
+import { problemClass } from '../model/problem.ts';
 import type { Logger } from '../report/log.ts';
 import type { AgentMetrics } from '../report/metrics.ts';
 import { reportReconcile } from '../report/report.ts';
@@ -104,7 +105,10 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     }
     reconciledOnce = true;
     const delivered = await o.sink.deliver(report, input.tunnels);
-    if (outcome.problems.length === 0 && delivered) {
+    // Only what may pass by itself is retried: a command the kernel refused, a report not
+    // delivered. A tunnel waiting or refused stays so until its spec, the kernel or the
+    // cluster changes, and each of those wakes the loop (and the resync looks again).
+    if (delivered && !outcome.problems.some((p) => problemClass(p.reason) === 'transient')) {
       failuresInARow = 0;
       return undefined;
     }

@@ -6,7 +6,7 @@ import type { Dataplane } from '../dataplane/dataplane.ts';
 import { renderPlan } from '../dataplane/render.ts';
 import type { KernelInterest } from '../model/kernel.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
-import { tunnelOfAlias } from '../model/ownership.ts';
+import { linkOwner } from '../model/ownership.ts';
 import { problemsOf } from '../model/problem.ts';
 import type { TunnelProblem } from '../model/problem.ts';
 import { normalizePrefix } from '../net/ipv4.ts';
@@ -54,7 +54,7 @@ export function kernelInterest(outcome: Pick<ReconcileOutcome, 'observed' | 'res
     links.add(r.desired.link.name);
     for (const route of r.desired.routes) prefixes.add(normalizePrefix(route.dst));
   }
-  for (const link of outcome.observed.links) if (tunnelOfAlias(link.alias) !== undefined) links.add(link.name);
+  for (const link of outcome.observed.links) if (linkOwner(link) !== undefined) links.add(link.name);
   return { links, prefixes };
 }
 

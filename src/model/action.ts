@@ -15,7 +15,7 @@ export const VERBS: readonly Verb[] = ['create', 'update', 'delete'];
 
 /** One `ip` command, by meaning. */
 export type IpOperation =
-  | { op: 'link-add'; link: DesiredLink }
+  | { op: 'link-add'; link: DesiredLink; group: number }
   | { op: 'link-set-alias'; name: string; alias: string }
   | { op: 'link-set-tunnel'; name: string; tunnel: TunnelAttrs }
   | { op: 'link-set-mtu'; name: string; mtu: number }

@@ -16,6 +16,9 @@ export interface DesiredAddress {
   prefixlen: number;
   /** The far end of a point-to-point address ("ip addr add A peer B"). */
   peer?: string;
+  /** The spec fields it comes from (its own address, its peer), for messages. */
+  field?: string;
+  peerField?: string;
 }
 
 export interface DesiredRoute {
@@ -26,6 +29,8 @@ export interface DesiredRoute {
   via?: string;
   /** Take `via` to be on the link whatever the link's addresses say (mesh peers' underlay addresses). */
   onlink?: boolean;
+  /** The spec field it comes from ("spec.routes[0]", "spec.endpoints[1].networks[0]"), for messages. */
+  field?: string;
 }
 
 export interface DesiredTunnel {

@@ -19,6 +19,8 @@ export interface ObservedLink {
   /** linkinfo.info_kind: "ipip", "veth", ...; undefined for physical and loopback devices. */
   kind?: string;
   alias?: string;
+  /** The link group (`ip link ... group N`); 0 is the default group. */
+  group: number;
   /** Administratively up (the UP flag), which is what `ip link set up` changes. */
   up: boolean;
   mtu: number;

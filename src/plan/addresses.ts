@@ -1,6 +1,7 @@
 // Addresses on the agent's links. A link the agent owns is entirely its own, so every IPv4
 // address on it that the tunnel does not want is removed; addresses elsewhere are never
-// looked at.
+// changed. An overlay address that a device not the agent's already holds is a conflict:
+// two devices with one address split that address's traffic.
 
 import type { Action } from '../model/action.ts';
 import type { DesiredAddress } from '../model/desired.ts';
@@ -18,7 +19,7 @@ function asDesired(a: AddressOnLink): DesiredAddress {
   return peer === undefined ? { dev, local, prefixlen } : { dev, local, prefixlen, peer };
 }
 
-export const addressPlanner: KindPlanner<DesiredAddress, AddressOnLink, undefined> = {
+export const addressPlanner: KindPlanner<DesiredAddress, AddressOnLink, ReadonlyMap<string, readonly AddressOnLink[]>> = {
   kind: 'address',
   phase: { delete: 1, create: 5, update: 5 },
   desired: (t) => t.addresses,
@@ -27,8 +28,20 @@ export const addressPlanner: KindPlanner<DesiredAddress, AddressOnLink, undefine
   observedKey: key,
   owner: (o, links) => links(o.dev),
   parentLink: (o) => o.dev,
-  index: () => undefined,
-  conflict: () => undefined,
+  index(observed) {
+    const byLocal = new Map<string, AddressOnLink[]>();
+    for (const a of observed) byLocal.set(a.local, [...(byLocal.get(a.local) ?? []), a]);
+    return byLocal;
+  },
+
+  conflict(tunnel, d, byLocal, links) {
+    const holder = byLocal.get(d.local)?.find((a) => links(a.dev) === undefined);
+    if (holder === undefined) return undefined;
+    return {
+      tunnel, reason: 'AddressTaken', field: 'spec.endpoints',
+      message: `${d.local} is already an address of ${holder.dev}, which ipip-operator did not create; it is not added a second time`,
+    };
+  },
 
   diff(tunnel, d, current): Action[] {
     if (current !== undefined) return [];

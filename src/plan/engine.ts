@@ -13,7 +13,7 @@ import type { Action } from '../model/action.ts';
 import type { DesiredTunnel } from '../model/desired.ts';
 import type { KernelState } from '../model/kernel.ts';
 import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
-import { tunnelOfAlias } from '../model/ownership.ts';
+import { linkOwner } from '../model/ownership.ts';
 import { addressPlanner } from './addresses.ts';
 import { linkPlanner } from './links.ts';
 import type { KindPlanner, LinkOwners, Owned } from './planner.ts';
@@ -35,7 +35,7 @@ const PLANNERS: readonly AnyPlanner[] = [linkPlanner, addressPlanner, routePlann
 export function plan(resolutions: readonly TunnelResolution[], observed: KernelState): Plan {
   const ownerByLink = new Map<string, string>();
   for (const l of observed.links) {
-    const owner = tunnelOfAlias(l.alias);
+    const owner = linkOwner(l);
     if (owner !== undefined) ownerByLink.set(l.name, owner);
   }
   const links: LinkOwners = (name) => ownerByLink.get(name);
@@ -62,7 +62,7 @@ export function plan(resolutions: readonly TunnelResolution[], observed: KernelS
   const actions: Action[] = [];
   const phases: number[] = [];
   const linksGoing = new Set<string>();
-  for (const { planner, objects } of passes) {
+  for (const { planner, objects, index } of passes) {
     const ours = new Map<string, Owned<unknown>>();
     for (const object of objects) {
       const owner = planner.owner(object, links);
@@ -72,13 +72,15 @@ export function plan(resolutions: readonly TunnelResolution[], observed: KernelS
     }
     const wanted = new Set(active.flatMap((t) => planner.desired(t).map((d) => planner.desiredKey(d))));
     const add = (a: Action) => {
+      // A link both swept and in the way of another tunnel is deleted once.
+      if (a.kind === 'link' && a.verb === 'delete' && linksGoing.has(a.link)) return;
       actions.push(a);
       phases.push(planner.phase[a.verb]);
       if (a.kind === 'link' && a.verb === 'delete') linksGoing.add(a.link);
     };
     for (const [key, owned] of ours) if (!wanted.has(key) && !kept.has(owned.owner)) add(planner.remove(owned));
     for (const t of active) {
-      for (const d of planner.desired(t)) for (const a of planner.diff(t.tunnel, d, ours.get(planner.desiredKey(d)))) add(a);
+      for (const d of planner.desired(t)) for (const a of planner.diff(t.tunnel, d, ours.get(planner.desiredKey(d)), index, links)) add(a);
     }
   }
 

@@ -1,14 +1,15 @@
-// Tunnel links: created with the ownership alias, changed in place where the kernel allows
+// Tunnel links: created with the ownership marks, changed in place where the kernel allows
 // (`ip link set ... type MODE ...` keeps the ifindex and the traffic flowing), recreated
-// only when the kind is wrong. A link with the wanted name that is not the agent's is a
-// conflict, never taken.
+// only when the mode is wrong. A link that is not the agent's and has the wanted name, or
+// holds the wanted underlay address pair, is a conflict, never taken.
 
 import type { Action } from '../model/action.ts';
 import type { DesiredLink } from '../model/desired.ts';
 import type { ObservedLink } from '../model/kernel.ts';
-import { ownerAlias, tunnelOfAlias } from '../model/ownership.ts';
+import { LINK_GROUP, linkOwner, NO_TUNNEL, ownerAlias } from '../model/ownership.ts';
 import { tunnelAttrChanges } from '../model/tunnel.ts';
-import type { KindPlanner } from './planner.ts';
+import type { TunnelAttrs } from '../model/tunnel.ts';
+import type { KindPlanner, LinkOwners } from './planner.ts';
 
 function createLink(tunnel: string, l: DesiredLink): Action {
   const t = l.tunnel;
@@ -16,7 +17,8 @@ function createLink(tunnel: string, l: DesiredLink): Action {
     tool: 'ip', kind: 'link', verb: 'create', tunnel, link: l.name,
     detail: `${t.mode} ${t.local ?? 'any'} -> ${t.remote ?? 'any'} ttl ${t.ttl} mtu ${l.mtu}`,
     ops: [
-      { op: 'link-add', link: l },
+      // Marked by its group from the first moment (link-add carries it).
+      { op: 'link-add', link: l, group: LINK_GROUP },
       // The kernel ignores an alias given to `link add`: it is set right after, in the same batch.
       { op: 'link-set-alias', name: l.name, alias: ownerAlias(tunnel) },
       { op: 'link-set-up', name: l.name },
@@ -28,53 +30,99 @@ function deleteLink(tunnel: string, name: string, why: string): Action {
   return { tool: 'ip', kind: 'link', verb: 'delete', tunnel, link: name, detail: why, ops: [{ op: 'link-del', name }] };
 }
 
+/**
+ * The underlay address pair of a tunnel link, by which the kernel gives it its packets
+ * (`ip_tunnel_lookup`): two devices of one mode on the same pair fight over one flow.
+ */
+function pairKey(t: TunnelAttrs): string | undefined {
+  return t.local === undefined ? undefined : `${t.mode} ${t.local} ${t.remote ?? 'any'}`;
+}
+
 /** How an attribute reads in a change's detail: the `ip` keyword, "any" for unset. */
 const ATTR_LABEL: Readonly<Record<string, string>> = { underlayDevice: 'dev' };
 const shown = (v: unknown): string => (v === undefined ? 'any' : String(v));
 
-export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, ReadonlyMap<string, ObservedLink>> = {
+interface LinkIndex {
+  byName: ReadonlyMap<string, ObservedLink>;
+  byPair: ReadonlyMap<string, readonly ObservedLink[]>;
+}
+
+function holdersOfPair(d: DesiredLink, index: LinkIndex): readonly ObservedLink[] {
+  const key = pairKey(d.tunnel);
+  return key === undefined ? [] : (index.byPair.get(key) ?? []);
+}
+
+export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
   kind: 'link',
   phase: { delete: 2, create: 3, update: 4 },
   desired: (t) => [t.link],
   observed: (state) => state.links,
   desiredKey: (d) => d.name,
   observedKey: (o) => o.name,
-  owner: (o) => tunnelOfAlias(o.alias),
+  owner: linkOwner,
   parentLink: () => undefined,
-  index: (observed) => new Map(observed.map((l) => [l.name, l])),
 
-  conflict(tunnel, d, byName) {
-    const have = byName.get(d.name);
-    if (have === undefined || tunnelOfAlias(have.alias) !== undefined) return undefined;
-    return {
-      tunnel, reason: 'LinkNameTaken', field: 'spec.linkName',
-      message: `a ${have.kind ?? 'device'} link named ${d.name} exists that ipip-operator did not create; it is left alone (choose another spec.linkName or remove it)`,
-    };
+  index(observed) {
+    const byPair = new Map<string, ObservedLink[]>();
+    for (const l of observed) {
+      const key = l.tunnel === undefined ? undefined : pairKey(l.tunnel);
+      if (key !== undefined) byPair.set(key, [...(byPair.get(key) ?? []), l]);
+    }
+    return { byName: new Map(observed.map((l) => [l.name, l])), byPair };
   },
 
-  diff(tunnel, d, current) {
-    if (current === undefined) return [createLink(tunnel, d)];
+  conflict(tunnel, d, index) {
+    const named = index.byName.get(d.name);
+    if (named !== undefined && linkOwner(named) === undefined) {
+      return {
+        tunnel, reason: 'LinkNameTaken', field: 'spec.linkName',
+        message: `a ${named.kind ?? 'device'} link named ${d.name} exists that ipip-operator did not create; it is left alone (choose another spec.linkName or remove it)`,
+      };
+    }
+    const holder = holdersOfPair(d, index).find((l) => linkOwner(l) === undefined);
+    if (holder !== undefined) {
+      return {
+        tunnel, reason: 'UnderlayPairTaken', field: 'spec.endpoints',
+        message: `${holder.name}, a ${holder.kind} link that ipip-operator did not create, already carries ${d.tunnel.mode} from ${d.tunnel.local} to ${d.tunnel.remote ?? 'any'}; two devices on one underlay pair take each other's traffic, so it is left alone`,
+      };
+    }
+    return undefined;
+  },
+
+  diff(tunnel, d, current, index, links: LinkOwners) {
+    // Another tunnel of the agent's holding the pair lost it to this one in resolve: it goes first.
+    const actions = holdersOfPair(d, index)
+      .filter((l) => l.name !== d.name && links(l.name) !== undefined && links(l.name) !== tunnel)
+      .map((l) => deleteLink(links(l.name)!, l.name, `tunnel ${tunnel} holds its underlay pair`));
+    if (current === undefined) return [...actions, createLink(tunnel, d)];
     const have = current.object;
-    if (current.owner !== tunnel) {
-      // Another tunnel's link under the name this one wants: the old goes, this one is created anew.
-      return [deleteLink(current.owner, d.name, `tunnel ${tunnel} now uses the name ${d.name}`), createLink(tunnel, d)];
+    // A link of the agent's whose alias was never set (the agent was killed right after
+    // creating it) is adopted by the tunnel that wants its name.
+    if (current.owner !== tunnel && current.owner !== NO_TUNNEL) {
+      // Another tunnel's link under the name this one won in resolve: the old goes, this one is created anew.
+      return [...actions, deleteLink(current.owner, d.name, `tunnel ${tunnel} now uses the name ${d.name}`), createLink(tunnel, d)];
     }
-    if (have.kind !== d.tunnel.mode || have.tunnel?.mode !== d.tunnel.mode) {
-      return [deleteLink(tunnel, d.name, `kind ${have.kind ?? 'none'} is not ${d.tunnel.mode}: recreate`), createLink(tunnel, d)];
+    if (have.tunnel === undefined || have.tunnel.mode !== d.tunnel.mode) {
+      return [...actions, deleteLink(tunnel, d.name, `kind ${have.kind ?? 'none'} is not ${d.tunnel.mode}: recreate`), createLink(tunnel, d)];
     }
-    const action: Action = { tool: 'ip', kind: 'link', verb: 'update', tunnel, link: d.name, detail: '', ops: [] };
+    const update: Action = { tool: 'ip', kind: 'link', verb: 'update', tunnel, link: d.name, detail: '', ops: [] };
     const changes = tunnelAttrChanges(d.tunnel, have.tunnel).map((c) => `${ATTR_LABEL[c.attr] ?? c.attr} ${shown(c.from)} -> ${shown(c.to)}`);
-    if (changes.length > 0) action.ops.push({ op: 'link-set-tunnel', name: d.name, tunnel: d.tunnel });
+    if (changes.length > 0) update.ops.push({ op: 'link-set-tunnel', name: d.name, tunnel: d.tunnel });
     if (have.mtu !== d.mtu) {
       changes.push(`mtu ${have.mtu} -> ${d.mtu}`);
-      action.ops.push({ op: 'link-set-mtu', name: d.name, mtu: d.mtu });
+      update.ops.push({ op: 'link-set-mtu', name: d.name, mtu: d.mtu });
+    }
+    if (have.alias !== ownerAlias(tunnel)) {
+      // Created, then killed before the alias was set: the group marks it, the alias names its tunnel.
+      changes.push(`alias -> ${ownerAlias(tunnel)}`);
+      update.ops.push({ op: 'link-set-alias', name: d.name, alias: ownerAlias(tunnel) });
     }
     if (!have.up) {
       changes.push('down -> up');
-      action.ops.push({ op: 'link-set-up', name: d.name });
+      update.ops.push({ op: 'link-set-up', name: d.name });
     }
-    action.detail = changes.join(', ');
-    return action.ops.length > 0 ? [action] : [];
+    update.detail = changes.join(', ');
+    return update.ops.length > 0 ? [...actions, update] : actions;
   },
 
   remove: ({ object, owner }) => deleteLink(owner, object.name, `tunnel ${owner} is gone from this node or uses another link`),

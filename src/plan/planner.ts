@@ -35,8 +35,12 @@ export interface KindPlanner<D, O, Index> {
   index(observed: readonly O[]): Index;
   /** Something that is not the agent's in the way of d: then the tunnel gets no action at all. */
   conflict(tunnel: string, d: D, index: Index, links: LinkOwners): TunnelProblem | undefined;
-  /** The actions that make `current` (the agent's object with d's key, if any) into d. */
-  diff(tunnel: string, d: D, current: Owned<O> | undefined): Action[];
+  /**
+   * The actions that make `current` (the agent's object with d's key, if any) into d;
+   * `index` shows what else is in the way (another of the agent's tunnels, which lost the
+   * claim to d in resolve).
+   */
+  diff(tunnel: string, d: D, current: Owned<O> | undefined, index: Index, links: LinkOwners): Action[];
   /** The action that removes an object of the agent's that no tunnel wants. */
   remove(owned: Owned<O>): Action;
 }

@@ -1,17 +1,16 @@
-// Routes into the agent's links, in the main table, marked with the agent's route protocol.
-// A route to a wanted prefix that carries another protocol at the same metric is a conflict,
-// never replaced.
+// Routes into the agent's links, in the main table, marked with the agent's route protocol
+// and on a link of the agent's. A route to a wanted prefix that is not the agent's, at any
+// metric, is a conflict: a route of ours at metric 0 would outrank it (a DHCP default route
+// has a metric), so it is never added beside it, let alone replaced.
 
 import type { Action } from '../model/action.ts';
 import type { DesiredRoute } from '../model/desired.ts';
 import type { ObservedRoute } from '../model/kernel.ts';
-import { ROUTE_PROTOCOL } from '../model/ownership.ts';
+import { ROUTE_PROTOCOL, routeOwner } from '../model/ownership.ts';
 import type { KindPlanner } from './planner.ts';
 
 /** The metric the agent's routes have: the kernel's default for IPv4. */
 const MAIN_METRIC = 0;
-/** The owner named for a route of ours on a link that is not (a route left behind). */
-const UNKNOWN_OWNER = 'unknown';
 
 const routeKey = (dst: string, metric: number) => `${dst} metric ${metric}`;
 
@@ -30,26 +29,23 @@ export const routePlanner: KindPlanner<DesiredRoute, ObservedRoute, ReadonlyMap<
   observed: (state) => state.routes,
   desiredKey: (d) => routeKey(d.dst, MAIN_METRIC),
   observedKey: (o) => routeKey(o.dst, o.metric),
-  owner: (o, links) => (o.protocol === ROUTE_PROTOCOL ? ((o.dev === undefined ? undefined : links(o.dev)) ?? UNKNOWN_OWNER) : undefined),
+  owner: routeOwner,
   parentLink: (o) => o.dev,
 
+  /** Every route by destination, whatever its metric. */
   index(observed) {
-    const byKey = new Map<string, ObservedRoute[]>();
-    for (const r of observed) {
-      const k = routeKey(r.dst, r.metric);
-      const list = byKey.get(k);
-      if (list === undefined) byKey.set(k, [r]);
-      else list.push(r);
-    }
-    return byKey;
+    const byDst = new Map<string, ObservedRoute[]>();
+    for (const r of observed) byDst.set(r.dst, [...(byDst.get(r.dst) ?? []), r]);
+    return byDst;
   },
 
-  conflict(tunnel, d, byKey) {
-    const foreign = byKey.get(routeKey(d.dst, MAIN_METRIC))?.find((r) => r.protocol !== ROUTE_PROTOCOL);
+  conflict(tunnel, d, byDst, links) {
+    const foreign = byDst.get(d.dst)?.find((r) => routeOwner(r, links) === undefined);
     if (foreign === undefined) return undefined;
+    const how = [`protocol ${foreign.protocol}`, foreign.dev === undefined ? '' : `dev ${foreign.dev}`, foreign.metric === 0 ? '' : `metric ${foreign.metric}`].filter((x) => x !== '').join(', ');
     return {
-      tunnel, reason: 'RouteTaken', field: 'spec.routes',
-      message: `a route to ${foreign.dst} exists (protocol ${foreign.protocol}${foreign.dev === undefined ? '' : `, dev ${foreign.dev}`}) that ipip-operator did not create; it is left alone`,
+      tunnel, reason: 'RouteTaken', field: d.field ?? 'spec.routes',
+      message: `a route to ${foreign.dst} exists (${how}) that ipip-operator did not create; it is left alone, and no route of ours is put beside it`,
     };
   },
 

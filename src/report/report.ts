@@ -6,6 +6,7 @@ import type { IpipTunnel } from '../api/types.ts';
 import type { ActionResult, ObjectKind, Verb } from '../model/action.ts';
 import { OBJECT_KINDS, VERBS } from '../model/action.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
+import { problemClass } from '../model/problem.ts';
 import type { TunnelProblem } from '../model/problem.ts';
 import type { TunnelEvent } from './events.ts';
 import type { ReconcileResult, TunnelMetrics } from './metrics.ts';
@@ -92,7 +93,10 @@ export function reportReconcile(
       });
     }
     if (sameEntry(mine, wanted)) continue;
-    if (wanted.ready !== true && (mine?.reason !== wanted.reason || mine?.message !== wanted.message)) {
+    // A Warning is for what needs a person: waiting for a peer to publish its address is
+    // normal convergence, shown in the status alone.
+    const waiting = problemClass(wanted.reason ?? '') === 'waiting';
+    if (wanted.ready !== true && !waiting && (mine?.reason !== wanted.reason || mine?.message !== wanted.message)) {
       report.events.push({ tunnel, type: 'Warning', reason: wanted.reason ?? 'Unknown', message: `node ${nodeName}: ${wanted.message ?? ''}` });
     }
     report.statusWrites.push({ tunnel, endpoints: [wanted] });

@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto';
 import { defaultLinkName } from '../api/names.ts';
 import type { Condition, EndpointStatus, IpipTunnel, IpipTunnelStatus } from '../api/types.ts';
-import type { Reason, TunnelProblem, TunnelResolution } from '../model/problem.ts';
+import { problemClass } from '../model/problem.ts';
+import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
 
 /** The field manager of the aggregate, whichever agent holds the Lease. */
 export const AGGREGATE_FIELD_MANAGER = 'ipip-operator-aggregate';
@@ -26,8 +27,6 @@ export function nodeFieldManager(nodeName: string): string {
   return `${plain.slice(0, MAX_FIELD_MANAGER - 17)}-${hash}`;
 }
 
-/** Reasons that mean "not yet" rather than "wrong": they make a tunnel not Ready, but not Degraded. */
-const WAITING_REASONS: ReadonlySet<string> = new Set<Reason>(['RemoteUnderlayUnknown']);
 
 export const PROGRAMMED = 'Programmed';
 
@@ -107,7 +106,7 @@ export function aggregateStatus(tunnel: IpipTunnel, now: Date): AggregateStatus 
     else if (entry.ready === true) ready += 1;
     else {
       notReady.push(`${node}: ${entry.reason ?? 'Unknown'}: ${entry.message ?? ''}`);
-      if (!WAITING_REASONS.has(entry.reason ?? '')) errors.push({ node, reason: entry.reason ?? 'Unknown', message: entry.message ?? '' });
+      if (problemClass(entry.reason ?? '') !== 'waiting') errors.push({ node, reason: entry.reason ?? 'Unknown', message: entry.message ?? '' });
     }
   }
   const total = nodes.length;

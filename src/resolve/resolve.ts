@@ -6,8 +6,11 @@ import type { EffectiveSpec, EndpointSpec, IpipTunnel } from '../api/types.ts';
 import type { DesiredTunnel } from '../model/desired.ts';
 import { SCOPE_GLOBAL } from '../model/kernel.ts';
 import type { KernelState, ObservedLink } from '../model/kernel.ts';
+import { linkOwner, ROUTE_PROTOCOL } from '../model/ownership.ts';
 import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
 import { TUNNEL_OVERHEAD } from '../model/tunnel.ts';
+import { harmTo, hostPaths } from './underlay.ts';
+import type { HostPaths, UnderlayAddress } from './underlay.ts';
 /** The underlay MTU assumed when the kernel is not read (plan --from-scratch). */
 export const ASSUMED_UNDERLAY_MTU = 1500;
 
@@ -128,33 +131,56 @@ function remoteUnderlay(
     `spec.endpoints[${index}].underlay`);
 }
 
-function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | undefined): TunnelResolution {
+/**
+ * What a tunnel holds exclusively on a node, by which two tunnels of the agent's conflict:
+ * "name X" (a link name), "pair ipip L R" (an underlay address pair: the kernel gives one
+ * flow to one device), "route P" (a prefix routed into a tunnel).
+ */
+type Claim = { key: string; reason: 'LinkNameInUse' | 'UnderlayPairInUse' | 'RouteInUse'; field: string; what: string };
+
+interface Resolved {
+  resolution: TunnelResolution;
+  /** What the spec claims; for a desired tunnel, all it will hold. */
+  claims: Claim[];
+}
+
+const nameClaim = (linkName: string): Claim => ({ key: `name ${linkName}`, reason: 'LinkNameInUse', field: 'spec.linkName', what: `link name ${linkName}` });
+const routeClaim = (dst: string, field: string): Claim => ({ key: `route ${dst}`, reason: 'RouteInUse', field, what: `route ${dst}` });
+
+function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | undefined): Resolved {
   const name = tunnel.metadata.name;
   const endpoints = Array.isArray(tunnel.spec?.endpoints) ? tunnel.spec.endpoints : [];
   const selfIndex = endpoints.findIndex((e) => e?.nodeName === input.nodeName);
-  if (selfIndex < 0) return { tunnel: name, outcome: 'absent' };
+  if (selfIndex < 0) return { resolution: { tunnel: name, outcome: 'absent' }, claims: [] };
 
   const invalid = validateTunnel(tunnel);
   if (invalid.length > 0) {
     const first = invalid[0]!;
     const more = invalid.length > 1 ? ` (and ${invalid.length - 1} more)` : '';
-    return { tunnel: name, ...problem('error', 'InvalidSpec', `${first.field}: ${first.message}${more}`, first.field) };
+    return { resolution: { tunnel: name, ...problem('error', 'InvalidSpec', `${first.field}: ${first.message}${more}`, first.field) }, claims: [] };
   }
   const spec: EffectiveSpec = effectiveSpec(tunnel);
+  const linkName = spec.linkName;
   if (spec.endpoints.length > 2) {
-    return { tunnel: name, ...problem('error', 'MeshNotSupported', `${spec.endpoints.length} endpoints make a full mesh, which this version cannot program yet; use point-to-point tunnels of 2 endpoints`, 'spec.endpoints') };
+    const resolution = { tunnel: name, ...problem('error', 'MeshNotSupported', `${spec.endpoints.length} endpoints make a full mesh, which this version cannot program yet; use point-to-point tunnels of 2 endpoints`, 'spec.endpoints') };
+    return { resolution, claims: [nameClaim(linkName)] };
   }
   const self = spec.endpoints[selfIndex]!;
   const remoteIndex = selfIndex === 0 ? 1 : 0;
   const remote = spec.endpoints[remoteIndex]!;
 
-  const local = localUnderlay(self, selfIndex, input, node);
-  if (isProblem(local)) return { tunnel: name, ...local };
-  const remoteAddress = remoteUnderlay(tunnel, remote, remoteIndex, input);
-  if (typeof remoteAddress !== 'string') return { tunnel: name, ...remoteAddress, underlayAddress: local.address };
+  // spec.routes and the remote endpoint's networks, into the link, each with its field.
+  const fields = new Map<string, string>();
+  spec.routes.forEach((dst, i) => fields.set(dst, `spec.routes[${i}]`));
+  (remote.networks ?? []).forEach((dst, i) => { if (!fields.has(dst)) fields.set(dst, `spec.endpoints[${remoteIndex}].networks[${i}]`); });
+  const routes = [...fields.keys()].sort().map((dst) => ({ dst, dev: linkName, field: fields.get(dst)! }));
+  const claims = [nameClaim(linkName), ...routes.map((r) => routeClaim(r.dst, r.field))];
 
-  const prefixes = [...new Set([...spec.routes, ...(remote.networks ?? [])])].sort();
-  const linkName = spec.linkName;
+  const local = localUnderlay(self, selfIndex, input, node);
+  if (isProblem(local)) return { resolution: { tunnel: name, ...local }, claims };
+  const remoteAddress = remoteUnderlay(tunnel, remote, remoteIndex, input);
+  if (typeof remoteAddress !== 'string') return { resolution: { tunnel: name, ...remoteAddress, underlayAddress: local.address }, claims };
+
   const desired: DesiredTunnel = {
     tunnel: name,
     link: {
@@ -163,11 +189,51 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
       tunnel: { mode: spec.mode, local: local.address, remote: remoteAddress, ttl: spec.ttl, underlayDevice: local.device },
     },
     // This node's overlay address, as a /32 with the remote overlay address as its peer.
-    addresses: [{ dev: linkName, local: self.overlayAddress, prefixlen: 32, peer: remote.overlayAddress }],
-    // spec.routes and the remote endpoint's networks, into the link.
-    routes: prefixes.map((dst) => ({ dst, dev: linkName })),
+    addresses: [{ dev: linkName, local: self.overlayAddress, prefixlen: 32, peer: remote.overlayAddress, field: `spec.endpoints[${selfIndex}].overlayAddress`, peerField: `spec.endpoints[${remoteIndex}].overlayAddress` }],
+    routes,
   };
-  return { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address };
+  claims.push({
+    key: `pair ${spec.mode} ${local.address} ${remoteAddress}`, reason: 'UnderlayPairInUse', field: `spec.endpoints[${remoteIndex}].underlay`,
+    what: `the underlay pair ${local.address} -> ${remoteAddress}`,
+  });
+  return { resolution: { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address }, claims };
+}
+
+/** What a tunnel holds in the kernel now: its links (name, pair) and the routes on them. */
+function heldClaims(tunnel: string, kernel: KernelState | undefined): Claim[] {
+  if (kernel === undefined) return [];
+  const held: Claim[] = [];
+  const links = new Set<string>();
+  for (const l of kernel.links) {
+    if (linkOwner(l) !== tunnel || l.tunnel === undefined) continue;
+    links.add(l.name);
+    held.push(nameClaim(l.name));
+    if (l.tunnel.local !== undefined) {
+      held.push({ key: `pair ${l.tunnel.mode} ${l.tunnel.local} ${l.tunnel.remote ?? 'any'}`, reason: 'UnderlayPairInUse', field: 'spec.endpoints', what: `the underlay pair ${l.tunnel.local} -> ${l.tunnel.remote ?? 'any'}` });
+    }
+  }
+  for (const r of kernel.routes) {
+    if (r.dev !== undefined && links.has(r.dev) && r.protocol === ROUTE_PROTOCOL) held.push(routeClaim(r.dst, 'spec.routes'));
+  }
+  return held;
+}
+
+/** The first object of a desired tunnel whose /32 or route would take the host's path to an underlay address. */
+function harmOf(desired: DesiredTunnel, paths: HostPaths): TunnelProblem | undefined {
+  const candidates: Array<{ prefix: string; field: string; what: string }> = [];
+  for (const a of desired.addresses) {
+    candidates.push({ prefix: `${a.local}/32`, field: a.field ?? 'spec.endpoints', what: `overlay address ${a.local}` });
+    // The kernel routes the peer of a point-to-point address into the link.
+    if (a.peer !== undefined) candidates.push({ prefix: `${a.peer}/32`, field: a.peerField ?? 'spec.endpoints', what: `the route the kernel adds for the peer ${a.peer}` });
+  }
+  for (const r of desired.routes) candidates.push({ prefix: r.dst, field: r.field ?? 'spec.routes', what: `route ${r.dst}` });
+  for (const c of candidates) {
+    const harm = harmTo(paths, c.prefix);
+    if (harm !== undefined) {
+      return { tunnel: desired.tunnel, reason: 'RouteHarmsUnderlay', field: c.field, message: `${c.what}: ${harm}; refused` };
+    }
+  }
+  return undefined;
 }
 
 /** The node names a tunnel's spec lists as endpoints (tolerant: the cache holds whatever the server has). */
@@ -210,31 +276,52 @@ function byAge(a: IpipTunnel, b: IpipTunnel): number {
 }
 
 /**
- * Resolves every tunnel for one node. Two tunnels may not claim one link name or one route
- * prefix on a node: the older keeps it, the newer gets an error and changes nothing.
+ * Resolves every tunnel for one node. A tunnel is refused, and keeps what it has, when a
+ * route or overlay address of it would change the path to an underlay address in use on
+ * the node. Two tunnels may not hold one link name, one underlay address pair or one
+ * route prefix on a node: the older keeps it, always (also while it is waiting or in
+ * error, and whatever the kernel holds now), the newer gets an error and changes nothing.
  * The result is sorted by tunnel name.
  */
 export function resolve(input: ResolveInput): TunnelResolution[] {
-  const linkOwners = new Map<string, string>();
-  const routeOwners = new Map<string, string>();
-  const results: TunnelResolution[] = [];
   const node = input.kernel === undefined ? undefined : indexNode(input.kernel);
-  for (const tunnel of [...input.tunnels].sort(byAge)) {
-    let result = resolveOne(tunnel, input, node);
+  const resolved = [...input.tunnels].sort(byAge).map((tunnel) => resolveOne(tunnel, input, node));
+  const paths = input.kernel === undefined ? undefined : hostPaths(input.kernel, underlaysOf(resolved));
+  const holders = new Map<string, string>();
+  const results: TunnelResolution[] = [];
+  for (const { resolution, claims } of resolved) {
+    let result = resolution;
+    if (result.outcome === 'absent') {
+      results.push(result);
+      continue;
+    }
+    if (result.outcome === 'desired' && paths !== undefined) {
+      const harm = harmOf(result.desired, paths);
+      if (harm !== undefined) result = { ...harm, outcome: 'error', underlayAddress: result.underlayAddress };
+    }
     if (result.outcome === 'desired') {
-      const { desired } = result;
-      const linkOwner = linkOwners.get(desired.link.name);
-      const routeClash = desired.routes.map((r) => r.dst).find((dst) => routeOwners.has(dst));
-      if (linkOwner !== undefined) {
-        result = { tunnel: desired.tunnel, ...problem('error', 'LinkNameInUse', `link name ${desired.link.name} is already used by tunnel ${linkOwner} on node ${input.nodeName}`, 'spec.linkName') };
-      } else if (routeClash !== undefined) {
-        result = { tunnel: desired.tunnel, ...problem('error', 'RouteInUse', `route ${routeClash} is already routed into tunnel ${routeOwners.get(routeClash)} on node ${input.nodeName}`, 'spec.routes') };
-      } else {
-        linkOwners.set(desired.link.name, desired.tunnel);
-        for (const r of desired.routes) routeOwners.set(r.dst, desired.tunnel);
+      const clash = claims.find((c) => holders.has(c.key));
+      if (clash !== undefined) {
+        result = { tunnel: result.tunnel, ...problem('error', clash.reason, `${clash.what} is already held by tunnel ${holders.get(clash.key)} on node ${input.nodeName}`, clash.field), underlayAddress: result.underlayAddress };
       }
     }
+    // A desired tunnel holds what it claims; one that is not holds what its spec claims
+    // and what it has in the kernel, so a newer tunnel cannot take it meanwhile.
+    const held = result.outcome === 'desired' ? claims : [...claims, ...heldClaims(result.tunnel, input.kernel)];
+    for (const c of held) if (!holders.has(c.key)) holders.set(c.key, result.tunnel);
     results.push(result);
   }
   return results.sort((a, b) => (a.tunnel < b.tunnel ? -1 : a.tunnel > b.tunnel ? 1 : 0));
+}
+
+/** The underlay addresses the resolved tunnels use, local and remote. */
+function underlaysOf(resolved: readonly Resolved[]): UnderlayAddress[] {
+  const found: UnderlayAddress[] = [];
+  for (const { resolution: r } of resolved) {
+    if (r.outcome !== 'desired') continue;
+    const t = r.desired.link.tunnel;
+    if (t.local !== undefined) found.push({ address: t.local, role: `the local underlay address of tunnel ${r.tunnel}` });
+    if (t.remote !== undefined) found.push({ address: t.remote, role: `the remote underlay address of tunnel ${r.tunnel}` });
+  }
+  return found;
 }

@@ -21,7 +21,7 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
     case 'link-add': {
       if (s.links.some((l) => l.name === o.link.name)) throw new ModelError('RTNETLINK answers: File exists');
       const index = Math.max(0, ...s.links.map((l) => l.index)) + 1;
-      s.links.push({ index, name: o.link.name, kind: o.link.tunnel.mode, up: false, mtu: o.link.mtu, tunnel: { ...o.link.tunnel }, addresses: [] });
+      s.links.push({ index, name: o.link.name, kind: o.link.tunnel.mode, group: o.group, up: false, mtu: o.link.mtu, tunnel: { ...o.link.tunnel }, addresses: [] });
       return;
     }
     case 'link-set-alias':

@@ -181,6 +181,10 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     clash.metadata.name = 'clash';
     clash.spec.linkName = 'foreign0';
     clash.spec.routes = ['10.55.0.0/16'];
+    // Its own underlay pair and overlay addresses: only the link name is in the way.
+    clash.spec.endpoints[1]!.underlay!.address = '192.168.40.9';
+    clash.spec.endpoints[0]!.overlayAddress = '172.0.9.2';
+    clash.spec.endpoints[1]!.overlayAddress = '172.0.9.3';
     const before = await guest.ok('ip -n host-a -d link show; ip -n host-a route show');
     const once = await agentOnce('node-a', [example(), clash]);
     assert.equal(once.code, 2);

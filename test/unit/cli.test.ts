@@ -19,7 +19,7 @@ describe('ipip-operator CLI', () => {
     const a = cli('plan', '-f', 'examples/tunnel.yaml', '--node', 'node-a', '--from-scratch');
     assert.equal(a.code, 0, a.stderr);
     assert.equal(a.stdout, [
-      'ip link add name ipiptun mtu 1480 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1',
+      'ip link add name ipiptun mtu 1480 group 203 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1',
       'ip link set dev ipiptun alias ipip-operator/lab',
       'ip link set dev ipiptun up',
       'ip address add 172.0.0.2/32 peer 172.0.0.3/32 dev ipiptun',
@@ -27,7 +27,7 @@ describe('ipip-operator CLI', () => {
       '',
     ].join('\n'));
     const b = cli('plan', '-f', 'examples/tunnel.yaml', '--node', 'node-b', '--from-scratch');
-    assert.match(b.stdout, /^ip link add name ipiptun mtu 1480 type ipip local 192\.168\.40\.3 remote 192\.168\.40\.2 ttl 64 dev eth1$/m);
+    assert.match(b.stdout, /^ip link add name ipiptun mtu 1480 group 203 type ipip local 192\.168\.40\.3 remote 192\.168\.40\.2 ttl 64 dev eth1$/m);
     assert.match(b.stdout, /^ip address add 172\.0\.0\.3\/32 peer 172\.0\.0\.2\/32 dev ipiptun$/m);
   });
 

@@ -56,7 +56,7 @@ describe('the kernel monitor: which events wake the agent', () => {
   test('the interest after a reconcile: the wanted links and routes, and every link we own', () => {
     const tunnel = exampleTunnel((t) => { t.spec.routes = ['172.0.0.0/24', '10.20.0.0/16']; });
     const observed = { ...bareKernel() };
-    observed.links = [...observed.links, labLink({ name: 'old-tunnel', alias: 'ipip-operator/gone' }), labLink({ name: 'theirs', alias: 'not ours' })];
+    observed.links = [...observed.links, labLink({ name: 'old-tunnel', alias: 'ipip-operator/gone' }), labLink({ name: 'theirs', alias: 'not ours', group: 0 })];
     const interest = kernelInterest({ observed, resolutions: resolve({ nodeName: 'node-a', tunnels: [tunnel], kernel: observed, nodeAddresses: new Map() }) });
     assert.deepEqual([...interest.links].sort(), ['ipiptun', 'old-tunnel']);
     assert.deepEqual([...interest.prefixes].sort(), ['10.20.0.0/16', '172.0.0.0/24']);

@@ -1,6 +1,6 @@
 // Parsing what a real kernel printed, and mapping `ip -force -batch` failures back to actions.
 // The fixture is the observe batch (`ip -json -details -N -s -batch -`: `address show`,
-// `route show table main`) run in host-a of the two-host lab (test/lab/two-hosts.ts) on UML
+// `route show table main`) run in host-a of the two-host lab (test/harness/two-hosts.ts) on UML
 // 6.1 with iproute2 6.1, after: ipiptun (alias ipip-operator/lab, 172.0.0.2 peer 172.0.0.3,
 // route 172.0.0.0/24 proto 203) with its mirror in host-b; foreign0 (ipip, down, no alias);
 // a route 10.9.0.0/16 via 192.168.40.1 proto boot metric 100; `ping -c 3 172.0.0.3`; and
@@ -24,7 +24,7 @@ describe('parse ip -json -details -N -s', () => {
 
   test('an ipip link: kind, alias, underlay, endpoints, ttl, up, peer address, counters', () => {
     assert.deepEqual(byName.get('ipiptun'), {
-      index: 4, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', up: true, mtu: 1480,
+      index: 4, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', group: 0, up: true, mtu: 1480,
       tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64, underlayDevice: 'eth1' },
       addresses: [{ local: '172.0.0.2', peer: '172.0.0.3', prefixlen: 32, scope: 0 }],
       // 3 echo replies in, 3 requests + 2 unanswered out; 84 bytes each (the inner packet).

@@ -9,7 +9,7 @@ import type { KernelState } from '../../src/model/kernel.ts';
 import { plan } from '../../src/plan/engine.ts';
 import { resolve } from '../../src/resolve/resolve.ts';
 import { applyModel } from '../harness/kernel-model.ts';
-import { bareKernel, exampleTunnel, ourRoute, programmedKernel } from './builders.ts';
+import { bareKernel, exampleTunnel, labLink, ourRoute, programmedKernel } from './builders.ts';
 
 interface Case {
   name: string;
@@ -20,7 +20,7 @@ interface Case {
 }
 
 const CREATE = [
-  'ip link add name ipiptun mtu 1480 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1',
+  'ip link add name ipiptun mtu 1480 group 203 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1',
   'ip link set dev ipiptun alias ipip-operator/lab',
   'ip link set dev ipiptun up',
   'ip address add 172.0.0.2/32 peer 172.0.0.3/32 dev ipiptun',
@@ -34,7 +34,7 @@ function kernel(edit: (k: KernelState) => void): KernelState {
 }
 
 const withForeign = (k: KernelState) => {
-  k.links.push({ index: 20, name: 'foreign0', kind: 'ipip', up: true, mtu: 1480,
+  k.links.push({ index: 20, name: 'foreign0', kind: 'ipip', group: 0, up: true, mtu: 1480,
     tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.7', ttl: 0, underlayDevice: undefined },
     addresses: [{ local: '10.99.0.1', prefixlen: 32, scope: 0 }] });
   k.routes.push({ dst: '10.9.0.0/16', dev: 'eth1', gateway: '192.168.40.1', protocol: 3, metric: 0, scope: 0, type: 1 });
@@ -84,18 +84,54 @@ const cases: Case[] = [
     commands: ['ip link set dev ipiptun up', 'ip route replace 172.0.0.0/24 dev ipiptun proto 203'] },
   { name: 'puts back a route deleted by hand', tunnels: [exampleTunnel()], kernel: kernel((k) => { k.routes = k.routes.filter((r) => r.protocol !== 203); }),
     commands: ['ip route replace 172.0.0.0/24 dev ipiptun proto 203'] },
-  { name: 'takes back its route moved to another device', tunnels: [exampleTunnel()],
+  { name: 'a route with our protocol moved to a device not ours is not ours: a conflict, left alone', tunnels: [exampleTunnel()],
     kernel: kernel((k) => { k.routes.find((r) => r.protocol === 203)!.dev = 'eth1'; }),
-    commands: ['ip route replace 172.0.0.0/24 dev ipiptun proto 203'] },
+    commands: [], conflicts: ['lab:RouteTaken'] },
+  { name: 'takes back its route moved to another link of its own', tunnels: [exampleTunnel()],
+    kernel: kernel((k) => {
+      k.links.push(labLink({ index: 12, name: 'ipipold', alias: 'ipip-operator/lab', tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.8', ttl: 64, underlayDevice: 'eth1' }, addresses: [] }));
+      k.routes.find((r) => r.protocol === 203)!.dev = 'ipipold';
+    }),
+    commands: ['ip link del dev ipipold', 'ip route replace 172.0.0.0/24 dev ipiptun proto 203'] },
   { name: 'removes an extra address from its own link', tunnels: [exampleTunnel()],
     kernel: kernel((k) => { k.links.find((l) => l.name === 'ipiptun')!.addresses.push({ local: '172.0.0.99', prefixlen: 32, scope: 0 }); }),
     commands: ['ip address del 172.0.0.99/32 dev ipiptun'] },
-  { name: 'recreates its link when the kind is wrong', tunnels: [exampleTunnel()],
-    kernel: kernel((k) => { k.links.find((l) => l.name === 'ipiptun')!.kind = 'gre'; }),
-    commands: ['ip link del dev ipiptun', ...CREATE] },
-  { name: 'deletes an orphaned route of ours on another device', tunnels: [exampleTunnel()],
+  { name: 'a device of another kind carrying our alias is not ours: a conflict, never deleted', tunnels: [exampleTunnel()],
+    kernel: kernel((k) => {
+      const l = k.links.find((x) => x.name === 'ipiptun')!;
+      l.kind = 'veth';
+      delete l.tunnel;
+    }),
+    commands: [], conflicts: ['lab:LinkNameTaken'] },
+  { name: 'nor swept when no tunnel wants it', tunnels: [],
+    kernel: kernel((k) => {
+      const l = k.links.find((x) => x.name === 'ipiptun')!;
+      l.kind = 'gre';
+      delete l.tunnel;
+    }),
+    commands: [] },
+  { name: 'leaves a route with our protocol on a device not ours alone', tunnels: [exampleTunnel()],
     kernel: kernel((k) => { k.routes.push(ourRoute('10.77.0.0/16', 'eth1')); }),
-    commands: ['ip route del 10.77.0.0/16 proto 203 dev eth1'] },
+    commands: [] },
+  { name: 'adopts a link it created but was killed before marking with the alias (the group marks it)', tunnels: [exampleTunnel()],
+    kernel: kernel((k) => {
+      const l = k.links.find((x) => x.name === 'ipiptun')!;
+      delete l.alias;
+      l.up = false;
+      l.addresses = [];
+      k.routes = k.routes.filter((r) => r.dev !== 'ipiptun');
+    }),
+    commands: ['ip link set dev ipiptun alias ipip-operator/lab', 'ip link set dev ipiptun up', 'ip address add 172.0.0.2/32 peer 172.0.0.3/32 dev ipiptun', 'ip route replace 172.0.0.0/24 dev ipiptun proto 203'] },
+  { name: 'removes such a link when no tunnel wants its name', tunnels: [],
+    kernel: kernel((k) => { delete k.links.find((x) => x.name === 'ipiptun')!.alias; }),
+    commands: ['ip link del dev ipiptun'] },
+  { name: 'a link without our group or alias is foreign, whatever it looks like', tunnels: [exampleTunnel()],
+    kernel: kernel((k) => {
+      const l = k.links.find((x) => x.name === 'ipiptun')!;
+      delete l.alias;
+      l.group = 0;
+    }),
+    commands: [], conflicts: ['lab:LinkNameTaken'] },
   { name: 'leaves foreign links, their addresses, foreign routes and tunl0 alone', tunnels: [exampleTunnel()], kernel: kernel(withForeign), commands: [] },
   { name: 'leaves foreign objects alone while removing its own', tunnels: [], kernel: kernel(withForeign), commands: ['ip link del dev ipiptun'] },
   { name: 'reports a foreign link holding the wanted name and changes nothing', tunnels: [exampleTunnel((t) => { t.spec.linkName = 'foreign0'; })],
@@ -103,9 +139,16 @@ const cases: Case[] = [
   { name: 'never takes tunl0', tunnels: [exampleTunnel((t) => { t.spec.linkName = 'tunl0'; })], kernel: bareKernel(), commands: [], conflicts: ['lab:LinkNameTaken'] },
   { name: 'reports a foreign route to a wanted prefix and changes nothing', tunnels: [exampleTunnel((t) => { t.spec.routes = ['10.9.0.0/16']; })],
     kernel: kernel(withForeign), commands: [], conflicts: ['lab:RouteTaken'] },
-  { name: 'a foreign route with another metric is no conflict', tunnels: [exampleTunnel((t) => { t.spec.routes = ['10.9.0.0/16']; })],
+  { name: 'a foreign route at any metric is a conflict: ours at metric 0 would outrank it', tunnels: [exampleTunnel((t) => { t.spec.routes = ['10.9.0.0/16']; })],
     kernel: kernel((k) => { k.routes = k.routes.filter((r) => r.protocol !== 203); k.routes.push({ dst: '10.9.0.0/16', dev: 'eth1', gateway: '192.168.40.1', protocol: 3, metric: 100, scope: 0, type: 1 }); }),
-    commands: ['ip route replace 10.9.0.0/16 dev ipiptun proto 203'] },
+    commands: [], conflicts: ['lab:RouteTaken'] },
+  { name: 'the host\'s DHCP default route, with a metric, is never outranked', tunnels: [exampleTunnel((t) => { t.spec.routes = ['0.0.0.0/0']; })],
+    kernel: kernel((k) => { k.routes.push({ dst: '0.0.0.0/0', dev: 'eth1', gateway: '192.168.40.1', protocol: 16, metric: 100, scope: 0, type: 1 }); }),
+    commands: [], conflicts: ['lab:RouteTaken'] },
+  { name: 'an overlay address a foreign device holds is a conflict: nothing is added', tunnels: [exampleTunnel((t) => { t.spec.endpoints[0]!.overlayAddress = '10.99.0.1'; })],
+    kernel: kernel(withForeign), commands: [], conflicts: ['lab:AddressTaken'] },
+  { name: 'a foreign ipip device on the same underlay pair is a conflict', tunnels: [exampleTunnel((t) => { t.spec.endpoints[1]!.underlay!.address = '192.168.40.7'; })],
+    kernel: kernel(withForeign), commands: [], conflicts: ['lab:UnderlayPairTaken'] },
   { name: 'keeps a working tunnel whose new spec is invalid', tunnels: [exampleTunnel((t) => { t.spec.ttl = 300; })], kernel: programmedKernel(), commands: [] },
   { name: 'keeps a working tunnel whose underlay interface went away', tunnels: [exampleTunnel((t) => { t.spec.endpoints[0]!.underlay!.interface = 'eth7'; })],
     kernel: programmedKernel(), commands: [] },
@@ -115,7 +158,7 @@ const cases: Case[] = [
       exampleTunnel((t) => { t.metadata = { name: 'older', creationTimestamp: '2026-11-01T00:00:00Z' }; t.spec.routes = []; t.spec.endpoints[1]!.underlay!.address = '192.168.40.4'; }),
     ],
     commands: [
-      'ip link add name ipiptun mtu 1480 type ipip local 192.168.40.2 remote 192.168.40.4 ttl 64 dev eth1',
+      'ip link add name ipiptun mtu 1480 group 203 type ipip local 192.168.40.2 remote 192.168.40.4 ttl 64 dev eth1',
       'ip link set dev ipiptun alias ipip-operator/older', 'ip link set dev ipiptun up',
       'ip address add 172.0.0.2/32 peer 172.0.0.3/32 dev ipiptun',
     ] },

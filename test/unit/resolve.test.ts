@@ -7,7 +7,7 @@ import type { IpipTunnel } from '../../src/api/types.ts';
 import { concernsNode, nodesReadBy, resolve } from '../../src/resolve/resolve.ts';
 import type { ResolveInput } from '../../src/resolve/resolve.ts';
 import type { TunnelResolution } from '../../src/model/problem.ts';
-import { bareKernel, exampleTunnel } from './builders.ts';
+import { bareKernel, exampleTunnel, programmedKernel } from './builders.ts';
 
 function one(t: IpipTunnel, extra: Partial<ResolveInput> = {}): TunnelResolution {
   return resolve({ nodeName: 'node-a', tunnels: [t], kernel: bareKernel(), nodeAddresses: new Map(), ...extra })[0]!;
@@ -65,7 +65,7 @@ describe('resolve', () => {
     const older = exampleTunnel((t) => { t.metadata = { name: 'b-older', creationTimestamp: '2026-01-01T00:00:00Z' }; });
     const newer = exampleTunnel((t) => { t.metadata = { name: 'a-newer', creationTimestamp: '2026-02-01T00:00:00Z' }; t.spec.linkName = 'other'; });
     const results = resolve({ nodeName: 'node-a', tunnels: [newer, older], kernel: bareKernel(), nodeAddresses: new Map() });
-    assert.deepEqual(results.map(outcome), ['error RouteInUse spec.routes', 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480']);
+    assert.deepEqual(results.map(outcome), ['error RouteInUse spec.routes[0]', 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480']);
   });
 
   test('the same tunnels in any order resolve the same', () => {
@@ -118,5 +118,85 @@ describe('resolve', () => {
     const base: Array<[string, string]> = [['node-a', '192.168.40.2'], ['node-b', '192.168.40.3'], ['node-c', '10.0.0.3']];
     assert.deepEqual(at([...base.slice(0, 2), ['node-c', '10.0.0.99'], ['node-d', '10.0.0.4']]), at(base));
     assert.notDeepEqual(at([base[0]!, ['node-b', '192.168.40.33'], base[2]!]), at(base), 'a peer\'s address does change it');
+  });
+});
+
+describe('never harm the host: the path to every underlay address stays as it is', () => {
+  /** node-a with a default route via the bridge (a DHCP one, with a metric) and a remote peer beyond it. */
+  function routedKernel() {
+    const k = bareKernel();
+    k.routes.push({ dst: '0.0.0.0/0', dev: 'eth1', gateway: '192.168.40.1', protocol: 16, metric: 100, scope: 0, type: 1 });
+    return k;
+  }
+  const far = (mutate: (t: IpipTunnel) => void = () => {}) => exampleTunnel((t) => {
+    t.spec.endpoints[1]!.underlay = { address: '10.1.1.1' };
+    mutate(t);
+  });
+  const verdict = (t: IpipTunnel, kernel = bareKernel()) => outcome(resolve({ nodeName: 'node-a', tunnels: [t], kernel, nodeAddresses: new Map() })[0]!);
+
+  const cases: Array<[string, IpipTunnel, string, ReturnType<typeof bareKernel>?]> = [
+    ['a route that would carry the remote underlay address into the tunnel (it goes by the default route now)',
+      far((t) => { t.spec.routes = ['10.0.0.0/8']; }), 'error RouteHarmsUnderlay spec.routes[0]', routedKernel()],
+    ['a route inside the underlay subnet', exampleTunnel((t) => { t.spec.routes = ['192.168.40.128/25']; }), 'error RouteHarmsUnderlay spec.routes[0]'],
+    ['the remote underlay address itself as a network of the peer', exampleTunnel((t) => { t.spec.endpoints[1]!.networks = ['192.168.40.3/32']; }),
+      'error RouteHarmsUnderlay spec.endpoints[1].networks[0]'],
+    ['a peer overlay address in the underlay subnet (the kernel routes the peer into the link)', exampleTunnel((t) => { t.spec.endpoints[1]!.overlayAddress = '192.168.40.9'; }),
+      'error RouteHarmsUnderlay spec.endpoints[1].overlayAddress'],
+    ['a local overlay address in the underlay subnet', exampleTunnel((t) => { t.spec.endpoints[0]!.overlayAddress = '192.168.40.9'; }),
+      'error RouteHarmsUnderlay spec.endpoints[0].overlayAddress'],
+    ['a route wider than the underlay subnet is fine: the subnet\'s own route stays the more specific', exampleTunnel((t) => { t.spec.routes = ['192.168.0.0/16']; }),
+      'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480'],
+    ['a default route through the tunnel is fine when the underlay is on-link', exampleTunnel((t) => { t.spec.routes = ['0.0.0.0/0']; }),
+      'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480'],
+  ];
+  for (const [name, t, want, k] of cases) test(name, () => assert.equal(verdict(t, k), want));
+
+  test('the message says what would be taken and how it goes now', () => {
+    const r = resolve({ nodeName: 'node-a', tunnels: [far((t) => { t.spec.routes = ['10.0.0.0/8']; })], kernel: routedKernel(), nodeAddresses: new Map() })[0]!;
+    assert.equal(r.outcome, 'error');
+    if (r.outcome === 'error') {
+      assert.match(r.message, /route 10\.0\.0\.0\/8: 10\.0\.0\.0\/8 would take the path to 10\.1\.1\.1, the remote underlay address of tunnel lab \(it goes by 0\.0\.0\.0\/0 via 192\.168\.40\.1 dev eth1 now\); refused/);
+    }
+  });
+
+  test('the underlay of someone else\'s tunnel device on the node is protected too', () => {
+    const k = routedKernel();
+    k.links.push({ index: 20, name: 'foreign0', kind: 'ipip', group: 0, up: true, mtu: 1480, tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '10.7.7.7', ttl: 0, underlayDevice: undefined }, addresses: [] });
+    assert.equal(verdict(exampleTunnel((t) => { t.spec.routes = ['10.7.0.0/16']; }), k), 'error RouteHarmsUnderlay spec.routes[0]');
+  });
+});
+
+describe('claims between the tunnels of a node: the older keeps them, always', () => {
+  const older = (mutate: (t: IpipTunnel) => void = () => {}) => exampleTunnel((t) => { t.metadata = { name: 'b-older', creationTimestamp: '2026-01-01T00:00:00Z' }; mutate(t); });
+  const newer = (mutate: (t: IpipTunnel) => void = () => {}) => exampleTunnel((t) => {
+    t.metadata = { name: 'a-newer', creationTimestamp: '2026-02-01T00:00:00Z' };
+    t.spec.linkName = 'other';
+    t.spec.routes = ['10.5.0.0/16'];
+    t.spec.endpoints[0]!.overlayAddress = '172.0.5.2';
+    t.spec.endpoints[1]!.overlayAddress = '172.0.5.3';
+    mutate(t);
+  });
+  const run = (tunnels: IpipTunnel[], kernel = bareKernel()) => resolve({ nodeName: 'node-a', tunnels, kernel, nodeAddresses: new Map() }).map(outcome);
+
+  test('two tunnels on one underlay address pair: the newer gets UnderlayPairInUse, in any order', () => {
+    const want = ['error UnderlayPairInUse spec.endpoints[1].underlay', 'desired local=192.168.40.2 remote=192.168.40.3 dev=eth1 mtu=1480'];
+    assert.deepEqual(run([newer(), older()]), want);
+    assert.deepEqual(run([older(), newer()]), want);
+  });
+
+  test('while the older is in error it still holds its link name, so the newer cannot take it', () => {
+    const broken = older((t) => { t.spec.endpoints[0]!.underlay!.interface = 'eth9'; });
+    const sameName = newer((t) => { t.spec.linkName = 'ipiptun'; t.spec.endpoints[1]!.underlay!.address = '192.168.40.4'; });
+    assert.deepEqual(run([broken, sameName]), ['error LinkNameInUse spec.linkName', 'error UnderlayInterfaceNotFound spec.endpoints[0].underlay.interface']);
+  });
+
+  test('while the older is in error, what it holds in the kernel stays its own: its pair and its routes', () => {
+    const broken = older((t) => { t.spec = { ...t.spec, ttl: 999 }; }); // invalid: claims nothing from its spec
+    const samePair = newer();
+    const sameRoute = newer((t) => { t.metadata.name = 'c-newer'; t.spec.linkName = 'third'; t.spec.routes = ['172.0.0.0/24']; t.spec.endpoints[1]!.underlay!.address = '192.168.40.5'; });
+    const kernel = programmedKernel();
+    kernel.links.find((l) => l.name === 'ipiptun')!.alias = 'ipip-operator/b-older';
+    const results = run([broken, samePair, sameRoute], kernel);
+    assert.deepEqual(results, ['error UnderlayPairInUse spec.endpoints[1].underlay', 'error InvalidSpec spec.ttl', 'error RouteInUse spec.routes[0]']);
   });
 });

@@ -2,6 +2,11 @@
 // arrays, never a shell. A reconcile costs two `ip` processes at most: one batch to read,
 // one batch to write, whatever the number of objects; a third runs `ip monitor` for good.
 
+import { randomUUID } from 'node:crypto';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { ActionResult, IpAction } from '../../model/action.ts';
@@ -19,20 +24,31 @@ export interface IpDriverOptions {
   onCommand?: CommandObserver;
   /** Told when the monitor process dies and is restarted. */
   onMonitorError?: (error: string) => void;
+  /** Where a write batch is put for `ip` to read: os.tmpdir() by default (the chart mounts an emptyDir there). */
+  batchDir?: string;
 }
+
+const BATCH_PREFIX = 'ipip-operator-batch-';
+
+/**
+ * Batch files older than this are left by an agent killed during a write (a live write
+ * takes at most the `ip` timeout); a new agent removes them.
+ */
+const STALE_BATCH_MS = 10 * 60_000;
 
 /** "Already gone" answers to a delete: the wanted end state holds, so they are success. */
 const GONE = /Cannot find device|No such process|Cannot assign requested address|No such device/;
 
 /**
  * Splits `ip -force -batch` stderr into the error of each failed line. iproute2 prints the
- * kernel's message, then "Command failed -:N" naming the 1-based line of the batch.
+ * kernel's message, then "Command failed FILE:N" naming the 1-based line of the batch
+ * ("-" for FILE when it read stdin).
  */
 export function parseBatchErrors(stderr: string): Map<number, string> {
   const errors = new Map<number, string>();
   let pending: string[] = [];
   for (const line of stderr.split('\n')) {
-    const failed = /^Command failed -:(\d+)\s*$/.exec(line);
+    const failed = /^Command failed .*:(\d+)\s*$/.exec(line);
     if (failed !== null) {
       errors.set(Number(failed[1]), pending.join('; ') || 'failed');
       pending = [];
@@ -63,15 +79,31 @@ export class IpDriver implements Driver<IpAction> {
   private readonly timeoutMs: number;
   private readonly options: IpDriverOptions;
 
+  private readonly batchDir: string;
+
   constructor(options: IpDriverOptions = {}) {
     this.ip = options.ipPath ?? 'ip';
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
+    this.batchDir = options.batchDir ?? tmpdir();
+    this.removeStaleBatches();
   }
 
-  private async run(purpose: 'observe' | 'apply', args: string[], input: string) {
+  private removeStaleBatches(): void {
+    try {
+      for (const name of readdirSync(this.batchDir)) {
+        if (!name.startsWith(BATCH_PREFIX)) continue;
+        const path = join(this.batchDir, name);
+        if (Date.now() - statSync(path).mtimeMs > STALE_BATCH_MS) rmSync(path, { force: true });
+      }
+    } catch {
+      // Nothing to clean, or not ours to clean: a write will say what is wrong with the dir.
+    }
+  }
+
+  private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<{ exitCode?: number | undefined; timedOut: boolean; stdout: unknown; stderr: unknown }> {
     const started = process.hrtime.bigint();
-    const result = await execa(this.ip, args, { input, reject: false, timeout: this.timeoutMs, stripFinalNewline: false });
+    const result = await execa(this.ip, args, { ...(input === undefined ? { stdin: 'ignore' as const } : { input }), reject: false, timeout: this.timeoutMs, stripFinalNewline: false });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.options.onCommand?.('ip', purpose, seconds, result.exitCode === 0);
     return result;
@@ -90,11 +122,30 @@ export class IpDriver implements Driver<IpAction> {
     return parseObserveOutput(String(result.stdout));
   }
 
+  /**
+   * One `ip -force -batch FILE` for every action. The batch goes through a file, not a
+   * pipe: an agent killed while writing to a pipe would leave `ip` to read a cut-off last
+   * line and run it ("route del 10.1.0.0/24 proto 203" cut to "route del 10.1.0.0/24"
+   * deletes whatever route that is). The file is whole before `ip` starts, and `ip` reads
+   * it to the end even when the agent dies meanwhile.
+   */
   async apply(actions: readonly IpAction[]): Promise<ActionResult[]> {
     if (actions.length === 0) return [];
     const lines = actions.flatMap(ipLines);
+    const file = join(this.batchDir, `${BATCH_PREFIX}${process.pid}-${randomUUID()}`);
+    try {
+      await writeFile(file, `${lines.join('\n')}\n`, { flag: 'wx', mode: 0o600 });
+    } catch (error) {
+      const message = `cannot write the ip batch to ${this.batchDir}: ${(error as Error).message}`;
+      return actions.map((action) => ({ action, error: message }));
+    }
     // -force: keep going past a failed line, so one bad object does not block the others.
-    const result = await this.run('apply', ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
+    let result;
+    try {
+      result = await this.run('apply', ['-force', '-batch', file]);
+    } finally {
+      await rm(file, { force: true });
+    }
     if (result.timedOut) {
       return actions.map((action) => ({ action, error: `ip -batch timed out after ${this.timeoutMs} ms` }));
     }

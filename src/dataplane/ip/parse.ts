@@ -10,6 +10,7 @@ type Json = Record<string, unknown>;
 
 const SCOPE_NAMES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
 const PROTOCOL_NAMES: Record<string, number> = { unspec: 0, redirect: 1, kernel: 2, boot: 3, static: 4 };
+const GROUP_NAMES: Record<string, number> = { default: 0 };
 const TYPE_NAMES: Record<string, number> = { unicast: 1, local: 2, broadcast: 3, anycast: 4, multicast: 5, blackhole: 6, unreachable: 7, prohibit: 8 };
 
 /** Numbers come as numbers or numeric strings; names only if -N was not honoured. */
@@ -84,6 +85,7 @@ export function parseLinks(json: unknown): ObservedLink[] {
     const link: ObservedLink = {
       index: Number(raw.ifindex),
       name: String(raw.ifname),
+      group: toNumber(raw.group, GROUP_NAMES, 0),
       up: flags.includes('UP'),
       mtu: Number(raw.mtu),
       addresses: Array.isArray(raw.addr_info)

@@ -34,7 +34,7 @@ function tunnelArgs(t: TunnelAttrs, changing: boolean): string[] {
 export function ipArgv(o: IpOperation): string[] {
   switch (o.op) {
     case 'link-add':
-      return ['link', 'add', 'name', o.link.name, 'mtu', String(o.link.mtu), ...tunnelArgs(o.link.tunnel, false)];
+      return ['link', 'add', 'name', o.link.name, 'mtu', String(o.link.mtu), 'group', String(o.group), ...tunnelArgs(o.link.tunnel, false)];
     case 'link-set-alias':
       return ['link', 'set', 'dev', o.name, 'alias', o.alias];
     case 'link-set-tunnel':
