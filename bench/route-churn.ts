@@ -31,24 +31,34 @@ try {
   };
   type Reading = Awaited<ReturnType<typeof reading>>;
   const row = (what: string, a: Reading, b: Reading) =>
-    `| ${what} | ${((b.at - a.at) / 1000).toFixed(1)} | ${b.ignored - a.ignored} | ${b.reconciles - a.reconciles} | ${b.observes - a.observes} | ${(b.cpu - a.cpu).toFixed(2)} |`;
+    `| ${what} | ${((b.at - a.at) / 1000).toFixed(1)} | ${b.ignored - a.ignored} | ${b.reconciles - a.reconciles} ` +
+    `| ${b.observes - a.observes} | ${(b.cpu - a.cpu).toFixed(2)} |`;
 
   const churnStart = await reading();
   for (let burst = 1; burst <= bursts; burst++) {
-    const routes = (verb: string) => `for i in $(seq 1 100); do echo "route ${verb} 10.250.${burst}.$i/32 via 192.168.40.3 dev eth1 proto 186"; done | ip -batch -`;
+    const routes = (verb: string) =>
+      `for i in $(seq 1 100); do echo "route ${verb} 10.250.${burst}.$i/32 via 192.168.40.3 dev eth1 proto 186"; done | ip -batch -`;
     await guest.ok(`${routes('add')}; sleep 0.5; ${routes('del')}`);
   }
   // The window ends once the monitor has seen every route event of the churn.
-  const churnEnd = await eventually(`the monitor to see all ${bursts * 200} route events`, async () => {
-    const r = await reading();
-    return r.ignored - churnStart.ignored >= bursts * 200 ? r : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 200 });
+  const churnEnd = await eventually(
+    `the monitor to see all ${bursts * 200} route events`,
+    async () => {
+      const r = await reading();
+      return r.ignored - churnStart.ignored >= bursts * 200 ? r : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
   const quietStart = await reading();
   await new Promise((done) => setTimeout(done, churnEnd.at - churnStart.at));
   const quietEnd = await reading();
 
-  process.stdout.write(`| window on node-a | seconds | route events ignored | reconciles | observe processes | agent CPU (s) |\n|---|---:|---:|---:|---:|---:|\n`);
-  process.stdout.write(`${row('quiet', quietStart, quietEnd)}\n${row(`${bursts * 200} route events of others`, churnStart, churnEnd)}\n`);
+  process.stdout.write(
+    `| window on node-a | seconds | route events ignored | reconciles | observe processes | agent CPU (s) |\n|---|---:|---:|---:|---:|---:|\n`,
+  );
+  process.stdout.write(
+    `${row('quiet', quietStart, quietEnd)}\n${row(`${bursts * 200} route events of others`, churnStart, churnEnd)}\n`,
+  );
 } finally {
   await lab.stop();
 }

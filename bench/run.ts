@@ -22,7 +22,8 @@ function median(xs: number[]): number {
 function pure(n: number) {
   const tunnels = manyTunnels(n);
   const empty = bareKernel();
-  const once = (k: KernelState) => plan(resolve({ nodeName: 'node-a', tunnels, kernel: k, nodeAddresses: new Map() }), k);
+  const once = (k: KernelState) =>
+    plan(resolve({ nodeName: 'node-a', tunnels, kernel: k, nodeAddresses: new Map() }), k);
   const programmed = applyModel(empty, once(empty).actions);
   const time = (k: KernelState) => {
     const samples: number[] = [];
@@ -37,7 +38,10 @@ function pure(n: number) {
 }
 
 const lines: string[] = [];
-const say = (s: string) => { lines.push(s); process.stdout.write(`${s}\n`); };
+const say = (s: string) => {
+  lines.push(s);
+  process.stdout.write(`${s}\n`);
+};
 
 say('| tunnels | resolve+plan from empty (ms, median of 30) | resolve+plan no-op (ms) | no-op actions |');
 say('|---:|---:|---:|---:|');
@@ -50,13 +54,23 @@ const guest = await Guest.boot({ memMB: 1024 });
 try {
   await setUpTwoHosts(guest);
   say('');
-  say('| tunnels | create: observe / plan / apply (ms) | commands in 1 batch | ip processes | no-op: observe / plan / apply (ms) | no-op ip processes | remove all (ms) |');
+  say(
+    '| tunnels | create: observe / plan / apply (ms) | commands in 1 batch | ip processes | no-op: ' +
+      'observe / plan / apply (ms) | no-op ip processes | remove all (ms) |',
+  );
   say('|---:|---|---:|---:|---|---:|---:|');
   for (const n of [1, 10, 100, 300]) {
     const out = await guest.ok(`ip netns exec host-a node bench/dataplane-guest.ts ${n}`, 300_000);
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { create: Record<string, number>; noop: Record<string, number>; remove: Record<string, number> };
-    const f = (x: Record<string, number>) => `${x.observeMs!.toFixed(1)} / ${x.planMs!.toFixed(1)} / ${x.applyMs!.toFixed(1)}`;
-    say(`| ${n} | ${f(r.create)} | ${r.create.commands} | ${r.create.ipProcesses} | ${f(r.noop)} | ${r.noop.ipProcesses} | ${r.remove.totalMs!.toFixed(1)} |`);
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as {
+      create: Record<string, number>;
+      noop: Record<string, number>;
+      remove: Record<string, number>;
+    };
+    const f = (x: Record<string, number>) =>
+      `${x.observeMs!.toFixed(1)} / ${x.planMs!.toFixed(1)} / ${x.applyMs!.toFixed(1)}`;
+    say(
+      `| ${n} | ${f(r.create)} | ${r.create.commands} | ${r.create.ipProcesses} | ${f(r.noop)} | ${r.noop.ipProcesses} | ${r.remove.totalMs!.toFixed(1)} |`,
+    );
   }
   await guest.ok('cp examples/tunnel.yaml /run/lab/tunnel.yaml');
   await startBackgroundAgent(guest, 'node-a', '--manifest /run/lab/tunnel.yaml --log-level warn');

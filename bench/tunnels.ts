@@ -16,7 +16,11 @@ export function manyTunnels(n: number): IpipTunnel[] {
     spec: {
       linkName: `bench${i}`,
       endpoints: [
-        { nodeName: 'node-a', underlay: { address: '192.168.40.2', interface: 'eth1' }, overlayAddress: host('172.16', i) },
+        {
+          nodeName: 'node-a',
+          underlay: { address: '192.168.40.2', interface: 'eth1' },
+          overlayAddress: host('172.16', i),
+        },
         { nodeName: `peer-${i}`, underlay: { address: host('10.200', i) }, overlayAddress: host('172.17', i) },
       ],
       routes: [`10.${100 + Math.floor(i / 250)}.${i % 250}.0/24`],

@@ -36,7 +36,8 @@ find_go() {
 }
 
 install_hint="Go 1.26 or newer is needed to build kube-apiserver, etcd and helm for the cluster tests.
-Install the official Go release tarball into /usr/local/go, then put /usr/local/go/bin on PATH or set GO=/path/to/go. Debian 12's golang package (1.19) is too old.
+Install the official Go release tarball into /usr/local/go, then put /usr/local/go/bin on PATH
+or set GO=/path/to/go. Debian 12's golang package (1.19) is too old.
 The Go module proxy must be reachable (GOPROXY) the first time."
 
 # The version a module requires, read from one of our go.mod files.

@@ -17,7 +17,10 @@ export function linkNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'must not be empty';
   if (name.length > MAX_LINK_NAME) return `must be at most ${MAX_LINK_NAME} characters, got ${name.length}`;
   if (!LINK_NAME.test(name)) {
-    return "must be a Linux interface name: letters, digits, '_', '.' or '-', starting with a letter or digit (so no '/', whitespace, '.' or '..')";
+    return (
+      "must be a Linux interface name: letters, digits, '_', '.' or '-', starting with a letter or " +
+      "digit (so no '/', whitespace, '.' or '..')"
+    );
   }
   return undefined;
 }

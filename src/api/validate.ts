@@ -3,12 +3,7 @@
 // manifests) is held to the same rules, with the same field paths in the messages.
 
 import { isIPv4, isIPv4Prefix } from '../net/ipv4.ts';
-import {
-  defaultLinkName,
-  linkNameProblem,
-  MAX_TUNNEL_NAME,
-  objectNameProblem,
-} from './names.ts';
+import { defaultLinkName, linkNameProblem, MAX_TUNNEL_NAME, objectNameProblem } from './names.ts';
 import { API_VERSION, KIND } from './types.ts';
 import type { EffectiveSpec, EndpointSpec, FieldError, IpipTunnel } from './types.ts';
 
@@ -42,15 +37,29 @@ class Collector {
  */
 function checkKnownFields(c: Collector, field: string, obj: Record<string, Json>, known: readonly string[]): void {
   for (const key of Object.keys(obj)) {
-    if (!known.includes(key)) c.add(field === '' ? key : `${field}.${key}`, `unknown field "${key}" (known: ${known.join(', ')})`);
+    if (!known.includes(key))
+      c.add(field === '' ? key : `${field}.${key}`, `unknown field "${key}" (known: ${known.join(', ')})`);
   }
 }
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'] as const;
 /** ObjectMeta's fields: a manifest saved with `kubectl get -o yaml` carries them. */
 const METADATA_FIELDS = [
-  'name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
-  'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields',
+  'name',
+  'generateName',
+  'namespace',
+  'selfLink',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'labels',
+  'annotations',
+  'ownerReferences',
+  'finalizers',
+  'managedFields',
 ] as const;
 const SPEC_FIELDS = ['mode', 'ttl', 'mtu', 'linkName', 'endpoints', 'routes'] as const;
 const ENDPOINT_FIELDS = ['nodeName', 'underlay', 'overlayAddress', 'networks'] as const;
@@ -174,13 +183,19 @@ export function validateTunnel(obj: Json): FieldError[] {
     if (typeof e.nodeName === 'string') {
       const first = nodes.get(e.nodeName);
       if (first !== undefined) {
-        c.add(`${field}.nodeName`, `node "${e.nodeName}" is already spec.endpoints[${first}]; a node can be an endpoint once`);
+        c.add(
+          `${field}.nodeName`,
+          `node "${e.nodeName}" is already spec.endpoints[${first}]; a node can be an endpoint once`,
+        );
       } else nodes.set(e.nodeName, i);
     }
     if (typeof e.overlayAddress === 'string') {
       const first = overlays.get(e.overlayAddress);
       if (first !== undefined) {
-        c.add(`${field}.overlayAddress`, `${e.overlayAddress} is already the overlayAddress of spec.endpoints[${first}]; each endpoint needs its own`);
+        c.add(
+          `${field}.overlayAddress`,
+          `${e.overlayAddress} is already the overlayAddress of spec.endpoints[${first}]; each endpoint needs its own`,
+        );
       } else overlays.set(e.overlayAddress, i);
     }
   });
@@ -188,9 +203,14 @@ export function validateTunnel(obj: Json): FieldError[] {
   // outer packets into the tunnel: the two nodes lose each other.
   endpoints.forEach((e: Json, i) => {
     if (!isObject(e) || typeof e.overlayAddress !== 'string') return;
-    const j = endpoints.findIndex((o: Json) => isObject(o) && isObject(o.underlay) && o.underlay.address === e.overlayAddress);
+    const j = endpoints.findIndex(
+      (o: Json) => isObject(o) && isObject(o.underlay) && o.underlay.address === e.overlayAddress,
+    );
     if (j >= 0) {
-      c.add(`spec.endpoints[${i}].overlayAddress`, `${e.overlayAddress} is the underlay address of spec.endpoints[${j}]; an overlay address must not be an underlay address`);
+      c.add(
+        `spec.endpoints[${i}].overlayAddress`,
+        `${e.overlayAddress} is the underlay address of spec.endpoints[${j}]; an overlay address must not be an underlay address`,
+      );
     }
   });
   return c.errors;
@@ -208,8 +228,4 @@ export function effectiveSpec(tunnel: IpipTunnel): EffectiveSpec {
   };
   if (s.mtu !== undefined) spec.mtu = s.mtu;
   return spec;
-}
-
-export function formatFieldErrors(source: string, errors: FieldError[]): string {
-  return errors.map((e) => `${source}: ${e.field === '' ? '' : `${e.field}: `}${e.message}`).join('\n');
 }

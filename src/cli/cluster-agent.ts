@@ -45,13 +45,29 @@ export async function runClusterCommand(o: ClusterCommandOptions): Promise<numbe
   } catch (error) {
     throw new InputError(`cannot load the cluster configuration: ${(error as Error).message}`);
   }
-  const dataplane = nodeDataplane({ onCommand: metrics.commandObserver, onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
+  const dataplane = nodeDataplane({
+    onCommand: metrics.commandObserver,
+    onMonitorError: (error) => log.warn('kernel monitor restarted', { error }),
+  });
   const agent = runClusterAgent({
-    nodeName: o.nodeName, client, dataplane, log, metrics, resyncMs: o.resyncMs, debounceMs: 200,
+    nodeName: o.nodeName,
+    client,
+    dataplane,
+    log,
+    metrics,
+    resyncMs: o.resyncMs,
+    debounceMs: 200,
     lease: { namespace, name: LEASE_NAME },
   });
   const probes = { isReady: agent.ready, isHealthy: agent.healthy };
-  const servers = [await startHttpServer({ address: o.metricsAddress, metrics, log, ...(o.healthAddress === undefined ? probes : {}) })];
+  const servers = [
+    await startHttpServer({
+      address: o.metricsAddress,
+      metrics,
+      log,
+      ...(o.healthAddress === undefined ? probes : {}),
+    }),
+  ];
   if (o.healthAddress !== undefined) servers.push(await startHttpServer({ address: o.healthAddress, log, ...probes }));
   const signal = await o.untilSignal();
   log.info('stopping; tunnels stay as they are', { signal });

@@ -75,7 +75,12 @@ async function planCommand(argv: string[]): Promise<number> {
   const tunnels = await loadManifest(values.file);
   const fromScratch = values['from-scratch'] === true;
   const observed: KernelState = fromScratch ? { links: [], routes: [] } : await nodeDataplane().observe();
-  const resolutions = resolve({ nodeName, tunnels, kernel: fromScratch ? undefined : observed, nodeAddresses: new Map() });
+  const resolutions = resolve({
+    nodeName,
+    tunnels,
+    kernel: fromScratch ? undefined : observed,
+    nodeAddresses: new Map(),
+  });
   const { actions, conflicts } = plan(resolutions, observed);
   for (const line of renderPlan(actions)) process.stdout.write(`${line}\n`);
   const problems: TunnelProblem[] = [...problemsOf(resolutions), ...conflicts];
@@ -116,25 +121,42 @@ async function agentCommand(argv: string[]): Promise<number> {
     'lease-namespace': { type: 'string' },
   });
   const nodeName = parseNodeName('node-name', (values['node-name'] as string | undefined) ?? process.env.NODE_NAME);
-  const log = createLogger({ format: parseLogFormat(values['log-format'] as string), level: parseLogLevel(values['log-level'] as string) });
+  const log = createLogger({
+    format: parseLogFormat(values['log-format'] as string),
+    level: parseLogLevel(values['log-level'] as string),
+  });
   const resyncMs = parseDuration('resync-period', values['resync-period'] as string, RESYNC_BOUNDS);
-  if (typeof values.manifest === 'string') return standaloneAgent(values.manifest, values.once === true, nodeName, resyncMs, log);
+  if (typeof values.manifest === 'string')
+    return standaloneAgent(values.manifest, values.once === true, nodeName, resyncMs, log);
   if (values.once === true) throw new InputError('--once needs --manifest: in a cluster the agent runs continuously');
 
   const metricsAddress = listenAddress('metrics-address', values['metrics-address'] as string);
-  const healthAddress = values['health-address'] === undefined ? undefined : listenAddress('health-address', values['health-address'] as string);
+  const healthAddress =
+    values['health-address'] === undefined
+      ? undefined
+      : listenAddress('health-address', values['health-address'] as string);
   // Loaded only here: the Kubernetes client costs seconds to load on a slow machine, which
   // `plan` and the standalone agent should not pay.
   const { runClusterCommand } = await import('./cluster-agent.ts');
   return runClusterCommand({
-    nodeName, log, resyncMs, metricsAddress, untilSignal,
+    nodeName,
+    log,
+    resyncMs,
+    metricsAddress,
+    untilSignal,
     ...(healthAddress === undefined ? {} : { healthAddress }),
     ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig as string }),
     ...(values['lease-namespace'] === undefined ? {} : { leaseNamespace: values['lease-namespace'] as string }),
   });
 }
 
-async function standaloneAgent(manifest: string, once: boolean, nodeName: string, resyncMs: number, log: Logger): Promise<number> {
+async function standaloneAgent(
+  manifest: string,
+  once: boolean,
+  nodeName: string,
+  resyncMs: number,
+  log: Logger,
+): Promise<number> {
   const dataplane = nodeDataplane({ onMonitorError: (error) => log.warn('kernel monitor restarted', { error }) });
   if (once) {
     const summary = await reconcileOnce({ manifestPath: manifest, nodeName, dataplane, log });
@@ -154,12 +176,17 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
-      case 'agent': return await agentCommand(rest);
-      case 'plan': return await planCommand(rest);
+      case 'agent':
+        return await agentCommand(rest);
+      case 'plan':
+        return await planCommand(rest);
       case 'version':
         process.stdout.write(`${version()}\n`);
         return 0;
-      case undefined: case 'help': case '--help': case '-h':
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
         process.stdout.write(`${USAGE}\n`);
         return command === undefined ? 2 : 0;
       default:

@@ -63,7 +63,10 @@ export interface InformerSource extends TunnelSource {
 }
 
 /** The IpipTunnel and Node informers of a KubeClient. */
-export function clientSources(client: KubeClient): { tunnels: ReflectorSource<IpipTunnel>; nodes: ReflectorSource<NodeAddresses> } {
+export function clientSources(client: KubeClient): {
+  tunnels: ReflectorSource<IpipTunnel>;
+  nodes: ReflectorSource<NodeAddresses>;
+} {
   return {
     tunnels: {
       what: 'ipiptunnels',
@@ -103,7 +106,8 @@ export function informerSource(
     // Every agent sees every tunnel and every status write in the cluster; only those that
     // name this node (before or after) can change its kernel or its entries.
     onChange: (changes) => {
-      if (changes.some(({ old, current }) => concernsNode(old, nodeName) || concernsNode(current, nodeName))) requestReconcile();
+      if (changes.some(({ old, current }) => concernsNode(old, nodeName) || concernsNode(current, nodeName)))
+        requestReconcile();
       o.onAnyTunnelChange?.();
     },
     // A fresh list (start, 410, periodic) is when a full pass is due, whatever it changed:
@@ -156,7 +160,8 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
 
   const aggregateRunner = new CoalescingRunner(() => writeAggregates(), { debounceMs: o.debounceMs });
   const informers = informerSource(clientSources(client), {
-    nodeName, log,
+    nodeName,
+    log,
     onList: (resource, why) => metrics.recordList(resource, why),
     // The Lease holder's aggregates cover all tunnels.
     onAnyTunnelChange: () => {
@@ -165,7 +170,10 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
   });
   const { tunnels } = informers;
   const elector = new LeaseElector(client, {
-    namespace: o.lease.namespace, name: o.lease.name, identity: nodeName, log,
+    namespace: o.lease.namespace,
+    name: o.lease.name,
+    identity: nodeName,
+    log,
     onChange: (leader) => {
       metrics.setLeader(leader);
       if (leader) aggregateRunner.request(0);
@@ -211,7 +219,12 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return true; // deleted meanwhile: nothing to report on
-      log.warn('status not written; will retry', { tunnel: name, node: nodeName, manager, error: error instanceof Error ? error.message : String(error) });
+      log.warn('status not written; will retry', {
+        tunnel: name,
+        node: nodeName,
+        manager,
+        error: error instanceof Error ? error.message : String(error),
+      });
       return false;
     }
   }
@@ -220,7 +233,9 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
     if (!elector.isLeader || !tunnels.synced) return undefined;
     let failed = false;
     const now = new Date();
-    const changed = tunnels.items().map((tunnel) => ({ tunnel, wanted: aggregateStatus(tunnel, now) }))
+    const changed = tunnels
+      .items()
+      .map((tunnel) => ({ tunnel, wanted: aggregateStatus(tunnel, now) }))
       .filter(({ tunnel, wanted }) => !sameAggregate(tunnel.status, wanted));
     await eachLimited(changed, WRITE_CONCURRENCY, async ({ tunnel, wanted }) => {
       if (!(await writeStatus(tunnel, AGGREGATE_FIELD_MANAGER, wanted))) failed = true;
@@ -229,7 +244,21 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
     return failed ? backoffMs(aggregateFailures) : undefined;
   }
 
-  const loop = runAgentLoop({ nodeName, dataplane: o.dataplane, source, sink, log, metrics, resyncMs: o.resyncMs, debounceMs: o.debounceMs });
-  log.info('agent started', { mode: 'cluster', node: nodeName, server: client.server, lease: `${o.lease.namespace}/${o.lease.name}` });
+  const loop = runAgentLoop({
+    nodeName,
+    dataplane: o.dataplane,
+    source,
+    sink,
+    log,
+    metrics,
+    resyncMs: o.resyncMs,
+    debounceMs: o.debounceMs,
+  });
+  log.info('agent started', {
+    mode: 'cluster',
+    node: nodeName,
+    server: client.server,
+    lease: `${o.lease.namespace}/${o.lease.name}`,
+  });
   return loop;
 }

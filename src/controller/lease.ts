@@ -66,7 +66,10 @@ export class LeaseElector {
   private setLeader(leader: boolean, why: string): void {
     if (leader === this.leader) return;
     this.leader = leader;
-    this.o.log.info(leader ? 'became the status leader' : 'no longer the status leader', { lease: `${this.o.namespace}/${this.o.name}`, why });
+    this.o.log.info(leader ? 'became the status leader' : 'no longer the status leader', {
+      lease: `${this.o.namespace}/${this.o.name}`,
+      why,
+    });
     this.o.onChange(leader);
   }
 
@@ -96,7 +99,11 @@ export class LeaseElector {
       // 409: someone else wrote it first. Anything else: we could not renew. Either way,
       // a leader that has not renewed within the lease duration must stop acting as one.
       const conflict = error instanceof ApiError && error.status === 409;
-      if (!conflict) this.o.log.warn('lease not renewed', { lease: `${this.o.namespace}/${this.o.name}`, error: String((error as Error).message) });
+      if (!conflict)
+        this.o.log.warn('lease not renewed', {
+          lease: `${this.o.namespace}/${this.o.name}`,
+          error: String((error as Error).message),
+        });
       if (conflict || now.getTime() - this.lastRenewMs > this.o.leaseSeconds * 1000) {
         this.setLeader(false, conflict ? 'another agent took the lease' : 'could not renew the lease in time');
       }
@@ -129,7 +136,10 @@ export class LeaseElector {
     try {
       const lease = await this.client.getLease(this.o.namespace, this.o.name);
       if (lease?.spec?.holderIdentity === this.o.identity) {
-        await this.client.replaceLease({ ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1 } });
+        await this.client.replaceLease({
+          ...lease,
+          spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1 },
+        });
       }
     } catch (error) {
       this.o.log.warn('lease not released', { error: String((error as Error).message) });

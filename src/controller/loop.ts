@@ -116,10 +116,13 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   }
 
   const runner = new CoalescingRunner(pass, { debounceMs: o.debounceMs });
-  const stopMonitor = o.dataplane.watch((concernsUs) => {
-    metrics?.recordKernelEvent(concernsUs);
-    if (concernsUs) runner.request();
-  }, () => interest);
+  const stopMonitor = o.dataplane.watch(
+    (concernsUs) => {
+      metrics?.recordKernelEvent(concernsUs);
+      if (concernsUs) runner.request();
+    },
+    () => interest,
+  );
   const resync = setInterval(() => runner.request(), o.resyncMs);
   o.source.start(() => runner.request());
   runner.request(0);

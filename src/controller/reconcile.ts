@@ -29,8 +29,13 @@ export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log
   const problems: TunnelProblem[] = [...problemsOf(resolutions), ...conflicts];
   for (const { action, error } of results) {
     const fields = {
-      node: input.nodeName, tunnel: action.tunnel, object: action.kind, action: action.verb,
-      link: action.link, detail: action.detail, commands: renderPlan([action]),
+      node: input.nodeName,
+      tunnel: action.tunnel,
+      object: action.kind,
+      action: action.verb,
+      link: action.link,
+      detail: action.detail,
+      commands: renderPlan([action]),
     };
     if (error === undefined) log.info('kernel change', fields);
     else {

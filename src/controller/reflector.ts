@@ -26,7 +26,8 @@ export interface ReflectorSource<T> {
 }
 
 function isNewer(candidate: string | undefined, current: string | undefined): boolean {
-  if (candidate === undefined || current === undefined || !/^\d+$/.test(candidate) || !/^\d+$/.test(current)) return false;
+  if (candidate === undefined || current === undefined || !/^\d+$/.test(candidate) || !/^\d+$/.test(current))
+    return false;
   return BigInt(candidate) > BigInt(current);
 }
 
@@ -142,7 +143,8 @@ export class Reflector<T> {
   offer(item: T): void {
     const key = this.source.key(item);
     const current = this.cache.get(key);
-    if (current === undefined || !isNewer(this.source.resourceVersion(item), this.source.resourceVersion(current))) return;
+    if (current === undefined || !isNewer(this.source.resourceVersion(item), this.source.resourceVersion(current)))
+      return;
     this.cache.set(key, item);
     if (!this.source.same(current, item)) this.options.onChange([{ old: current, current: item }]);
   }
@@ -179,7 +181,11 @@ export class Reflector<T> {
       } catch (error) {
         failures += 1;
         const delay = this.backoff(failures);
-        log.warn('list failed; keeping the last known state', { resource: what, error: String((error as Error).message), retryInMs: Math.round(delay) });
+        log.warn('list failed; keeping the last known state', {
+          resource: what,
+          error: String((error as Error).message),
+          retryInMs: Math.round(delay),
+        });
         await this.sleep(delay);
         why = 'error';
         continue;
@@ -233,9 +239,11 @@ export class Reflector<T> {
           if (type === 'ERROR') {
             // A Status object: 410 Gone/Expired is "your resourceVersion is too old".
             const status = object as { code?: number; message?: string };
-            end(status.code === 410
-              ? { kind: 'expired', message: status.message ?? 'Gone' }
-              : { kind: 'failed', message: `watch error ${status.code ?? '?'}: ${status.message ?? ''}` });
+            end(
+              status.code === 410
+                ? { kind: 'expired', message: status.message ?? 'Gone' }
+                : { kind: 'failed', message: `watch error ${status.code ?? '?'}: ${status.message ?? ''}` },
+            );
             return;
           }
           const rv = (object.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
@@ -248,10 +256,13 @@ export class Reflector<T> {
           else end({ kind: 'failed', message: String((err as Error).message ?? err) });
         },
       };
-      this.source.watch(resourceVersion, handlers).then((stop) => {
-        if (done || this.stopped) stop();
-        else this.stopWatch = stop;
-      }, (error: unknown) => end({ kind: 'failed', message: String((error as Error).message) }));
+      this.source.watch(resourceVersion, handlers).then(
+        (stop) => {
+          if (done || this.stopped) stop();
+          else this.stopWatch = stop;
+        },
+        (error: unknown) => end({ kind: 'failed', message: String((error as Error).message) }),
+      );
       if (this.stopped) end({ kind: 'closed' });
       else unsubscribe = this.onStop(() => end({ kind: 'closed' }));
     });

@@ -4,6 +4,7 @@
 // it. Reports go to the logs only.
 
 import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { watch as watchFs } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
@@ -38,7 +39,7 @@ export interface OnceSummary {
  * a file that grows while it is read is cut off at the limit and refused.
  */
 async function readManifestFile(path: string): Promise<string> {
-  let file;
+  let file: FileHandle;
   try {
     file = await open(path, 'r');
   } catch (error) {
@@ -49,7 +50,10 @@ async function readManifestFile(path: string): Promise<string> {
   try {
     const info = await file.stat();
     if (!info.isFile()) throw new InputError(`${path}: not a regular file (a manifest is a YAML file)`);
-    if (info.size > MAX_MANIFEST_BYTES) throw new InputError(`${path}: ${info.size} bytes, more than the ${MAX_MANIFEST_BYTES} bytes a manifest may have`);
+    if (info.size > MAX_MANIFEST_BYTES)
+      throw new InputError(
+        `${path}: ${info.size} bytes, more than the ${MAX_MANIFEST_BYTES} bytes a manifest may have`,
+      );
     const chunks: Buffer[] = [];
     let length = 0;
     for (;;) {
@@ -58,7 +62,8 @@ async function readManifestFile(path: string): Promise<string> {
       if (bytesRead === 0) break;
       chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
-      if (length > MAX_MANIFEST_BYTES) throw new InputError(`${path}: more than the ${MAX_MANIFEST_BYTES} bytes a manifest may have`);
+      if (length > MAX_MANIFEST_BYTES)
+        throw new InputError(`${path}: more than the ${MAX_MANIFEST_BYTES} bytes a manifest may have`);
     }
     return Buffer.concat(chunks, length).toString('utf8');
   } finally {
@@ -73,7 +78,11 @@ export async function loadManifest(path: string): Promise<IpipTunnel[]> {
 
 export async function reconcileOnce(options: Omit<StandaloneOptions, 'resyncMs' | 'debounceMs'>): Promise<OnceSummary> {
   const tunnels = await loadManifest(options.manifestPath);
-  const outcome = await reconcile(options.dataplane, { nodeName: options.nodeName, tunnels, nodeAddresses: new Map() }, options.log);
+  const outcome = await reconcile(
+    options.dataplane,
+    { nodeName: options.nodeName, tunnels, nodeAddresses: new Map() },
+    options.log,
+  );
   return { changes: countChanges(outcome.results), errors: outcome.problems };
 }
 
@@ -95,7 +104,10 @@ export function manifestSource(manifestPath: string, log: Logger): TunnelSource 
       try {
         lastGood = await loadManifest(manifestPath);
       } catch (error) {
-        log.error('manifest rejected; keeping the last good one', { manifest: manifestPath, error: String((error as Error).message) });
+        log.error('manifest rejected; keeping the last good one', {
+          manifest: manifestPath,
+          error: String((error as Error).message),
+        });
       }
       return lastGood === undefined ? undefined : { tunnels: lastGood, nodeAddresses: new Map() };
     },

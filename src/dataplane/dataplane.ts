@@ -21,7 +21,12 @@ export interface Dataplane {
 }
 
 /** Called after every process a driver runs: its tool, what it was for, how long it took, whether it succeeded. */
-export type CommandObserver = (tool: Tool, purpose: 'observe' | 'apply' | 'monitor', seconds: number, ok: boolean) => void;
+export type CommandObserver = (
+  tool: Tool,
+  purpose: 'observe' | 'apply' | 'monitor',
+  seconds: number,
+  ok: boolean,
+) => void;
 
 /** The part of the dataplane that one tool does. */
 export interface Driver<A extends Action> {

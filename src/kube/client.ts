@@ -5,9 +5,24 @@
 
 import { readFileSync } from 'node:fs';
 import {
-  ApiException, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, Observable, PatchStrategy, V1MicroTime, Watch,
+  ApiException,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  Observable,
+  PatchStrategy,
+  V1MicroTime,
+  Watch,
 } from '@kubernetes/client-node';
-import type { ConfigurationOptions, CoreV1Event, RequestContext, ResponseContext, V1Lease, V1Node } from '@kubernetes/client-node';
+import type {
+  ConfigurationOptions,
+  CoreV1Event,
+  RequestContext,
+  ResponseContext,
+  V1Lease,
+  V1Node,
+} from '@kubernetes/client-node';
 import { API_GROUP, KIND } from '../api/types.ts';
 import type { IpipTunnel, IpipTunnelStatus, ObjectMeta } from '../api/types.ts';
 
@@ -75,7 +90,9 @@ export function tunnelOf(object: IpipTunnel): IpipTunnel {
 /** The first IPv4 InternalIP of a Node, which is what the underlay falls back to. */
 export function nodeAddressesOf(node: Pick<V1Node, 'metadata' | 'status'>): NodeAddresses {
   const name = node.metadata?.name ?? '';
-  const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && /^\d+\.\d+\.\d+\.\d+$/.test(a.address));
+  const internal = node.status?.addresses?.find(
+    (a) => a.type === 'InternalIP' && /^\d+\.\d+\.\d+\.\d+$/.test(a.address),
+  );
   return internal === undefined ? { name } : { name, internalIP: internal.address };
 }
 
@@ -100,8 +117,11 @@ function toApiError(error: unknown, what: string): ApiError {
     if (typeof body === 'string') {
       try {
         message = (JSON.parse(body) as { message?: string }).message ?? message;
-      } catch { /* not JSON: keep the library's message */ }
-    } else if (typeof body === 'object' && body !== null && 'message' in body) message = String((body as { message: unknown }).message);
+      } catch {
+        /* not JSON: keep the library's message */
+      }
+    } else if (typeof body === 'object' && body !== null && 'message' in body)
+      message = String((body as { message: unknown }).message);
     return new ApiError(error.code, `${what}: ${message}`);
   }
   const cause = (error as { cause?: { code?: string } }).cause?.code;
@@ -157,7 +177,12 @@ export class KubeClient {
    * answer for this caller, not a failure (a Lease that does not exist yet): still thrown
    * as ApiError, but counted as a success, so the error rate shows only real failures.
    */
-  private async call<T>(verb: string, what: string, request: () => Promise<T>, answers: readonly number[] = []): Promise<T> {
+  private async call<T>(
+    verb: string,
+    what: string,
+    request: () => Promise<T>,
+    answers: readonly number[] = [],
+  ): Promise<T> {
     try {
       const result = await request();
       this.observe(verb, true);
@@ -172,14 +197,19 @@ export class KubeClient {
   /** A list in pages of 500 (a big cluster's list is not one huge response), as one call. */
   private async listPaged<T>(
     what: string,
-    page: (params: { limit: number; _continue?: string }) => Promise<{ items: T[]; resourceVersion: string; next: string | undefined }>,
+    page: (params: {
+      limit: number;
+      _continue?: string;
+    }) => Promise<{ items: T[]; resourceVersion: string; next: string | undefined }>,
   ): Promise<ListPage<T>> {
     const items: T[] = [];
     let next: string | undefined;
     let resourceVersion = '';
     do {
       const cont = next;
-      const got = await this.call('list', what, () => page(cont === undefined ? { limit: 500 } : { limit: 500, _continue: cont }));
+      const got = await this.call('list', what, () =>
+        page(cont === undefined ? { limit: 500 } : { limit: 500, _continue: cont }),
+      );
       items.push(...got.items);
       resourceVersion = got.resourceVersion;
       next = got.next || undefined;
@@ -191,10 +221,15 @@ export class KubeClient {
 
   listTunnels(): Promise<ListPage<IpipTunnel>> {
     return this.listPaged('list ipiptunnels', async (page) => {
-      const list = await this.custom.listClusterCustomObject(
-        { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, ...page }, this.options(),
-      ) as { items: IpipTunnel[]; metadata: { resourceVersion: string; continue?: string } };
-      return { items: list.items.map(tunnelOf), resourceVersion: list.metadata.resourceVersion, next: list.metadata.continue };
+      const list = (await this.custom.listClusterCustomObject(
+        { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, ...page },
+        this.options(),
+      )) as { items: IpipTunnel[]; metadata: { resourceVersion: string; continue?: string } };
+      return {
+        items: list.items.map(tunnelOf),
+        resourceVersion: list.metadata.resourceVersion,
+        next: list.metadata.continue,
+      };
     });
   }
 
@@ -209,10 +244,18 @@ export class KubeClient {
    */
   async applyTunnelStatus(name: string, fieldManager: string, status: IpipTunnelStatus): Promise<IpipTunnel> {
     const body = { apiVersion: `${API_GROUP}/${TUNNEL_VERSION}`, kind: KIND, metadata: { name }, status };
-    return tunnelOf(await this.call('apply', `apply status of ipiptunnel ${name}`, () => this.custom.patchClusterCustomObjectStatus(
-      { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, name, body, fieldManager, force: true },
-      this.options(PatchStrategy.ServerSideApply),
-    ), [404]) as IpipTunnel); // 404: deleted meanwhile, nothing left to report on
+    return tunnelOf(
+      (await this.call(
+        'apply',
+        `apply status of ipiptunnel ${name}`,
+        () =>
+          this.custom.patchClusterCustomObjectStatus(
+            { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, name, body, fieldManager, force: true },
+            this.options(PatchStrategy.ServerSideApply),
+          ),
+        [404],
+      )) as IpipTunnel,
+    ); // 404: deleted meanwhile, nothing left to report on
   }
 
   // --- Nodes ---
@@ -220,7 +263,11 @@ export class KubeClient {
   listNodes(): Promise<ListPage<NodeAddresses>> {
     return this.listPaged('list nodes', async (page) => {
       const list = await this.core.listNode(page, this.options());
-      return { items: list.items.map(nodeAddressesOf), resourceVersion: list.metadata?.resourceVersion ?? '', next: list.metadata?._continue };
+      return {
+        items: list.items.map(nodeAddressesOf),
+        resourceVersion: list.metadata?.resourceVersion ?? '',
+        next: list.metadata?._continue,
+      };
     });
   }
 
@@ -242,7 +289,9 @@ export class KubeClient {
     (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = 120_000;
     const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
     let ended = false;
-    const controller = await watch.watch(path, { resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
+    const controller = await watch.watch(
+      path,
+      { resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
       (type: string, object: Record<string, unknown>) => {
         if (!ended) handlers.onEvent(type as WatchEventType, object);
       },
@@ -254,9 +303,14 @@ export class KubeClient {
         else {
           // A refused watch (e.g. 403, 410 at connect) carries statusCode; a dropped one does not.
           const status = (err as { statusCode?: number }).statusCode;
-          handlers.onDone(status === undefined ? toApiError(err, `watch ${path}`) : new ApiError(status, `watch ${path}: ${(err as Error).message}`));
+          handlers.onDone(
+            status === undefined
+              ? toApiError(err, `watch ${path}`)
+              : new ApiError(status, `watch ${path}: ${(err as Error).message}`),
+          );
         }
-      });
+      },
+    );
     return () => {
       ended = true;
       controller.abort();
@@ -267,22 +321,31 @@ export class KubeClient {
 
   async createEvent(event: CoreV1Event): Promise<CoreV1Event> {
     const namespace = event.metadata.namespace ?? 'default';
-    return this.call('create', 'create event', () => this.core.createNamespacedEvent({ namespace, body: event }, this.options()));
+    return this.call('create', 'create event', () =>
+      this.core.createNamespacedEvent({ namespace, body: event }, this.options()),
+    );
   }
 
   /** Counts a repeat of an earlier Event (merge patch of count and lastTimestamp), as client-go does. */
   async patchEventSeries(namespace: string, name: string, count: number, last: Date): Promise<void> {
-    await this.call('patch', `patch event ${name}`, () => this.core.patchNamespacedEvent(
-      { namespace, name, body: { count, lastTimestamp: last.toISOString().replace(/\.\d+Z$/, 'Z') } },
-      this.options(PatchStrategy.MergePatch),
-    ));
+    await this.call('patch', `patch event ${name}`, () =>
+      this.core.patchNamespacedEvent(
+        { namespace, name, body: { count, lastTimestamp: last.toISOString().replace(/\.\d+Z$/, 'Z') } },
+        this.options(PatchStrategy.MergePatch),
+      ),
+    );
   }
 
   // --- Leases ---
 
   async getLease(namespace: string, name: string): Promise<V1Lease | undefined> {
     try {
-      return await this.call('get', `get lease ${namespace}/${name}`, () => this.coordination.readNamespacedLease({ namespace, name }, this.options()), [404]);
+      return await this.call(
+        'get',
+        `get lease ${namespace}/${name}`,
+        () => this.coordination.readNamespacedLease({ namespace, name }, this.options()),
+        [404],
+      );
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return undefined;
       throw error;
@@ -292,14 +355,24 @@ export class KubeClient {
   async createLease(lease: V1Lease): Promise<V1Lease> {
     const namespace = lease.metadata!.namespace!;
     // 409: another candidate created it first, the normal end of a race.
-    return this.call('create', `create lease ${namespace}/${lease.metadata!.name}`, () => this.coordination.createNamespacedLease({ namespace, body: lease }, this.options()), [409]);
+    return this.call(
+      'create',
+      `create lease ${namespace}/${lease.metadata!.name}`,
+      () => this.coordination.createNamespacedLease({ namespace, body: lease }, this.options()),
+      [409],
+    );
   }
 
   /** Replace with the lease's resourceVersion: 409 when someone else wrote it first (an answer, not a failure). */
   async replaceLease(lease: V1Lease): Promise<V1Lease> {
     const namespace = lease.metadata!.namespace!;
     const name = lease.metadata!.name!;
-    return this.call('update', `update lease ${namespace}/${name}`, () => this.coordination.replaceNamespacedLease({ namespace, name, body: lease }, this.options()), [409]);
+    return this.call(
+      'update',
+      `update lease ${namespace}/${name}`,
+      () => this.coordination.replaceNamespacedLease({ namespace, name, body: lease }, this.options()),
+      [409],
+    );
   }
 }
 

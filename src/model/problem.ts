@@ -15,22 +15,91 @@ export type ProblemClass = 'waiting' | 'refused' | 'transient';
 
 /** Every reason a tunnel is not programmed on a node: the README's "What it refuses" table. */
 export const REASONS = {
-  InvalidSpec: { class: 'refused', cause: 'the spec breaks a schema rule (only a spec that bypassed the API server: a standalone manifest, an old object)', fix: 'correct the field the message names' },
-  MeshNotSupported: { class: 'refused', cause: 'three or more endpoints: a full mesh, which this version cannot program yet', fix: 'use point-to-point tunnels of two endpoints' },
-  UnderlayInterfaceNotFound: { class: 'refused', cause: "this node has no interface of the name in the endpoint's underlay.interface", fix: 'name an interface the node has' },
-  UnderlayInterfaceHasNoAddress: { class: 'refused', cause: 'the underlay interface has no global IPv4 address', fix: 'give it an address, or set underlay.address' },
-  UnderlayAddressNotLocal: { class: 'refused', cause: "the endpoint's underlay.address (or its Node's InternalIP) is not an address of this node", fix: 'set the address this node really has' },
-  LocalUnderlayUnknown: { class: 'refused', cause: "nothing says which address is this node's underlay (no underlay given, no InternalIP)", fix: 'set underlay.address or underlay.interface' },
-  RemoteUnderlayUnknown: { class: 'waiting', cause: "the peer's underlay address is not known yet (its agent has not published it, its Node has no InternalIP)", fix: 'nothing, normally: it resolves once the peer reports; standalone, set the remote underlay.address' },
-  LinkNameInUse: { class: 'refused', cause: 'an older tunnel of this node has the same link name', fix: 'choose another spec.linkName' },
-  UnderlayPairInUse: { class: 'refused', cause: 'an older tunnel of this node joins the same local and remote underlay addresses', fix: 'one tunnel per pair of underlay addresses: merge them, or use other addresses' },
-  RouteInUse: { class: 'refused', cause: 'an older tunnel of this node routes the same prefix', fix: 'route each prefix into one tunnel' },
-  RouteHarmsUnderlay: { class: 'refused', cause: "a route, a network or an overlay address would change the path to an underlay address in use on this node (its own, a peer's, or one of its underlay subnets): the tunnel would carry its own outer packets, or cut the node off", fix: 'choose overlay addresses, routes and networks outside the underlay' },
-  LinkNameTaken: { class: 'refused', cause: 'a link that ipip-operator did not create has the wanted name (tunl0 included)', fix: 'choose another spec.linkName, or remove that link' },
-  UnderlayPairTaken: { class: 'refused', cause: 'a tunnel device that ipip-operator did not create already joins the same underlay addresses', fix: 'remove that device, or use other addresses' },
-  AddressTaken: { class: 'refused', cause: 'a device that ipip-operator did not create already has the overlay address', fix: 'choose another overlayAddress, or remove the address there' },
-  RouteTaken: { class: 'refused', cause: 'a route that ipip-operator did not create goes to a wanted prefix, at any metric (a DHCP default route, a routing daemon\'s route)', fix: 'route another prefix, or remove that route' },
-  KernelError: { class: 'transient', cause: 'the kernel refused a command', fix: 'read the message; the agent retries with backoff' },
+  InvalidSpec: {
+    class: 'refused',
+    cause:
+      'the spec breaks a schema rule (only a spec that bypassed the API server: a standalone manifest, an old object)',
+    fix: 'correct the field the message names',
+  },
+  MeshNotSupported: {
+    class: 'refused',
+    cause: 'three or more endpoints: a full mesh, which this version cannot program yet',
+    fix: 'use point-to-point tunnels of two endpoints',
+  },
+  UnderlayInterfaceNotFound: {
+    class: 'refused',
+    cause: "this node has no interface of the name in the endpoint's underlay.interface",
+    fix: 'name an interface the node has',
+  },
+  UnderlayInterfaceHasNoAddress: {
+    class: 'refused',
+    cause: 'the underlay interface has no global IPv4 address',
+    fix: 'give it an address, or set underlay.address',
+  },
+  UnderlayAddressNotLocal: {
+    class: 'refused',
+    cause: "the endpoint's underlay.address (or its Node's InternalIP) is not an address of this node",
+    fix: 'set the address this node really has',
+  },
+  LocalUnderlayUnknown: {
+    class: 'refused',
+    cause: "nothing says which address is this node's underlay (no underlay given, no InternalIP)",
+    fix: 'set underlay.address or underlay.interface',
+  },
+  RemoteUnderlayUnknown: {
+    class: 'waiting',
+    cause: "the peer's underlay address is not known yet (its agent has not published it, its Node has no InternalIP)",
+    fix: 'nothing, normally: it resolves once the peer reports; standalone, set the remote underlay.address',
+  },
+  LinkNameInUse: {
+    class: 'refused',
+    cause: 'an older tunnel of this node has the same link name',
+    fix: 'choose another spec.linkName',
+  },
+  UnderlayPairInUse: {
+    class: 'refused',
+    cause: 'an older tunnel of this node joins the same local and remote underlay addresses',
+    fix: 'one tunnel per pair of underlay addresses: merge them, or use other addresses',
+  },
+  RouteInUse: {
+    class: 'refused',
+    cause: 'an older tunnel of this node routes the same prefix',
+    fix: 'route each prefix into one tunnel',
+  },
+  RouteHarmsUnderlay: {
+    class: 'refused',
+    cause:
+      'a route, a network or an overlay address would change the path to an underlay address in use ' +
+      "on this node (its own, a peer's, or one of its underlay subnets): the tunnel would carry its " +
+      'own outer packets, or cut the node off',
+    fix: 'choose overlay addresses, routes and networks outside the underlay',
+  },
+  LinkNameTaken: {
+    class: 'refused',
+    cause: 'a link that ipip-operator did not create has the wanted name (tunl0 included)',
+    fix: 'choose another spec.linkName, or remove that link',
+  },
+  UnderlayPairTaken: {
+    class: 'refused',
+    cause: 'a tunnel device that ipip-operator did not create already joins the same underlay addresses',
+    fix: 'remove that device, or use other addresses',
+  },
+  AddressTaken: {
+    class: 'refused',
+    cause: 'a device that ipip-operator did not create already has the overlay address',
+    fix: 'choose another overlayAddress, or remove the address there',
+  },
+  RouteTaken: {
+    class: 'refused',
+    cause:
+      "a route that ipip-operator did not create goes to a wanted prefix, at any metric (a DHCP default route, a routing daemon's route)",
+    fix: 'route another prefix, or remove that route',
+  },
+  KernelError: {
+    class: 'transient',
+    cause: 'the kernel refused a command',
+    fix: 'read the message; the agent retries with backoff',
+  },
 } as const satisfies Record<string, { class: ProblemClass; cause: string; fix: string }>;
 
 /** Why a tunnel has no desired state on this node; a stable CamelCase word, as Kubernetes reasons are. */

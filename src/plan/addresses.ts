@@ -12,14 +12,19 @@ import type { KindPlanner } from './planner.ts';
 export type AddressOnLink = ObservedAddress & { dev: string };
 
 const key = (a: DesiredAddress | AddressOnLink) => `${a.dev} ${a.local}/${a.prefixlen} peer ${a.peer ?? '-'}`;
-const shown = (a: DesiredAddress | AddressOnLink) => (a.peer === undefined ? `${a.local}/${a.prefixlen}` : `${a.local} peer ${a.peer}`);
+const shown = (a: DesiredAddress | AddressOnLink) =>
+  a.peer === undefined ? `${a.local}/${a.prefixlen}` : `${a.local} peer ${a.peer}`;
 
 function asDesired(a: AddressOnLink): DesiredAddress {
   const { dev, local, prefixlen, peer } = a;
   return peer === undefined ? { dev, local, prefixlen } : { dev, local, prefixlen, peer };
 }
 
-export const addressPlanner: KindPlanner<DesiredAddress, AddressOnLink, ReadonlyMap<string, readonly AddressOnLink[]>> = {
+export const addressPlanner: KindPlanner<
+  DesiredAddress,
+  AddressOnLink,
+  ReadonlyMap<string, readonly AddressOnLink[]>
+> = {
   kind: 'address',
   phase: { delete: 1, create: 5, update: 5 },
   desired: (t) => t.addresses,
@@ -38,18 +43,35 @@ export const addressPlanner: KindPlanner<DesiredAddress, AddressOnLink, Readonly
     const holder = byLocal.get(d.local)?.find((a) => links(a.dev) === undefined);
     if (holder === undefined) return undefined;
     return {
-      tunnel, reason: 'AddressTaken', field: 'spec.endpoints',
+      tunnel,
+      reason: 'AddressTaken',
+      field: 'spec.endpoints',
       message: `${d.local} is already an address of ${holder.dev}, which ipip-operator did not create; it is not added a second time`,
     };
   },
 
   diff(tunnel, d, current): Action[] {
     if (current !== undefined) return [];
-    return [{ tool: 'ip', kind: 'address', verb: 'create', tunnel, link: d.dev, detail: shown(d), ops: [{ op: 'address-add', address: d }] }];
+    return [
+      {
+        tool: 'ip',
+        kind: 'address',
+        verb: 'create',
+        tunnel,
+        link: d.dev,
+        detail: shown(d),
+        ops: [{ op: 'address-add', address: d }],
+      },
+    ];
   },
 
   remove: ({ object, owner }) => ({
-    tool: 'ip', kind: 'address', verb: 'delete', tunnel: owner, link: object.dev, detail: shown(object),
+    tool: 'ip',
+    kind: 'address',
+    verb: 'delete',
+    tunnel: owner,
+    link: object.dev,
+    detail: shown(object),
     ops: [{ op: 'address-del', address: asDesired(object) }],
   }),
 };

@@ -80,11 +80,15 @@ export function plan(resolutions: readonly TunnelResolution[], observed: KernelS
     };
     for (const [key, owned] of ours) if (!wanted.has(key) && !kept.has(owned.owner)) add(planner.remove(owned));
     for (const t of active) {
-      for (const d of planner.desired(t)) for (const a of planner.diff(t.tunnel, d, ours.get(planner.desiredKey(d)), index, links)) add(a);
+      for (const d of planner.desired(t))
+        for (const a of planner.diff(t.tunnel, d, ours.get(planner.desiredKey(d)), index, links)) add(a);
     }
   }
 
-  const ordered = actions.map((_, i) => i).sort((x, y) => phases[x]! - phases[y]! || x - y).map((i) => actions[i]!);
+  const ordered = actions
+    .map((_, i) => i)
+    .sort((x, y) => phases[x]! - phases[y]! || x - y)
+    .map((i) => actions[i]!);
   return { actions: ordered, conflicts };
 }
 

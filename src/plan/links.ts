@@ -14,7 +14,11 @@ import type { KindPlanner, LinkOwners } from './planner.ts';
 function createLink(tunnel: string, l: DesiredLink): Action {
   const t = l.tunnel;
   return {
-    tool: 'ip', kind: 'link', verb: 'create', tunnel, link: l.name,
+    tool: 'ip',
+    kind: 'link',
+    verb: 'create',
+    tunnel,
+    link: l.name,
     detail: `${t.mode} ${t.local ?? 'any'} -> ${t.remote ?? 'any'} ttl ${t.ttl} mtu ${l.mtu}`,
     ops: [
       // Marked by its group from the first moment (link-add carries it).
@@ -75,15 +79,24 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
     const named = index.byName.get(d.name);
     if (named !== undefined && linkOwner(named) === undefined) {
       return {
-        tunnel, reason: 'LinkNameTaken', field: 'spec.linkName',
-        message: `a ${named.kind ?? 'device'} link named ${d.name} exists that ipip-operator did not create; it is left alone (choose another spec.linkName or remove it)`,
+        tunnel,
+        reason: 'LinkNameTaken',
+        field: 'spec.linkName',
+        message:
+          `a ${named.kind ?? 'device'} link named ${d.name} exists that ipip-operator did not create; ` +
+          `it is left alone (choose another spec.linkName or remove it)`,
       };
     }
     const holder = holdersOfPair(d, index).find((l) => linkOwner(l) === undefined);
     if (holder !== undefined) {
       return {
-        tunnel, reason: 'UnderlayPairTaken', field: 'spec.endpoints',
-        message: `${holder.name}, a ${holder.kind} link that ipip-operator did not create, already carries ${d.tunnel.mode} from ${d.tunnel.local} to ${d.tunnel.remote ?? 'any'}; two devices on one underlay pair take each other's traffic, so it is left alone`,
+        tunnel,
+        reason: 'UnderlayPairTaken',
+        field: 'spec.endpoints',
+        message:
+          `${holder.name}, a ${holder.kind} link that ipip-operator did not create, already carries ${d.tunnel.mode} ` +
+          `from ${d.tunnel.local} to ${d.tunnel.remote ?? 'any'}; two devices on one underlay pair take ` +
+          `each other's traffic, so it is left alone`,
       };
     }
     return undefined;
@@ -100,13 +113,23 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
     // creating it) is adopted by the tunnel that wants its name.
     if (current.owner !== tunnel && current.owner !== NO_TUNNEL) {
       // Another tunnel's link under the name this one won in resolve: the old goes, this one is created anew.
-      return [...actions, deleteLink(current.owner, d.name, `tunnel ${tunnel} now uses the name ${d.name}`), createLink(tunnel, d)];
+      return [
+        ...actions,
+        deleteLink(current.owner, d.name, `tunnel ${tunnel} now uses the name ${d.name}`),
+        createLink(tunnel, d),
+      ];
     }
     if (have.tunnel === undefined || have.tunnel.mode !== d.tunnel.mode) {
-      return [...actions, deleteLink(tunnel, d.name, `kind ${have.kind ?? 'none'} is not ${d.tunnel.mode}: recreate`), createLink(tunnel, d)];
+      return [
+        ...actions,
+        deleteLink(tunnel, d.name, `kind ${have.kind ?? 'none'} is not ${d.tunnel.mode}: recreate`),
+        createLink(tunnel, d),
+      ];
     }
     const update: Action = { tool: 'ip', kind: 'link', verb: 'update', tunnel, link: d.name, detail: '', ops: [] };
-    const changes = tunnelAttrChanges(d.tunnel, have.tunnel).map((c) => `${ATTR_LABEL[c.attr] ?? c.attr} ${shown(c.from)} -> ${shown(c.to)}`);
+    const changes = tunnelAttrChanges(d.tunnel, have.tunnel).map(
+      (c) => `${ATTR_LABEL[c.attr] ?? c.attr} ${shown(c.from)} -> ${shown(c.to)}`,
+    );
     if (changes.length > 0) update.ops.push({ op: 'link-set-tunnel', name: d.name, tunnel: d.tunnel });
     if (have.mtu !== d.mtu) {
       changes.push(`mtu ${have.mtu} -> ${d.mtu}`);
@@ -125,5 +148,6 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
     return update.ops.length > 0 ? [...actions, update] : actions;
   },
 
-  remove: ({ object, owner }) => deleteLink(owner, object.name, `tunnel ${owner} is gone from this node or uses another link`),
+  remove: ({ object, owner }) =>
+    deleteLink(owner, object.name, `tunnel ${owner} is gone from this node or uses another link`),
 };

@@ -15,7 +15,15 @@ const MAIN_METRIC = 0;
 const routeKey = (dst: string, metric: number) => `${dst} metric ${metric}`;
 
 function replace(tunnel: string, d: DesiredRoute, verb: 'create' | 'update'): Action {
-  return { tool: 'ip', kind: 'route', verb, tunnel, link: d.dev, detail: d.dst, ops: [{ op: 'route-replace', route: d, protocol: ROUTE_PROTOCOL }] };
+  return {
+    tool: 'ip',
+    kind: 'route',
+    verb,
+    tunnel,
+    link: d.dev,
+    detail: d.dst,
+    ops: [{ op: 'route-replace', route: d, protocol: ROUTE_PROTOCOL }],
+  };
 }
 
 function sameNextHop(d: DesiredRoute, o: ObservedRoute): boolean {
@@ -42,10 +50,20 @@ export const routePlanner: KindPlanner<DesiredRoute, ObservedRoute, ReadonlyMap<
   conflict(tunnel, d, byDst, links) {
     const foreign = byDst.get(d.dst)?.find((r) => routeOwner(r, links) === undefined);
     if (foreign === undefined) return undefined;
-    const how = [`protocol ${foreign.protocol}`, foreign.dev === undefined ? '' : `dev ${foreign.dev}`, foreign.metric === 0 ? '' : `metric ${foreign.metric}`].filter((x) => x !== '').join(', ');
+    const how = [
+      `protocol ${foreign.protocol}`,
+      foreign.dev === undefined ? '' : `dev ${foreign.dev}`,
+      foreign.metric === 0 ? '' : `metric ${foreign.metric}`,
+    ]
+      .filter((x) => x !== '')
+      .join(', ');
     return {
-      tunnel, reason: 'RouteTaken', field: d.field ?? 'spec.routes',
-      message: `a route to ${foreign.dst} exists (${how}) that ipip-operator did not create; it is left alone, and no route of ours is put beside it`,
+      tunnel,
+      reason: 'RouteTaken',
+      field: d.field ?? 'spec.routes',
+      message:
+        `a route to ${foreign.dst} exists (${how}) that ipip-operator did not create; it is left alone, ` +
+        `and no route of ours is put beside it`,
     };
   },
 
@@ -55,7 +73,12 @@ export const routePlanner: KindPlanner<DesiredRoute, ObservedRoute, ReadonlyMap<
   },
 
   remove: ({ object, owner }) => ({
-    tool: 'ip', kind: 'route', verb: 'delete', tunnel: owner, link: object.dev ?? '', detail: object.dst,
+    tool: 'ip',
+    kind: 'route',
+    verb: 'delete',
+    tunnel: owner,
+    link: object.dev ?? '',
+    detail: object.dst,
     ops: [{ op: 'route-del', dst: object.dst, dev: object.dev, metric: object.metric, protocol: ROUTE_PROTOCOL }],
   }),
 };

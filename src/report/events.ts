@@ -23,7 +23,9 @@ export interface TunnelEvent {
 /** What makes two events "the same" for deduplication (client-go: getEventKey). */
 export function eventKey(node: string, e: TunnelEvent): string {
   const m = e.tunnel.metadata;
-  return [COMPONENT, node, e.tunnel.apiVersion, e.tunnel.kind, m.name, m.uid ?? '', e.type, e.reason, e.message].join('\u0000');
+  return [COMPONENT, node, e.tunnel.apiVersion, e.tunnel.kind, m.name, m.uid ?? '', e.type, e.reason, e.message].join(
+    '\u0000',
+  );
 }
 
 /** client-go keeps 4096 keys; one agent's events are far fewer. */
@@ -33,7 +35,11 @@ const SERIES_WINDOW_MS = 10 * 60_000;
 /** The API server caps messages at 1 KiB for a readable `kubectl describe`. */
 const MAX_MESSAGE = 1024;
 
-interface Series { name: string; count: number; lastMs: number }
+interface Series {
+  name: string;
+  count: number;
+  lastMs: number;
+}
 
 export class EventRecorder {
   private readonly series = new Map<string, Series>();
@@ -43,7 +49,12 @@ export class EventRecorder {
   private readonly now: () => Date;
   private sequence = 0;
 
-  constructor(client: Pick<KubeClient, 'createEvent' | 'patchEventSeries'>, node: string, log: Logger, now: () => Date = () => new Date()) {
+  constructor(
+    client: Pick<KubeClient, 'createEvent' | 'patchEventSeries'>,
+    node: string,
+    log: Logger,
+    now: () => Date = () => new Date(),
+  ) {
     this.client = client;
     this.node = node;
     this.log = log;
@@ -73,7 +84,11 @@ export class EventRecorder {
       this.series.set(key, { name, count: 1, lastMs: now.getTime() });
       if (this.series.size > MAX_KEYS) this.series.delete(this.series.keys().next().value!);
     } catch (error) {
-      this.log.warn('event not recorded', { tunnel: e.tunnel.metadata.name, reason: e.reason, error: String((error as Error).message) });
+      this.log.warn('event not recorded', {
+        tunnel: e.tunnel.metadata.name,
+        reason: e.reason,
+        error: String((error as Error).message),
+      });
     }
   }
 
@@ -81,7 +96,12 @@ export class EventRecorder {
     const m = e.tunnel.metadata;
     return {
       metadata: { name, namespace: EVENT_NAMESPACE },
-      involvedObject: { apiVersion: e.tunnel.apiVersion, kind: e.tunnel.kind, name: m.name, ...(m.uid === undefined ? {} : { uid: m.uid }) },
+      involvedObject: {
+        apiVersion: e.tunnel.apiVersion,
+        kind: e.tunnel.kind,
+        name: m.name,
+        ...(m.uid === undefined ? {} : { uid: m.uid }),
+      },
       type: e.type,
       reason: e.reason,
       message: e.message.length > MAX_MESSAGE ? `${e.message.slice(0, MAX_MESSAGE - 3)}...` : e.message,

@@ -59,7 +59,13 @@ export interface RunningHttpServer {
 
 const TEXT = 'text/plain; charset=utf-8';
 
-function send(res: ServerResponse, status: number, contentType: string, body: string, headers: Record<string, string> = {}): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  contentType: string,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), ...headers });
   // For HEAD, node:http sends the headers and drops the body.
   res.end(body);
@@ -114,14 +120,20 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   // listener node would throw it and end the agent.
   server.on('error', (error) => log.warn('http server error', { address: options.address, error: error.message }));
   const bound = (server.address() as AddressInfo).port;
-  log.info('http server listening', { address: options.address, port: bound, metrics: metrics !== undefined, probes: isReady !== undefined || isHealthy !== undefined });
+  log.info('http server listening', {
+    address: options.address,
+    port: bound,
+    metrics: metrics !== undefined,
+    probes: isReady !== undefined || isHealthy !== undefined,
+  });
 
   return {
     port: bound,
-    close: () => new Promise<void>((resolveClose, reject) => {
-      server.close((error) => (error === undefined ? resolveClose() : reject(error)));
-      // Prometheus keeps connections open between scrapes; do not wait for them.
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolveClose, reject) => {
+        server.close((error) => (error === undefined ? resolveClose() : reject(error)));
+        // Prometheus keeps connections open between scrapes; do not wait for them.
+        server.closeAllConnections();
+      }),
   };
 }

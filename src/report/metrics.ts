@@ -37,14 +37,26 @@ export interface TunnelMetrics {
 
 /** Metric name (after the prefix) and help of each kernel counter, by its LinkStats field. */
 const KERNEL_COUNTERS: ReadonlyArray<[keyof LinkStats, string, string]> = [
-  ['rxBytes', 'tunnel_receive_bytes_total', 'Bytes received on the tunnel link (inner packets), as counted by the kernel.'],
-  ['txBytes', 'tunnel_transmit_bytes_total', 'Bytes transmitted on the tunnel link (inner packets), as counted by the kernel.'],
+  [
+    'rxBytes',
+    'tunnel_receive_bytes_total',
+    'Bytes received on the tunnel link (inner packets), as counted by the kernel.',
+  ],
+  [
+    'txBytes',
+    'tunnel_transmit_bytes_total',
+    'Bytes transmitted on the tunnel link (inner packets), as counted by the kernel.',
+  ],
   ['rxPackets', 'tunnel_receive_packets_total', 'Packets received on the tunnel link, as counted by the kernel.'],
   ['txPackets', 'tunnel_transmit_packets_total', 'Packets transmitted on the tunnel link, as counted by the kernel.'],
   ['rxErrors', 'tunnel_receive_errors_total', 'Receive errors on the tunnel link, as counted by the kernel.'],
   ['txErrors', 'tunnel_transmit_errors_total', 'Transmit errors on the tunnel link, as counted by the kernel.'],
   ['rxDropped', 'tunnel_receive_drops_total', 'Received packets dropped on the tunnel link, as counted by the kernel.'],
-  ['txDropped', 'tunnel_transmit_drops_total', 'Packets dropped before transmission on the tunnel link, as counted by the kernel.'],
+  [
+    'txDropped',
+    'tunnel_transmit_drops_total',
+    'Packets dropped before transmission on the tunnel link, as counted by the kernel.',
+  ],
 ];
 
 /**
@@ -56,66 +68,98 @@ const KERNEL_COUNTERS: ReadonlyArray<[keyof LinkStats, string, string]> = [
 const MISNAMED_DEFAULTS = /^(# (HELP|TYPE) )?nodejs_active_(handles|requests|resources)_total[ {]/;
 
 function withoutMisnamedDefaults(exposition: string): string {
-  return exposition.split('\n').filter((line) => !MISNAMED_DEFAULTS.test(line)).join('\n');
+  return exposition
+    .split('\n')
+    .filter((line) => !MISNAMED_DEFAULTS.test(line))
+    .join('\n');
 }
 
 export class AgentMetrics {
   readonly registry = new Registry();
 
   private readonly reconciles = new Counter({
-    name: `${PREFIX}reconcile_total`, help: 'Reconcile passes, by result.',
-    labelNames: ['result'], registers: [this.registry],
+    name: `${PREFIX}reconcile_total`,
+    help: 'Reconcile passes, by result.',
+    labelNames: ['result'],
+    registers: [this.registry],
   });
   private readonly kernelEvents = new Counter({
     name: `${PREFIX}kernel_events_total`,
-    help: 'Kernel events seen by the monitor (links, addresses, routes), by outcome: reconcile (they concern our links or routes) or ignored (routes of others, e.g. a BGP daemon\'s).',
-    labelNames: ['outcome'], registers: [this.registry],
+    help:
+      'Kernel events seen by the monitor (links, addresses, routes), by outcome: reconcile (they concern ' +
+      "our links or routes) or ignored (routes of others, e.g. a BGP daemon's).",
+    labelNames: ['outcome'],
+    registers: [this.registry],
   });
   private readonly reconcileDuration = new Histogram({
-    name: `${PREFIX}reconcile_duration_seconds`, help: 'How long a reconcile pass took: observe, plan, apply.',
-    buckets: DURATION_BUCKETS, registers: [this.registry],
+    name: `${PREFIX}reconcile_duration_seconds`,
+    help: 'How long a reconcile pass took: observe, plan, apply.',
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
   });
   private readonly dataplaneChanges = new Counter({
-    name: `${PREFIX}dataplane_changes_total`, help: 'Kernel objects the agent changed successfully, by object and action.',
-    labelNames: ['object', 'action'], registers: [this.registry],
+    name: `${PREFIX}dataplane_changes_total`,
+    help: 'Kernel objects the agent changed successfully, by object and action.',
+    labelNames: ['object', 'action'],
+    registers: [this.registry],
   });
   private readonly driftCorrections = new Counter({
-    name: `${PREFIX}drift_corrections_total`, help: 'Changes made to undo kernel state that drifted from the wanted state after it had been reached.',
+    name: `${PREFIX}drift_corrections_total`,
+    help: 'Changes made to undo kernel state that drifted from the wanted state after it had been reached.',
     registers: [this.registry],
   });
   private readonly tunnelUp = new Gauge({
-    name: `${PREFIX}tunnel_up`, help: '1 when the tunnel link is administratively up, else 0.',
-    labelNames: ['tunnel', 'link'], registers: [this.registry],
+    name: `${PREFIX}tunnel_up`,
+    help: '1 when the tunnel link is administratively up, else 0.',
+    labelNames: ['tunnel', 'link'],
+    registers: [this.registry],
   });
   private readonly tunnelInfo = new Gauge({
-    name: `${PREFIX}tunnel_info`, help: 'Always 1; labels describe the tunnel link on this node.',
-    labelNames: ['tunnel', 'link', 'mode', 'local', 'remote'], registers: [this.registry],
+    name: `${PREFIX}tunnel_info`,
+    help: 'Always 1; labels describe the tunnel link on this node.',
+    labelNames: ['tunnel', 'link', 'mode', 'local', 'remote'],
+    registers: [this.registry],
   });
   // Counters whose value is the kernel's own absolute count, replaced on every setTunnels;
   // a link that is recreated starts again from 0, which Prometheus reads as a counter reset.
   private readonly kernelCounters = KERNEL_COUNTERS.map(([field, name, help]) => ({
     field,
-    counter: new Counter({ name: `${PREFIX}${name}`, help, labelNames: ['tunnel', 'link'], registers: [this.registry] }),
+    counter: new Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames: ['tunnel', 'link'],
+      registers: [this.registry],
+    }),
   }));
   private readonly ipCommands = new Counter({
-    name: `${PREFIX}ip_commands_total`, help: '`ip` processes run, by purpose and result.',
-    labelNames: ['purpose', 'result'], registers: [this.registry],
+    name: `${PREFIX}ip_commands_total`,
+    help: '`ip` processes run, by purpose and result.',
+    labelNames: ['purpose', 'result'],
+    registers: [this.registry],
   });
   private readonly ipCommandDuration = new Histogram({
-    name: `${PREFIX}ip_command_duration_seconds`, help: 'How long an `ip` process took, by purpose.',
-    labelNames: ['purpose'], buckets: DURATION_BUCKETS, registers: [this.registry],
+    name: `${PREFIX}ip_command_duration_seconds`,
+    help: 'How long an `ip` process took, by purpose.',
+    labelNames: ['purpose'],
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
   });
   private readonly lists = new Counter({
-    name: `${PREFIX}watch_lists_total`, help: 'Full lists of a watched resource, by why: start, expired (410), error (reconnects failed), periodic.',
-    labelNames: ['resource', 'reason'], registers: [this.registry],
+    name: `${PREFIX}watch_lists_total`,
+    help: 'Full lists of a watched resource, by why: start, expired (410), error (reconnects failed), periodic.',
+    labelNames: ['resource', 'reason'],
+    registers: [this.registry],
   });
   private readonly leader = new Gauge({
-    name: `${PREFIX}status_leader`, help: '1 while this agent holds the Lease and writes the tunnels\' aggregate status, else 0.',
+    name: `${PREFIX}status_leader`,
+    help: "1 while this agent holds the Lease and writes the tunnels' aggregate status, else 0.",
     registers: [this.registry],
   });
   private readonly apiRequests = new Counter({
-    name: `${PREFIX}apiserver_requests_total`, help: 'Requests to the Kubernetes API server, by verb and result.',
-    labelNames: ['verb', 'result'], registers: [this.registry],
+    name: `${PREFIX}apiserver_requests_total`,
+    help: 'Requests to the Kubernetes API server, by verb and result.',
+    labelNames: ['verb', 'result'],
+    registers: [this.registry],
   });
 
   constructor() {

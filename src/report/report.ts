@@ -55,12 +55,19 @@ export function reportReconcile(
   const changed = new Map<string, string[]>();
   for (const { action, error } of outcome.results) {
     if (error !== undefined) continue;
-    changed.set(action.tunnel, [...(changed.get(action.tunnel) ?? []), `${action.verb} ${action.kind} ${action.detail}`]);
+    changed.set(action.tunnel, [
+      ...(changed.get(action.tunnel) ?? []),
+      `${action.verb} ${action.kind} ${action.detail}`,
+    ]);
   }
   const linksByName = new Map(outcome.observed.links.map((l) => [l.name, l]));
   const resolutions = new Map(outcome.resolutions.map((r) => [r.tunnel, r]));
   const report: NodeReport = {
-    result: outcome.results.some((r) => r.error !== undefined) ? 'error' : outcome.problems.length > 0 ? 'requeue' : 'success',
+    result: outcome.results.some((r) => r.error !== undefined)
+      ? 'error'
+      : outcome.problems.length > 0
+        ? 'requeue'
+        : 'success',
     changes: outcome.results.filter((r) => r.error === undefined),
     driftCorrections: [...corrections.values()].reduce((a, b) => a + b, 0),
     tunnels: [],
@@ -75,7 +82,8 @@ export function reportReconcile(
     const mine = entryOf(tunnel, nodeName);
     const changes = changed.get(name);
     if (changes !== undefined) {
-      const reason = resolution.outcome === 'absent' ? 'EndpointRemoved' : corrections.has(name) ? 'DriftCorrected' : 'Programmed';
+      const reason =
+        resolution.outcome === 'absent' ? 'EndpointRemoved' : corrections.has(name) ? 'DriftCorrected' : 'Programmed';
       report.events.push({ tunnel, type: 'Normal', reason, message: `node ${nodeName}: ${changes.join('; ')}` });
     }
     if (resolution.outcome === 'absent') {
@@ -88,8 +96,13 @@ export function reportReconcile(
       const { link } = resolution.desired;
       const stats = linksByName.get(link.name)?.stats;
       report.tunnels.push({
-        tunnel: name, link: link.name, mode: link.tunnel.mode, local: link.tunnel.local ?? '', remote: link.tunnel.remote ?? '',
-        up: wanted.ready === true, ...(stats === undefined ? {} : { stats }),
+        tunnel: name,
+        link: link.name,
+        mode: link.tunnel.mode,
+        local: link.tunnel.local ?? '',
+        remote: link.tunnel.remote ?? '',
+        up: wanted.ready === true,
+        ...(stats === undefined ? {} : { stats }),
       });
     }
     if (sameEntry(mine, wanted)) continue;
@@ -97,7 +110,12 @@ export function reportReconcile(
     // normal convergence, shown in the status alone.
     const waiting = problemClass(wanted.reason ?? '') === 'waiting';
     if (wanted.ready !== true && !waiting && (mine?.reason !== wanted.reason || mine?.message !== wanted.message)) {
-      report.events.push({ tunnel, type: 'Warning', reason: wanted.reason ?? 'Unknown', message: `node ${nodeName}: ${wanted.message ?? ''}` });
+      report.events.push({
+        tunnel,
+        type: 'Warning',
+        reason: wanted.reason ?? 'Unknown',
+        message: `node ${nodeName}: ${wanted.message ?? ''}`,
+      });
     }
     report.statusWrites.push({ tunnel, endpoints: [wanted] });
   }

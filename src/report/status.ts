@@ -27,7 +27,6 @@ export function nodeFieldManager(nodeName: string): string {
   return `${plain.slice(0, MAX_FIELD_MANAGER - 17)}-${hash}`;
 }
 
-
 export const PROGRAMMED = 'Programmed';
 
 /**
@@ -42,7 +41,10 @@ export function endpointEntry(
 ): EndpointStatus {
   const entry: EndpointStatus = {
     nodeName,
-    linkName: resolution.outcome === 'desired' ? resolution.desired.link.name : tunnel.spec.linkName ?? defaultLinkName(tunnel.metadata.name),
+    linkName:
+      resolution.outcome === 'desired'
+        ? resolution.desired.link.name
+        : (tunnel.spec.linkName ?? defaultLinkName(tunnel.metadata.name)),
     ready: problem === undefined && resolution.outcome === 'desired',
     reason: PROGRAMMED,
     message: '',
@@ -61,7 +63,15 @@ export function endpointEntry(
   return entry;
 }
 
-const ENTRY_FIELDS = ['nodeName', 'underlayAddress', 'linkName', 'ready', 'reason', 'message', 'observedGeneration'] as const;
+const ENTRY_FIELDS = [
+  'nodeName',
+  'underlayAddress',
+  'linkName',
+  'ready',
+  'reason',
+  'message',
+  'observedGeneration',
+] as const;
 
 /** Equal in every field the agent writes (a missing field equals undefined). */
 export function sameEntry(a: EndpointStatus | undefined, b: EndpointStatus | undefined): boolean {
@@ -78,7 +88,9 @@ export function metaTime(date: Date): string {
   return date.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
-type AggregateStatus = Required<Pick<IpipTunnelStatus, 'observedGeneration' | 'readyEndpoints' | 'totalEndpoints' | 'readySummary' | 'conditions'>>;
+type AggregateStatus = Required<
+  Pick<IpipTunnelStatus, 'observedGeneration' | 'readyEndpoints' | 'totalEndpoints' | 'readySummary' | 'conditions'>
+>;
 
 /** At most this many nodes are named in a condition message; the rest are counted. */
 const NAMED_IN_MESSAGE = 3;
@@ -102,28 +114,63 @@ export function aggregateStatus(tunnel: IpipTunnel, now: Date): AggregateStatus 
   for (const node of nodes) {
     const entry = entryOf(tunnel, node);
     if (entry === undefined) notReady.push(`${node}: no report from its agent yet`);
-    else if (entry.observedGeneration !== generation) notReady.push(`${node}: has not seen generation ${generation} yet`);
+    else if (entry.observedGeneration !== generation)
+      notReady.push(`${node}: has not seen generation ${generation} yet`);
     else if (entry.ready === true) ready += 1;
     else {
       notReady.push(`${node}: ${entry.reason ?? 'Unknown'}: ${entry.message ?? ''}`);
-      if (problemClass(entry.reason ?? '') !== 'waiting') errors.push({ node, reason: entry.reason ?? 'Unknown', message: entry.message ?? '' });
+      if (problemClass(entry.reason ?? '') !== 'waiting')
+        errors.push({ node, reason: entry.reason ?? 'Unknown', message: entry.message ?? '' });
     }
   }
   const total = nodes.length;
   const summary = `${ready}/${total}`;
-  const readyCondition: Omit<Condition, 'lastTransitionTime'> = ready === total && total > 0
-    ? { type: 'Ready', status: 'True', reason: 'AllEndpointsReady', message: `${summary} endpoints ready`, observedGeneration: generation }
-    : { type: 'Ready', status: 'False', reason: 'EndpointsNotReady', message: `${summary} endpoints ready; ${listed(notReady)}`, observedGeneration: generation };
-  const degraded: Omit<Condition, 'lastTransitionTime'> = errors.length === 0
-    ? { type: 'Degraded', status: 'False', reason: 'NoEndpointErrors', message: 'no endpoint reports an error', observedGeneration: generation }
-    : { type: 'Degraded', status: 'True', reason: errors[0]!.reason, message: listed(errors.map((e) => `${e.node}: ${e.reason}: ${e.message}`)), observedGeneration: generation };
+  const readyCondition: Omit<Condition, 'lastTransitionTime'> =
+    ready === total && total > 0
+      ? {
+          type: 'Ready',
+          status: 'True',
+          reason: 'AllEndpointsReady',
+          message: `${summary} endpoints ready`,
+          observedGeneration: generation,
+        }
+      : {
+          type: 'Ready',
+          status: 'False',
+          reason: 'EndpointsNotReady',
+          message: `${summary} endpoints ready; ${listed(notReady)}`,
+          observedGeneration: generation,
+        };
+  const degraded: Omit<Condition, 'lastTransitionTime'> =
+    errors.length === 0
+      ? {
+          type: 'Degraded',
+          status: 'False',
+          reason: 'NoEndpointErrors',
+          message: 'no endpoint reports an error',
+          observedGeneration: generation,
+        }
+      : {
+          type: 'Degraded',
+          status: 'True',
+          reason: errors[0]!.reason,
+          message: listed(errors.map((e) => `${e.node}: ${e.reason}: ${e.message}`)),
+          observedGeneration: generation,
+        };
   const previous = tunnel.status?.conditions ?? [];
   const conditions = [readyCondition, degraded].map((c): Condition => {
     const before = previous.find((p) => p.type === c.type);
-    const lastTransitionTime = before !== undefined && before.status === c.status ? before.lastTransitionTime : metaTime(now);
+    const lastTransitionTime =
+      before !== undefined && before.status === c.status ? before.lastTransitionTime : metaTime(now);
     return { ...c, lastTransitionTime };
   });
-  return { observedGeneration: generation, readyEndpoints: ready, totalEndpoints: total, readySummary: summary, conditions };
+  return {
+    observedGeneration: generation,
+    readyEndpoints: ready,
+    totalEndpoints: total,
+    readySummary: summary,
+    conditions,
+  };
 }
 
 const CONDITION_FIELDS = ['type', 'status', 'reason', 'message', 'observedGeneration', 'lastTransitionTime'] as const;
@@ -131,8 +178,13 @@ const CONDITION_FIELDS = ['type', 'status', 'reason', 'message', 'observedGenera
 /** True when the object already says what aggregateStatus computed. */
 export function sameAggregate(current: IpipTunnelStatus | undefined, wanted: AggregateStatus): boolean {
   if (current === undefined) return false;
-  if (current.observedGeneration !== wanted.observedGeneration || current.readyEndpoints !== wanted.readyEndpoints
-    || current.totalEndpoints !== wanted.totalEndpoints || current.readySummary !== wanted.readySummary) return false;
+  if (
+    current.observedGeneration !== wanted.observedGeneration ||
+    current.readyEndpoints !== wanted.readyEndpoints ||
+    current.totalEndpoints !== wanted.totalEndpoints ||
+    current.readySummary !== wanted.readySummary
+  )
+    return false;
   const have = current.conditions ?? [];
   if (have.length !== wanted.conditions.length) return false;
   return wanted.conditions.every((w) => {

@@ -68,7 +68,12 @@ function localUnderlay(
   if (node === undefined) {
     // plan --from-scratch: nothing is read, so trust the spec and assume a common MTU.
     if (wantedAddress === undefined) {
-      return problem('error', 'LocalUnderlayUnknown', `planning from scratch needs ${field}.address for node ${endpoint.nodeName}`, `${field}.address`);
+      return problem(
+        'error',
+        'LocalUnderlayUnknown',
+        `planning from scratch needs ${field}.address for node ${endpoint.nodeName}`,
+        `${field}.address`,
+      );
     }
     return wantedDevice === undefined
       ? { address: wantedAddress, mtu: ASSUMED_UNDERLAY_MTU }
@@ -78,29 +83,54 @@ function localUnderlay(
   if (wantedDevice !== undefined) {
     device = node.byName.get(wantedDevice);
     if (device === undefined) {
-      return problem('error', 'UnderlayInterfaceNotFound', `interface ${wantedDevice} does not exist on node ${input.nodeName}`, `${field}.interface`);
+      return problem(
+        'error',
+        'UnderlayInterfaceNotFound',
+        `interface ${wantedDevice} does not exist on node ${input.nodeName}`,
+        `${field}.interface`,
+      );
     }
   }
   let address = wantedAddress;
   if (address !== undefined) {
     const holder = node.byAddress.get(address);
     if (holder === undefined) {
-      return problem('error', 'UnderlayAddressNotLocal', `${address} is not an address of node ${input.nodeName}`, `${field}.address`);
+      return problem(
+        'error',
+        'UnderlayAddressNotLocal',
+        `${address} is not an address of node ${input.nodeName}`,
+        `${field}.address`,
+      );
     }
     device ??= holder;
   } else if (device !== undefined) {
     address = firstGlobalAddress(device);
     if (address === undefined) {
-      return problem('error', 'UnderlayInterfaceHasNoAddress', `interface ${device.name} on node ${input.nodeName} has no global IPv4 address`, `${field}.interface`);
+      return problem(
+        'error',
+        'UnderlayInterfaceHasNoAddress',
+        `interface ${device.name} on node ${input.nodeName} has no global IPv4 address`,
+        `${field}.interface`,
+      );
     }
   } else {
     address = input.nodeAddresses.get(input.nodeName);
     if (address === undefined) {
-      return problem('error', 'LocalUnderlayUnknown', `node ${input.nodeName} has no InternalIP known; set ${field}.address or ${field}.interface`, field);
+      return problem(
+        'error',
+        'LocalUnderlayUnknown',
+        `node ${input.nodeName} has no InternalIP known; set ${field}.address or ${field}.interface`,
+        field,
+      );
     }
     device = node.byAddress.get(address);
     if (device === undefined) {
-      return problem('error', 'UnderlayAddressNotLocal', `InternalIP ${address} of node ${input.nodeName} is not an address of this node`, field);
+      return problem(
+        'error',
+        'UnderlayAddressNotLocal',
+        `InternalIP ${address} of node ${input.nodeName} is not an address of this node`,
+        field,
+      );
     }
   }
   return { address, device: device.name, mtu: device.mtu };
@@ -120,15 +150,22 @@ function remoteUnderlay(
   if (endpoint.underlay?.interface !== undefined) {
     const published = tunnel.status?.endpoints?.find((s) => s.nodeName === endpoint.nodeName)?.underlayAddress;
     if (published !== undefined) return published;
-    return problem('waiting', 'RemoteUnderlayUnknown',
-      `waiting for node ${endpoint.nodeName} to publish the address of its ${endpoint.underlay.interface} (without an API server, set spec.endpoints[${index}].underlay.address)`,
-      `spec.endpoints[${index}].underlay`);
+    return problem(
+      'waiting',
+      'RemoteUnderlayUnknown',
+      `waiting for node ${endpoint.nodeName} to publish the address of its ${endpoint.underlay.interface} ` +
+        `(without an API server, set spec.endpoints[${index}].underlay.address)`,
+      `spec.endpoints[${index}].underlay`,
+    );
   }
   const internal = input.nodeAddresses.get(endpoint.nodeName);
   if (internal !== undefined) return internal;
-  return problem('waiting', 'RemoteUnderlayUnknown',
+  return problem(
+    'waiting',
+    'RemoteUnderlayUnknown',
     `waiting for the InternalIP of node ${endpoint.nodeName} (without an API server, set spec.endpoints[${index}].underlay.address)`,
-    `spec.endpoints[${index}].underlay`);
+    `spec.endpoints[${index}].underlay`,
+  );
 }
 
 /**
@@ -144,8 +181,18 @@ interface Resolved {
   claims: Claim[];
 }
 
-const nameClaim = (linkName: string): Claim => ({ key: `name ${linkName}`, reason: 'LinkNameInUse', field: 'spec.linkName', what: `link name ${linkName}` });
-const routeClaim = (dst: string, field: string): Claim => ({ key: `route ${dst}`, reason: 'RouteInUse', field, what: `route ${dst}` });
+const nameClaim = (linkName: string): Claim => ({
+  key: `name ${linkName}`,
+  reason: 'LinkNameInUse',
+  field: 'spec.linkName',
+  what: `link name ${linkName}`,
+});
+const routeClaim = (dst: string, field: string): Claim => ({
+  key: `route ${dst}`,
+  reason: 'RouteInUse',
+  field,
+  what: `route ${dst}`,
+});
 
 function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | undefined): Resolved {
   const name = tunnel.metadata.name;
@@ -157,12 +204,27 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
   if (invalid.length > 0) {
     const first = invalid[0]!;
     const more = invalid.length > 1 ? ` (and ${invalid.length - 1} more)` : '';
-    return { resolution: { tunnel: name, ...problem('error', 'InvalidSpec', `${first.field}: ${first.message}${more}`, first.field) }, claims: [] };
+    return {
+      resolution: {
+        tunnel: name,
+        ...problem('error', 'InvalidSpec', `${first.field}: ${first.message}${more}`, first.field),
+      },
+      claims: [],
+    };
   }
   const spec: EffectiveSpec = effectiveSpec(tunnel);
   const linkName = spec.linkName;
   if (spec.endpoints.length > 2) {
-    const resolution = { tunnel: name, ...problem('error', 'MeshNotSupported', `${spec.endpoints.length} endpoints make a full mesh, which this version cannot program yet; use point-to-point tunnels of 2 endpoints`, 'spec.endpoints') };
+    const resolution = {
+      tunnel: name,
+      ...problem(
+        'error',
+        'MeshNotSupported',
+        `${spec.endpoints.length} endpoints make a full mesh, which this version cannot program yet; ` +
+          `use point-to-point tunnels of 2 endpoints`,
+        'spec.endpoints',
+      ),
+    };
     return { resolution, claims: [nameClaim(linkName)] };
   }
   const self = spec.endpoints[selfIndex]!;
@@ -171,29 +233,51 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
 
   // spec.routes and the remote endpoint's networks, into the link, each with its field.
   const fields = new Map<string, string>();
-  spec.routes.forEach((dst, i) => fields.set(dst, `spec.routes[${i}]`));
-  (remote.networks ?? []).forEach((dst, i) => { if (!fields.has(dst)) fields.set(dst, `spec.endpoints[${remoteIndex}].networks[${i}]`); });
+  spec.routes.forEach((dst, i) => {
+    fields.set(dst, `spec.routes[${i}]`);
+  });
+  (remote.networks ?? []).forEach((dst, i) => {
+    if (!fields.has(dst)) fields.set(dst, `spec.endpoints[${remoteIndex}].networks[${i}]`);
+  });
   const routes = [...fields.keys()].sort().map((dst) => ({ dst, dev: linkName, field: fields.get(dst)! }));
   const claims = [nameClaim(linkName), ...routes.map((r) => routeClaim(r.dst, r.field))];
 
   const local = localUnderlay(self, selfIndex, input, node);
   if (isProblem(local)) return { resolution: { tunnel: name, ...local }, claims };
   const remoteAddress = remoteUnderlay(tunnel, remote, remoteIndex, input);
-  if (typeof remoteAddress !== 'string') return { resolution: { tunnel: name, ...remoteAddress, underlayAddress: local.address }, claims };
+  if (typeof remoteAddress !== 'string')
+    return { resolution: { tunnel: name, ...remoteAddress, underlayAddress: local.address }, claims };
 
   const desired: DesiredTunnel = {
     tunnel: name,
     link: {
       name: linkName,
       mtu: spec.mtu ?? local.mtu - TUNNEL_OVERHEAD[spec.mode],
-      tunnel: { mode: spec.mode, local: local.address, remote: remoteAddress, ttl: spec.ttl, underlayDevice: local.device },
+      tunnel: {
+        mode: spec.mode,
+        local: local.address,
+        remote: remoteAddress,
+        ttl: spec.ttl,
+        underlayDevice: local.device,
+      },
     },
     // This node's overlay address, as a /32 with the remote overlay address as its peer.
-    addresses: [{ dev: linkName, local: self.overlayAddress, prefixlen: 32, peer: remote.overlayAddress, field: `spec.endpoints[${selfIndex}].overlayAddress`, peerField: `spec.endpoints[${remoteIndex}].overlayAddress` }],
+    addresses: [
+      {
+        dev: linkName,
+        local: self.overlayAddress,
+        prefixlen: 32,
+        peer: remote.overlayAddress,
+        field: `spec.endpoints[${selfIndex}].overlayAddress`,
+        peerField: `spec.endpoints[${remoteIndex}].overlayAddress`,
+      },
+    ],
     routes,
   };
   claims.push({
-    key: `pair ${spec.mode} ${local.address} ${remoteAddress}`, reason: 'UnderlayPairInUse', field: `spec.endpoints[${remoteIndex}].underlay`,
+    key: `pair ${spec.mode} ${local.address} ${remoteAddress}`,
+    reason: 'UnderlayPairInUse',
+    field: `spec.endpoints[${remoteIndex}].underlay`,
     what: `the underlay pair ${local.address} -> ${remoteAddress}`,
   });
   return { resolution: { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address }, claims };
@@ -209,11 +293,17 @@ function heldClaims(tunnel: string, kernel: KernelState | undefined): Claim[] {
     links.add(l.name);
     held.push(nameClaim(l.name));
     if (l.tunnel.local !== undefined) {
-      held.push({ key: `pair ${l.tunnel.mode} ${l.tunnel.local} ${l.tunnel.remote ?? 'any'}`, reason: 'UnderlayPairInUse', field: 'spec.endpoints', what: `the underlay pair ${l.tunnel.local} -> ${l.tunnel.remote ?? 'any'}` });
+      held.push({
+        key: `pair ${l.tunnel.mode} ${l.tunnel.local} ${l.tunnel.remote ?? 'any'}`,
+        reason: 'UnderlayPairInUse',
+        field: 'spec.endpoints',
+        what: `the underlay pair ${l.tunnel.local} -> ${l.tunnel.remote ?? 'any'}`,
+      });
     }
   }
   for (const r of kernel.routes) {
-    if (r.dev !== undefined && links.has(r.dev) && r.protocol === ROUTE_PROTOCOL) held.push(routeClaim(r.dst, 'spec.routes'));
+    if (r.dev !== undefined && links.has(r.dev) && r.protocol === ROUTE_PROTOCOL)
+      held.push(routeClaim(r.dst, 'spec.routes'));
   }
   return held;
 }
@@ -222,15 +312,30 @@ function heldClaims(tunnel: string, kernel: KernelState | undefined): Claim[] {
 function harmOf(desired: DesiredTunnel, paths: HostPaths): TunnelProblem | undefined {
   const candidates: Array<{ prefix: string; field: string; what: string }> = [];
   for (const a of desired.addresses) {
-    candidates.push({ prefix: `${a.local}/32`, field: a.field ?? 'spec.endpoints', what: `overlay address ${a.local}` });
+    candidates.push({
+      prefix: `${a.local}/32`,
+      field: a.field ?? 'spec.endpoints',
+      what: `overlay address ${a.local}`,
+    });
     // The kernel routes the peer of a point-to-point address into the link.
-    if (a.peer !== undefined) candidates.push({ prefix: `${a.peer}/32`, field: a.peerField ?? 'spec.endpoints', what: `the route the kernel adds for the peer ${a.peer}` });
+    if (a.peer !== undefined)
+      candidates.push({
+        prefix: `${a.peer}/32`,
+        field: a.peerField ?? 'spec.endpoints',
+        what: `the route the kernel adds for the peer ${a.peer}`,
+      });
   }
-  for (const r of desired.routes) candidates.push({ prefix: r.dst, field: r.field ?? 'spec.routes', what: `route ${r.dst}` });
+  for (const r of desired.routes)
+    candidates.push({ prefix: r.dst, field: r.field ?? 'spec.routes', what: `route ${r.dst}` });
   for (const c of candidates) {
     const harm = harmTo(paths, c.prefix);
     if (harm !== undefined) {
-      return { tunnel: desired.tunnel, reason: 'RouteHarmsUnderlay', field: c.field, message: `${c.what}: ${harm}; refused` };
+      return {
+        tunnel: desired.tunnel,
+        reason: 'RouteHarmsUnderlay',
+        field: c.field,
+        message: `${c.what}: ${harm}; refused`,
+      };
     }
   }
   return undefined;
@@ -240,7 +345,9 @@ function harmOf(desired: DesiredTunnel, paths: HostPaths): TunnelProblem | undef
 function endpointNodes(tunnel: IpipTunnel): string[] {
   const endpoints: unknown = tunnel.spec?.endpoints;
   if (!Array.isArray(endpoints)) return [];
-  return endpoints.map((e: { nodeName?: unknown } | null) => e?.nodeName).filter((n): n is string => typeof n === 'string');
+  return endpoints
+    .map((e: { nodeName?: unknown } | null) => e?.nodeName)
+    .filter((n): n is string => typeof n === 'string');
 }
 
 /**
@@ -251,7 +358,10 @@ function endpointNodes(tunnel: IpipTunnel): string[] {
  */
 export function concernsNode(tunnel: IpipTunnel | undefined, nodeName: string): boolean {
   if (tunnel === undefined) return false;
-  return endpointNodes(tunnel).includes(nodeName) || (tunnel.status?.endpoints?.some((e) => e.nodeName === nodeName) ?? false);
+  return (
+    endpointNodes(tunnel).includes(nodeName) ||
+    (tunnel.status?.endpoints?.some((e) => e.nodeName === nodeName) ?? false)
+  );
 }
 
 /**
@@ -302,7 +412,16 @@ export function resolve(input: ResolveInput): TunnelResolution[] {
     if (result.outcome === 'desired') {
       const clash = claims.find((c) => holders.has(c.key));
       if (clash !== undefined) {
-        result = { tunnel: result.tunnel, ...problem('error', clash.reason, `${clash.what} is already held by tunnel ${holders.get(clash.key)} on node ${input.nodeName}`, clash.field), underlayAddress: result.underlayAddress };
+        result = {
+          tunnel: result.tunnel,
+          ...problem(
+            'error',
+            clash.reason,
+            `${clash.what} is already held by tunnel ${holders.get(clash.key)} on node ${input.nodeName}`,
+            clash.field,
+          ),
+          underlayAddress: result.underlayAddress,
+        };
       }
     }
     // A desired tunnel holds what it claims; one that is not holds what its spec claims
@@ -320,8 +439,10 @@ function underlaysOf(resolved: readonly Resolved[]): UnderlayAddress[] {
   for (const { resolution: r } of resolved) {
     if (r.outcome !== 'desired') continue;
     const t = r.desired.link.tunnel;
-    if (t.local !== undefined) found.push({ address: t.local, role: `the local underlay address of tunnel ${r.tunnel}` });
-    if (t.remote !== undefined) found.push({ address: t.remote, role: `the remote underlay address of tunnel ${r.tunnel}` });
+    if (t.local !== undefined)
+      found.push({ address: t.local, role: `the local underlay address of tunnel ${r.tunnel}` });
+    if (t.remote !== undefined)
+      found.push({ address: t.remote, role: `the remote underlay address of tunnel ${r.tunnel}` });
   }
   return found;
 }

@@ -65,8 +65,10 @@ export function hostPaths(kernel: KernelState, wanted: readonly UnderlayAddress[
   for (const l of kernel.links) {
     if (l.tunnel === undefined) continue;
     const whose = linkOwner(l) === undefined ? `the tunnel device ${l.name}` : `the agent's tunnel link ${l.name}`;
-    if (l.tunnel.local !== undefined) inUse.push({ address: l.tunnel.local, role: `the local underlay address of ${whose}` });
-    if (l.tunnel.remote !== undefined) inUse.push({ address: l.tunnel.remote, role: `the remote underlay address of ${whose}` });
+    if (l.tunnel.local !== undefined)
+      inUse.push({ address: l.tunnel.local, role: `the local underlay address of ${whose}` });
+    if (l.tunnel.remote !== undefined)
+      inUse.push({ address: l.tunnel.remote, role: `the remote underlay address of ${whose}` });
   }
   // The host's own routes (not the agent's), by prefix length, for longest-prefix matches.
   const owners = new Map<string, string>();
@@ -78,8 +80,8 @@ export function hostPaths(kernel: KernelState, wanted: readonly UnderlayAddress[
   for (const r of kernel.routes) {
     if (routeOwner(r, (name) => owners.get(name)) !== undefined || r.dst.includes(':')) continue;
     const { network, length } = parsePrefix(r.dst);
-    let table = byLength.get(length);
-    if (table === undefined) byLength.set(length, (table = new Map()));
+    const table = byLength.get(length) ?? new Map<number, ObservedRoute>();
+    byLength.set(length, table);
     const best = table.get(network);
     if (best === undefined || r.metric < best.metric) table.set(network, r);
   }
@@ -134,7 +136,8 @@ export function harmTo(paths: HostPaths, prefix: string): string | undefined {
   }
   for (let i = lo; i < paths.addresses.length && paths.addresses[i]!.address < end; i++) {
     const a = paths.addresses[i]!;
-    if (length >= a.pathLength) return `${prefix} would take the path to ${a.text}, ${a.role} (it goes by ${a.path} now)`;
+    if (length >= a.pathLength)
+      return `${prefix} would take the path to ${a.text}, ${a.role} (it goes by ${a.path} now)`;
   }
   for (const s of paths.subnets) {
     if (length >= s.length && networkOf(network, s.length) === s.network) {

@@ -54,29 +54,49 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   async function deleteAndWaitClean(name: string, linkName: string): Promise<void> {
     await kubectl(['delete', 'ipiptunnel', name, '--wait=true']);
     for (const node of NODES) {
-      await eventually(`${linkName} gone from ${node}`, async () => ((await link(node, linkName)) === undefined ? true : undefined));
+      await eventually(`${linkName} gone from ${node}`, async () =>
+        (await link(node, linkName)) === undefined ? true : undefined,
+      );
     }
   }
 
-  test('lab up: API server on the bridge, two guests, Node objects, the chart\'s objects from deploy/manifests/, an agent per node as its ServiceAccount', async () => {
-    await lab.start(() => startClusterLab());
-    // Everything a user's `kubectl apply -f deploy/manifests/` creates. Its DaemonSet gets no
-    // pods (no kubelet, no controller-manager); the agents are started in the guests below.
-    await kubectl(['apply', '-f', join(REPO, 'deploy/manifests/ipip-operator.yaml')]);
-    const kubeconfig = await L().serviceAccountKubeconfig(SA.namespace, SA.name);
-    agentArgs = ['--kubeconfig', kubeconfig, '--lease-namespace', SA.namespace, '--resync-period', '3s', '--log-format', 'text'];
-    for (const node of NODES) await L().startAgent(node, agentArgs);
-    for (const node of NODES) await L().waitAgentReady(node);
-    // A healthy start is no API error on the metrics users alert on: the first agent's
-    // read of a Lease that does not exist yet (404) is an answer, not a failure.
-    for (const node of NODES) {
-      const metrics = await agentMetrics(L().guest(node));
-      const leaseReads = metricSum(metrics, 'ipip_operator_apiserver_requests_total', { verb: 'get', result: 'success' });
-      assert.notEqual(leaseReads, 0, `${node} read the Lease:\n${metrics}`);
-      const errors = samples(metrics, 'ipip_operator_apiserver_requests_total', { result: 'error' }).filter((x) => x.value !== 0).map((x) => x.line);
-      assert.deepEqual(errors, [], `${node} counted API errors on a healthy start`);
-    }
-  });
+  test(
+    "lab up: API server on the bridge, two guests, Node objects, the chart's objects from deploy/manifests/, " +
+      'an agent per node as its ServiceAccount',
+    async () => {
+      await lab.start(() => startClusterLab());
+      // Everything a user's `kubectl apply -f deploy/manifests/` creates. Its DaemonSet gets no
+      // pods (no kubelet, no controller-manager); the agents are started in the guests below.
+      await kubectl(['apply', '-f', join(REPO, 'deploy/manifests/ipip-operator.yaml')]);
+      const kubeconfig = await L().serviceAccountKubeconfig(SA.namespace, SA.name);
+      agentArgs = [
+        '--kubeconfig',
+        kubeconfig,
+        '--lease-namespace',
+        SA.namespace,
+        '--resync-period',
+        '3s',
+        '--log-format',
+        'text',
+      ];
+      for (const node of NODES) await L().startAgent(node, agentArgs);
+      for (const node of NODES) await L().waitAgentReady(node);
+      // A healthy start is no API error on the metrics users alert on: the first agent's
+      // read of a Lease that does not exist yet (404) is an answer, not a failure.
+      for (const node of NODES) {
+        const metrics = await agentMetrics(L().guest(node));
+        const leaseReads = metricSum(metrics, 'ipip_operator_apiserver_requests_total', {
+          verb: 'get',
+          result: 'success',
+        });
+        assert.notEqual(leaseReads, 0, `${node} read the Lease:\n${metrics}`);
+        const errors = samples(metrics, 'ipip_operator_apiserver_requests_total', { result: 'error' })
+          .filter((x) => x.value !== 0)
+          .map((x) => x.line);
+        assert.deepEqual(errors, [], `${node} counted API errors on a healthy start`);
+      }
+    },
+  );
 
   test('the example: both agents write their own status entry, the aggregate says 2/2, ping crosses the tunnel', async () => {
     await apply(example());
@@ -90,12 +110,24 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
       assert.equal(entries[node]!.observedGeneration, 1);
     }
     // Each agent owns exactly its own entry: one field manager per node, and the aggregate's.
-    const managed = JSON.parse(await kubectl(['get', 'ipiptunnel', 'lab', '-o', 'json', '--show-managed-fields'])) as { metadata: { managedFields: Array<{ manager: string; subresource?: string; fieldsV1: object }> } };
-    const statusManagers = managed.metadata.managedFields.filter((f) => f.subresource === 'status').map((f) => f.manager).sort();
-    assert.deepEqual(statusManagers, ['ipip-operator-aggregate', 'ipip-operator-node/node-a', 'ipip-operator-node/node-b']);
+    const managed = JSON.parse(await kubectl(['get', 'ipiptunnel', 'lab', '-o', 'json', '--show-managed-fields'])) as {
+      metadata: { managedFields: Array<{ manager: string; subresource?: string; fieldsV1: object }> };
+    };
+    const statusManagers = managed.metadata.managedFields
+      .filter((f) => f.subresource === 'status')
+      .map((f) => f.manager)
+      .sort();
+    assert.deepEqual(statusManagers, [
+      'ipip-operator-aggregate',
+      'ipip-operator-node/node-a',
+      'ipip-operator-node/node-b',
+    ]);
     for (const node of NODES) {
       const own = managed.metadata.managedFields.find((f) => f.manager === `ipip-operator-node/${node}`)!;
-      assert.deepEqual(Object.keys((own.fieldsV1 as any)['f:status']['f:endpoints']).filter((k) => k.startsWith('k:')), [`k:{"nodeName":"${node}"}`]);
+      assert.deepEqual(
+        Object.keys((own.fieldsV1 as any)['f:status']['f:endpoints']).filter((k) => k.startsWith('k:')),
+        [`k:{"nodeName":"${node}"}`],
+      );
     }
     assert.match(await kubectl(['get', 'ipt', 'lab']), /^lab\s+ipip\s+2\/2\s/m, 'kubectl get ipt shows READY 2/2');
 
@@ -107,10 +139,27 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     assert.ok(await ping('node-a', '172.0.0.3'), 'node-a pings node-b through the tunnel');
     assert.ok(await ping('node-b', '172.0.0.2'), 'node-b pings node-a through the tunnel');
 
-    const lease = JSON.parse(await kubectl(['get', 'lease', 'ipip-operator-status', '-n', SA.namespace, '-o', 'json'])) as { spec: { holderIdentity: string } };
-    assert.ok(NODES.includes(lease.spec.holderIdentity as Node), `one agent holds the lease: ${lease.spec.holderIdentity}`);
-    const events = await kubectl(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.kind=IpipTunnel,involvedObject.name=lab', '-o', 'json']);
-    const programmed = (JSON.parse(events) as { items: Array<{ reason: string; source: { host: string } }> }).items.filter((e) => e.reason === 'Programmed').map((e) => e.source.host).sort();
+    const lease = JSON.parse(
+      await kubectl(['get', 'lease', 'ipip-operator-status', '-n', SA.namespace, '-o', 'json']),
+    ) as { spec: { holderIdentity: string } };
+    assert.ok(
+      NODES.includes(lease.spec.holderIdentity as Node),
+      `one agent holds the lease: ${lease.spec.holderIdentity}`,
+    );
+    const events = await kubectl([
+      'get',
+      'events',
+      '-n',
+      'default',
+      '--field-selector',
+      'involvedObject.kind=IpipTunnel,involvedObject.name=lab',
+      '-o',
+      'json',
+    ]);
+    const programmed = (JSON.parse(events) as { items: Array<{ reason: string; source: { host: string } }> }).items
+      .filter((e) => e.reason === 'Programmed')
+      .map((e) => e.source.host)
+      .sort();
     assert.deepEqual(programmed, ['node-a', 'node-b'], 'a Programmed Event from each node');
   });
 
@@ -122,12 +171,20 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
       const counts = await reconciles();
       return counts.every((c, i) => c >= base[i]! + 2) ? counts : undefined;
     });
-    assert.equal((await tunnel('lab'))!.metadata.resourceVersion, before, `reconciles ${base.join(', ')} -> ${now.join(', ')} on ${NODES.join(', ')}`);
+    assert.equal(
+      (await tunnel('lab'))!.metadata.resourceVersion,
+      before,
+      `reconciles ${base.join(', ')} -> ${now.join(', ')} on ${NODES.join(', ')}`,
+    );
   });
 
   test('a spec change reaches both kernels in place, and observedGeneration follows everywhere', async () => {
     const indexBefore = await Promise.all(NODES.map(async (n) => (await link(n, 'ipiptun'))?.ifindex));
-    await apply(example((t) => { t.spec.ttl = 32; }));
+    await apply(
+      example((t) => {
+        t.spec.ttl = 32;
+      }),
+    );
     const t = await readyTunnel('lab');
     assert.equal(t.metadata.generation, 2);
     assert.equal(t.status?.observedGeneration, 2);
@@ -143,28 +200,43 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   test('losing the API server tears nothing down; after a restart the agents catch up (the watch expires: 410, a fresh list)', async () => {
     // What shows that an agent noticed the server is gone: its reflector logs a failed
     // watch or list, or a request is counted as an error.
-    const failedLines = async (node: Node) => ((await L().agentLog(node)).match(/watch failed; reconnecting|list failed; keeping the last known state/g) ?? []).length;
-    const apiErrors = async (node: Node) => metricSum(await agentMetrics(L().guest(node)), 'ipip_operator_apiserver_requests_total', { result: 'error' });
-    const before = await Promise.all(NODES.map(async (n) => ({ lines: await failedLines(n), errors: await apiErrors(n) })));
+    const failedLines = async (node: Node) =>
+      ((await L().agentLog(node)).match(/watch failed; reconnecting|list failed; keeping the last known state/g) ?? [])
+        .length;
+    const apiErrors = async (node: Node) =>
+      metricSum(await agentMetrics(L().guest(node)), 'ipip_operator_apiserver_requests_total', { result: 'error' });
+    const before = await Promise.all(
+      NODES.map(async (n) => ({ lines: await failedLines(n), errors: await apiErrors(n) })),
+    );
     await L().api.pause();
     for (const [i, node] of NODES.entries()) {
-      await eventually(`${node}'s agent to notice the API server is gone`, async () =>
-        (await failedLines(node)) > before[i]!.lines || (await apiErrors(node)) > before[i]!.errors);
+      await eventually(
+        `${node}'s agent to notice the API server is gone`,
+        async () => (await failedLines(node)) > before[i]!.lines || (await apiErrors(node)) > before[i]!.errors,
+      );
     }
     // And each has reconciled its kernel since, without the server: two more passes, so at
     // least one began after it noticed.
     const noticed = await reconciles();
     await eventually('two more reconciles on each node while the API server is away', async () =>
-      (await reconciles()).every((c, i) => c >= noticed[i]! + 2));
-    for (const node of NODES) assert.ok(await link(node, 'ipiptun'), `${node} keeps its tunnel while the API server is away`);
+      (await reconciles()).every((c, i) => c >= noticed[i]! + 2),
+    );
+    for (const node of NODES)
+      assert.ok(await link(node, 'ipiptun'), `${node} keeps its tunnel while the API server is away`);
     assert.ok(await ping('node-a', '172.0.0.3'));
     await L().api.resume();
-    await apply(example((t) => { t.spec.ttl = 16; }));
+    await apply(
+      example((t) => {
+        t.spec.ttl = 16;
+      }),
+    );
     const t = await readyTunnel('lab');
     assert.equal(t.status?.observedGeneration, 3);
     for (const node of NODES) assert.equal((await link(node, 'ipiptun'))?.linkinfo?.info_data?.ttl, 16);
     for (const node of NODES) {
-      await eventually(`${node} relisted after 410`, async () => (/watch expired; listing again/.test(await L().agentLog(node)) ? true : undefined));
+      await eventually(`${node} relisted after 410`, async () =>
+        /watch expired; listing again/.test(await L().agentLog(node)) ? true : undefined,
+      );
     }
   });
 
@@ -176,11 +248,13 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   });
 
   test('a remote underlay given as an interface is read from the status its own agent published', async () => {
-    await apply(example((t) => {
-      t.metadata.name = 'by-interface';
-      t.spec.linkName = 'ipipif';
-      for (const e of t.spec.endpoints) e.underlay = { interface: 'eth1' };
-    }));
+    await apply(
+      example((t) => {
+        t.metadata.name = 'by-interface';
+        t.spec.linkName = 'ipipif';
+        for (const e of t.spec.endpoints) e.underlay = { interface: 'eth1' };
+      }),
+    );
     const t = await readyTunnel('by-interface');
     for (const e of t.status!.endpoints!) assert.equal(e.underlayAddress, LAB_NODES[e.nodeName as Node]);
     assert.equal((await link('node-a', 'ipipif'))?.linkinfo?.info_data?.remote, LAB_NODES['node-b']);
@@ -189,11 +263,13 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   });
 
   test("without an underlay, an endpoint's address is its Node's InternalIP", async () => {
-    await apply(example((t) => {
-      t.metadata.name = 'by-node';
-      t.spec.linkName = 'ipipnode';
-      for (const e of t.spec.endpoints) delete e.underlay;
-    }));
+    await apply(
+      example((t) => {
+        t.metadata.name = 'by-node';
+        t.spec.linkName = 'ipipnode';
+        for (const e of t.spec.endpoints) delete e.underlay;
+      }),
+    );
     await readyTunnel('by-node');
     const l = await link('node-a', 'ipipnode');
     assert.equal(l?.linkinfo?.info_data?.local, LAB_NODES['node-a']);
@@ -202,18 +278,24 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   });
 
   test('an endpoint moved to another node is cleaned from the node it left, entry and all; the tunnel waits for the new node', async () => {
-    await apply(example((t) => {
-      t.metadata.name = 'by-node';
-      t.spec.linkName = 'ipipnode';
-      for (const e of t.spec.endpoints) delete e.underlay;
-      t.spec.endpoints[1]!.nodeName = 'node-c'; // no such Node: no InternalIP known
-    }));
-    await eventually('node-b cleaned', async () => ((await link('node-b', 'ipipnode')) === undefined ? true : undefined));
+    await apply(
+      example((t) => {
+        t.metadata.name = 'by-node';
+        t.spec.linkName = 'ipipnode';
+        for (const e of t.spec.endpoints) delete e.underlay;
+        t.spec.endpoints[1]!.nodeName = 'node-c'; // no such Node: no InternalIP known
+      }),
+    );
+    await eventually('node-b cleaned', async () =>
+      (await link('node-b', 'ipipnode')) === undefined ? true : undefined,
+    );
     const t = await eventually('node-b entry gone, node-a waiting', async () => {
       const x = await tunnel('by-node');
       const a = x?.status?.endpoints?.find((e) => e.nodeName === 'node-a');
       const b = x?.status?.endpoints?.find((e) => e.nodeName === 'node-b');
-      return b === undefined && a?.reason === 'RemoteUnderlayUnknown' && a.observedGeneration === x?.metadata.generation ? x : undefined;
+      return b === undefined && a?.reason === 'RemoteUnderlayUnknown' && a.observedGeneration === x?.metadata.generation
+        ? x
+        : undefined;
     });
     assert.equal(t.status?.readySummary, '0/2');
     assert.ok(await link('node-a', 'ipipnode'), 'node-a keeps what it has while it waits');
@@ -225,38 +307,57 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   });
 
   test('a problem only the agent can see is a Warning Event and a Degraded condition, and changes nothing', async () => {
-    await apply(example((t) => {
-      t.metadata.name = 'bad-iface';
-      t.spec.linkName = 'ipipbad';
-      t.spec.endpoints[0]!.underlay = { interface: 'eth9' };
-    }));
+    await apply(
+      example((t) => {
+        t.metadata.name = 'bad-iface';
+        t.spec.linkName = 'ipipbad';
+        t.spec.endpoints[0]!.underlay = { interface: 'eth9' };
+      }),
+    );
     const t = await eventually('Degraded', async () => {
       const x = await tunnel('bad-iface');
       return x?.status?.conditions?.find((c) => c.type === 'Degraded' && c.status === 'True') ? x : undefined;
     });
     assert.equal(t.status?.conditions?.find((c) => c.type === 'Degraded')?.reason, 'UnderlayInterfaceNotFound');
     assert.equal(await link('node-a', 'ipipbad'), undefined);
-    const events = JSON.parse(await kubectl(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.name=bad-iface', '-o', 'json'])) as { items: Array<{ type: string; reason: string; message: string }> };
+    const events = JSON.parse(
+      await kubectl([
+        'get',
+        'events',
+        '-n',
+        'default',
+        '--field-selector',
+        'involvedObject.name=bad-iface',
+        '-o',
+        'json',
+      ]),
+    ) as { items: Array<{ type: string; reason: string; message: string }> };
     const warning = events.items.find((e) => e.type === 'Warning' && e.reason === 'UnderlayInterfaceNotFound');
     assert.match(warning?.message ?? '', /node node-a: interface eth9 does not exist/);
     await kubectl(['delete', 'ipiptunnel', 'bad-iface']);
   });
 
-  test('a tunnel deleted while an agent was stopped is removed from that node\'s kernel when the agent starts again', async () => {
-    await apply(example((t) => {
-      t.metadata.name = 'while-away';
-      t.spec.linkName = 'ipipaway';
-    }));
+  test("a tunnel deleted while an agent was stopped is removed from that node's kernel when the agent starts again", async () => {
+    await apply(
+      example((t) => {
+        t.metadata.name = 'while-away';
+        t.spec.linkName = 'ipipaway';
+      }),
+    );
     await readyTunnel('while-away');
     const exit = await L().stopAgent('node-a');
     assert.equal(exit.killed, false, 'the agent stops on SIGTERM');
     await kubectl(['delete', 'ipiptunnel', 'while-away', '--wait=true']);
-    await eventually('ipipaway gone from node-b', async () => ((await link('node-b', 'ipipaway')) === undefined ? true : undefined));
+    await eventually('ipipaway gone from node-b', async () =>
+      (await link('node-b', 'ipipaway')) === undefined ? true : undefined,
+    );
     assert.ok(await link('node-a', 'ipipaway'), 'a stopped agent leaves its kernel as it is');
     assert.notEqual((await routes(L().guest('node-a'), 'proto 203')).trim(), '');
 
     await L().startAgent('node-a', agentArgs);
-    await eventually('ipipaway gone from node-a after the agent started', async () => ((await link('node-a', 'ipipaway')) === undefined ? true : undefined));
+    await eventually('ipipaway gone from node-a after the agent started', async () =>
+      (await link('node-a', 'ipipaway')) === undefined ? true : undefined,
+    );
     assert.equal((await routes(L().guest('node-a'), 'proto 203')).trim(), '', 'its routes went with it');
     await L().waitAgentReady('node-a');
   });
@@ -267,14 +368,23 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     assert.equal(await can(['watch', 'ipiptunnels.tunnel.ipip-operator.dev']), 'yes');
     assert.equal(await can(['patch', 'ipiptunnels.tunnel.ipip-operator.dev', '--subresource=status']), 'yes');
     for (const denied of [
-      ['update', 'ipiptunnels.tunnel.ipip-operator.dev'], ['delete', 'ipiptunnels.tunnel.ipip-operator.dev'],
-      ['patch', 'ipiptunnels.tunnel.ipip-operator.dev'], ['get', 'secrets', '-A'], ['patch', 'nodes'],
-      ['create', 'events', '-n', 'kube-system'], ['update', 'leases', '-n', 'kube-system'],
-    ]) assert.equal(await can(denied), 'no', `must not: ${denied.join(' ')}`);
+      ['update', 'ipiptunnels.tunnel.ipip-operator.dev'],
+      ['delete', 'ipiptunnels.tunnel.ipip-operator.dev'],
+      ['patch', 'ipiptunnels.tunnel.ipip-operator.dev'],
+      ['get', 'secrets', '-A'],
+      ['patch', 'nodes'],
+      ['create', 'events', '-n', 'kube-system'],
+      ['update', 'leases', '-n', 'kube-system'],
+    ])
+      assert.equal(await can(denied), 'no', `must not: ${denied.join(' ')}`);
 
     const documented = documentedRules();
     const granted = grantedRules();
-    assert.deepEqual(granted, documented, 'the roles of deploy/manifests/ (the chart) and the README\'s Permissions table must list the same rules');
+    assert.deepEqual(
+      granted,
+      documented,
+      "the roles of deploy/manifests/ (the chart) and the README's Permissions table must list the same rules",
+    );
   });
 });
 
@@ -287,13 +397,21 @@ function rule(scope: string, group: string, resource: string, verbs: string[], n
 
 /** The roles of the chart, as rendered with default values into deploy/manifests/. */
 function grantedRules(): Rule[] {
-  const docs = parseAllDocuments(readFileSync(join(REPO, 'deploy/manifests/ipip-operator.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any> | null);
+  const docs = parseAllDocuments(readFileSync(join(REPO, 'deploy/manifests/ipip-operator.yaml'), 'utf8')).map(
+    (d) => d.toJS() as Record<string, any> | null,
+  );
   const rules: Rule[] = [];
   for (const d of docs) {
     if (d === null || (d.kind !== 'ClusterRole' && d.kind !== 'Role')) continue;
     const scope = d.kind === 'ClusterRole' ? 'cluster' : `namespace:${d.metadata.namespace}`;
-    for (const r of d.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }>) {
-      for (const g of r.apiGroups) for (const res of r.resources) rules.push(rule(scope, g, res, r.verbs, r.resourceNames));
+    for (const r of d.rules as Array<{
+      apiGroups: string[];
+      resources: string[];
+      verbs: string[];
+      resourceNames?: string[];
+    }>) {
+      for (const g of r.apiGroups)
+        for (const res of r.resources) rules.push(rule(scope, g, res, r.verbs, r.resourceNames));
     }
   }
   return rules.sort();
@@ -305,9 +423,20 @@ function documentedRules(): Rule[] {
   const section = readme.split(/^## /m).find((s) => s.startsWith('Permissions'));
   if (section === undefined) throw new Error('README.md has no "## Permissions" section');
   const rows = section.split('\n').filter((l) => /^\|\s*`/.test(l));
-  return rows.map((row) => {
-    const [scope, group, resource, verbs] = row.split('|').slice(1, 5).map((c) => c.trim().replace(/`/g, ''));
-    const [res, names] = resource!.split(' named ');
-    return rule(scope!, group === 'core' ? '' : group!, res!, verbs!.split(/,\s*/), names === undefined ? [] : names.split(/,\s*/));
-  }).sort();
+  return rows
+    .map((row) => {
+      const [scope, group, resource, verbs] = row
+        .split('|')
+        .slice(1, 5)
+        .map((c) => c.trim().replace(/`/g, ''));
+      const [res, names] = resource!.split(' named ');
+      return rule(
+        scope!,
+        group === 'core' ? '' : group!,
+        res!,
+        verbs!.split(/,\s*/),
+        names === undefined ? [] : names.split(/,\s*/),
+      );
+    })
+    .sort();
 }

@@ -2,13 +2,13 @@
 // should, and refuses every manifest in bad-tunnels.ts naming the offending field.
 // Needs the binaries of scripts/cluster-tools.sh: built on first use (minutes), and
 // this test FAILS (never skips) with an install hint when they cannot be built.
-import {after, describe, test} from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import {join} from 'node:path';
-import {startApiServer, type ApiServer} from '../harness/apiserver.ts';
-import {badTunnels, validTunnel} from '../harness/bad-tunnels.ts';
-import {REPO} from '../harness/repo.ts';
-import {StartedByTest} from '../harness/support.ts';
+import { join } from 'node:path';
+import { startApiServer, type ApiServer } from '../harness/apiserver.ts';
+import { badTunnels, validTunnel } from '../harness/bad-tunnels.ts';
+import { REPO } from '../harness/repo.ts';
+import { StartedByTest } from '../harness/support.ts';
 
 const crdName = 'ipiptunnels.tunnel.ipip-operator.dev';
 
@@ -33,8 +33,10 @@ describe('IpipTunnel CRD on a real API server', () => {
     // fail; NonStructuralSchema and friends show up as conditions instead.
     const r = await server().kubectl(['get', `crd/${crdName}`, '-o', 'json']);
     assert.equal(r.code, 0, r.stderr);
-    const conditions: {type: string; status: string; message: string}[] = JSON.parse(r.stdout).status.conditions;
-    const problems = conditions.filter((c) => c.status === 'True' && !['Established', 'NamesAccepted'].includes(c.type));
+    const conditions: { type: string; status: string; message: string }[] = JSON.parse(r.stdout).status.conditions;
+    const problems = conditions.filter(
+      (c) => c.status === 'True' && !['Established', 'NamesAccepted'].includes(c.type),
+    );
     assert.deepEqual(problems, []);
   });
 
@@ -47,8 +49,11 @@ describe('IpipTunnel CRD on a real API server', () => {
     assert.equal(spec.linkName, 'ipiptun');
     assert.deepEqual(spec.routes, ['172.0.0.0/24']);
     assert.deepEqual(
-      spec.endpoints.map((e: {nodeName: string; overlayAddress: string}) => [e.nodeName, e.overlayAddress]),
-      [['node-a', '172.0.0.2'], ['node-b', '172.0.0.3']],
+      spec.endpoints.map((e: { nodeName: string; overlayAddress: string }) => [e.nodeName, e.overlayAddress]),
+      [
+        ['node-a', '172.0.0.2'],
+        ['node-b', '172.0.0.3'],
+      ],
     );
   });
 
@@ -56,7 +61,7 @@ describe('IpipTunnel CRD on a real API server', () => {
     const m = validTunnel('defaults');
     delete m.spec.mode;
     delete m.spec.ttl;
-    const r = await server().kubectl(['apply', '-f', '-'], {input: JSON.stringify(m)});
+    const r = await server().kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
     assert.equal(r.code, 0, r.stderr);
     const got = await server().kubectl(['get', 'ipiptunnel', 'defaults', '-o', 'json']);
     assert.equal(got.code, 0, got.stderr);
@@ -71,14 +76,14 @@ describe('IpipTunnel CRD on a real API server', () => {
     // because the base it starts from is already invalid.
     const m = validTunnel('base');
     m.spec.ttl = 0;
-    const r = await server().kubectl(['apply', '-f', '-'], {input: JSON.stringify(m)});
+    const r = await server().kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
     assert.equal(r.code, 0, r.stderr);
   });
 
   describe('bad manifests are refused, naming the field', () => {
     for (const bad of badTunnels) {
       test(`${bad.name} -> ${bad.field}`, async () => {
-        const r = await server().kubectl(['apply', '-f', '-'], {input: JSON.stringify(bad.manifest)});
+        const r = await server().kubectl(['apply', '-f', '-'], { input: JSON.stringify(bad.manifest) });
         if (r.code === 0) {
           // Do not leave it behind for the next cases; then fail.
           await server().kubectl(['delete', 'ipiptunnel', bad.manifest.metadata.name, '--ignore-not-found']);
@@ -87,13 +92,9 @@ describe('IpipTunnel CRD on a real API server', () => {
         // "<path>: <reason>" is how the API server lists each error of an Invalid status.
         // The path must be followed by ':' so "spec.endpoints" does not match an error
         // about "spec.endpoints[0].overlayAddress".
-        assert.ok(
-          r.stderr.includes(`${bad.field}: `),
-          `stderr does not name ${bad.field}:\n${r.stderr}`,
-        );
+        assert.ok(r.stderr.includes(`${bad.field}: `), `stderr does not name ${bad.field}:\n${r.stderr}`);
         assert.match(r.stderr, /is invalid|Invalid value|Unsupported value|Required value|Duplicate value/);
       });
     }
   });
 });
-

@@ -34,29 +34,52 @@ const AGENT_NODE = 'helm-test-node';
 
 /** Every toggle of values.yaml on, and every other knob away from its default. */
 const ALL_ON = [
-  'serviceMonitor.enabled=true', 'serviceMonitor.labels.release=prom', 'serviceMonitor.interval=15s',
-  'podMonitor.enabled=true', 'podMonitor.labels.release=prom',
-  'prometheusRule.enabled=true', 'prometheusRule.labels.release=prom',
-  'grafanaDashboard.enabled=true', 'grafanaDashboard.labels.team=net',
-  'imagePullSecrets[0].name=registry', 'serviceAccount.annotations.example\\.com/owner=net',
-  'podAnnotations.example\\.com/note=x', 'podLabels.tier=node',
+  'serviceMonitor.enabled=true',
+  'serviceMonitor.labels.release=prom',
+  'serviceMonitor.interval=15s',
+  'podMonitor.enabled=true',
+  'podMonitor.labels.release=prom',
+  'prometheusRule.enabled=true',
+  'prometheusRule.labels.release=prom',
+  'grafanaDashboard.enabled=true',
+  'grafanaDashboard.labels.team=net',
+  'imagePullSecrets[0].name=registry',
+  'serviceAccount.annotations.example\\.com/owner=net',
+  'podAnnotations.example\\.com/note=x',
+  'podLabels.tier=node',
   'nodeSelector.kubernetes\\.io/os=linux',
   'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=kubernetes.io/arch',
   'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=In',
   'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values[0]=amd64',
-  'maxUnavailable=10%', 'logLevel=debug', 'resyncPeriod=5m', 'metrics.port=9555', 'priorityClassName=',
-  'image.tag=dev', 'image.pullPolicy=Always', 'resources.limits.cpu=500m',
+  'maxUnavailable=10%',
+  'logLevel=debug',
+  'resyncPeriod=5m',
+  'metrics.port=9555',
+  'priorityClassName=',
+  'image.tag=dev',
+  'image.pullPolicy=Always',
+  'resources.limits.cpu=500m',
 ].flatMap((v) => ['--set', v]);
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: any;
+};
 
 function objects(yamlText: string): K8sObject[] {
-  return parseAllDocuments(yamlText).map((d) => d.toJS() as K8sObject | null).filter((o): o is K8sObject => o !== null);
+  return parseAllDocuments(yamlText)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
 }
 
 function find(objs: K8sObject[], kind: string, name?: string): K8sObject {
   const o = objs.find((x) => x.kind === kind && (name === undefined || x.metadata.name === name));
-  if (o === undefined) throw new Error(`no ${kind}${name === undefined ? '' : ` ${name}`} among: ${objs.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')}`);
+  if (o === undefined)
+    throw new Error(
+      `no ${kind}${name === undefined ? '' : ` ${name}`} among: ${objs.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')}`,
+    );
   return o;
 }
 
@@ -76,13 +99,16 @@ async function helmOk(args: string[], api?: ApiServer): Promise<string> {
   return r.stdout;
 }
 
-
 describe('the Helm chart and the plain manifests', () => {
   test("the chart's crds/ipiptunnels.yaml is a byte copy of crds/ipiptunnels.yaml", () => {
     // Helm reads only files inside the chart, so the CRD is copied in; crds/ stays the source.
     const source = readFileSync(join(REPO, 'crds/ipiptunnels.yaml'));
     const copy = readFileSync(join(chart, 'crds/ipiptunnels.yaml'));
-    assert.ok(source.equals(copy), 'deploy/helm/ipip-operator/crds/ipiptunnels.yaml differs from crds/ipiptunnels.yaml: cp crds/ipiptunnels.yaml deploy/helm/ipip-operator/crds/ && scripts/render-manifests.sh');
+    assert.ok(
+      source.equals(copy),
+      'deploy/helm/ipip-operator/crds/ipiptunnels.yaml differs from crds/ipiptunnels.yaml: cp crds/ipiptunnels.yaml ' +
+        'deploy/helm/ipip-operator/crds/ && scripts/render-manifests.sh',
+    );
   });
 
   test("Chart.yaml's appVersion (the default image tag) is package.json's version", () => {
@@ -103,7 +129,10 @@ describe('the Helm chart and the plain manifests', () => {
       const fresh = join(dir, 'ipip-operator.yaml');
       const r = await run('bash', [join(REPO, 'scripts/render-manifests.sh'), fresh], { timeoutMs: 120_000 });
       assert.equal(r.code, 0, `scripts/render-manifests.sh failed:\n${r.stderr}`);
-      assert.ok(readFileSync(fresh).equals(readFileSync(manifests)), 'deploy/manifests/ is stale: run scripts/render-manifests.sh');
+      assert.ok(
+        readFileSync(fresh).equals(readFileSync(manifests)),
+        'deploy/manifests/ is stale: run scripts/render-manifests.sh',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -111,16 +140,32 @@ describe('the Helm chart and the plain manifests', () => {
 
   test('the rendered manifests: a Namespace, the CRD, and the agent as the issue asks for it', () => {
     const objs = objects(readFileSync(manifests, 'utf8'));
-    assert.deepEqual(objs.slice(0, 2).map((o) => o.kind), ['Namespace', 'CustomResourceDefinition'], 'the namespace and the CRD come first, for kubectl apply');
+    assert.deepEqual(
+      objs.slice(0, 2).map((o) => o.kind),
+      ['Namespace', 'CustomResourceDefinition'],
+      'the namespace and the CRD come first, for kubectl apply',
+    );
     assert.deepEqual(objs.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort(), [
-      'ClusterRole//ipip-operator-agent', 'ClusterRoleBinding//ipip-operator-agent',
-      `CustomResourceDefinition//${crdName}`, 'DaemonSet/ipip-operator/ipip-operator', 'Namespace//ipip-operator',
-      'Role/default/ipip-operator-agent-events', 'Role/ipip-operator/ipip-operator-agent-lease',
-      'RoleBinding/default/ipip-operator-agent-events', 'RoleBinding/ipip-operator/ipip-operator-agent-lease',
-      'Service/ipip-operator/ipip-operator', 'ServiceAccount/ipip-operator/ipip-operator',
+      'ClusterRole//ipip-operator-agent',
+      'ClusterRoleBinding//ipip-operator-agent',
+      `CustomResourceDefinition//${crdName}`,
+      'DaemonSet/ipip-operator/ipip-operator',
+      'Namespace//ipip-operator',
+      'Role/default/ipip-operator-agent-events',
+      'Role/ipip-operator/ipip-operator-agent-lease',
+      'RoleBinding/default/ipip-operator-agent-events',
+      'RoleBinding/ipip-operator/ipip-operator-agent-lease',
+      'Service/ipip-operator/ipip-operator',
+      'ServiceAccount/ipip-operator/ipip-operator',
     ]);
     for (const o of objs.filter((x) => !['Namespace', 'CustomResourceDefinition'].includes(x.kind))) {
-      for (const label of ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/managed-by', 'helm.sh/chart']) {
+      for (const label of [
+        'app.kubernetes.io/name',
+        'app.kubernetes.io/instance',
+        'app.kubernetes.io/version',
+        'app.kubernetes.io/managed-by',
+        'helm.sh/chart',
+      ]) {
         assert.ok(o.metadata.labels?.[label], `${o.kind}/${o.metadata.name} has label ${label}`);
       }
     }
@@ -134,12 +179,21 @@ describe('the Helm chart and the plain manifests', () => {
     assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }], 'every node, control planes included');
     assert.equal(pod.terminationGracePeriodSeconds, 30);
     assert.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
-    assert.deepEqual(ds.spec.selector.matchLabels, { 'app.kubernetes.io/name': 'ipip-operator', 'app.kubernetes.io/instance': 'ipip-operator' });
+    assert.deepEqual(ds.spec.selector.matchLabels, {
+      'app.kubernetes.io/name': 'ipip-operator',
+      'app.kubernetes.io/instance': 'ipip-operator',
+    });
     const [c, ...others] = pod.containers;
     assert.equal(others.length, 0);
     assert.equal(c.image, 'ghcr.io/ipip-operator/ipip-operator:0.1.0');
     assert.equal(c.imagePullPolicy, 'IfNotPresent');
-    assert.deepEqual(c.args, ['agent', '--log-format=json', '--log-level=info', '--resync-period=60s', '--metrics-address=:9477']);
+    assert.deepEqual(c.args, [
+      'agent',
+      '--log-format=json',
+      '--log-level=info',
+      '--resync-period=60s',
+      '--metrics-address=:9477',
+    ]);
     assert.deepEqual(c.env, [
       { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
@@ -149,8 +203,13 @@ describe('the Helm chart and the plain manifests', () => {
     assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics' });
     assert.deepEqual(c.resources, { requests: { cpu: '20m', memory: '128Mi' }, limits: { memory: '256Mi' } });
     assert.deepEqual(c.securityContext, {
-      runAsUser: 0, runAsNonRoot: false, privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] }, seccompProfile: { type: 'RuntimeDefault' },
+      runAsUser: 0,
+      runAsNonRoot: false,
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] },
+      seccompProfile: { type: 'RuntimeDefault' },
     });
 
     const svc = find(objs, 'Service');
@@ -163,27 +222,50 @@ describe('the Helm chart and the plain manifests', () => {
     const objs = objects(await helmOk(['template', RELEASE.name, chart, '--namespace', 'monitoring', ...ALL_ON]));
     const sm = find(objs, 'ServiceMonitor');
     assert.equal(sm.metadata.labels?.release, 'prom');
-    assert.deepEqual(sm.spec.endpoints.map((e: { port: string; interval: string }) => [e.port, e.interval]), [['metrics', '15s']]);
+    assert.deepEqual(
+      sm.spec.endpoints.map((e: { port: string; interval: string }) => [e.port, e.interval]),
+      [['metrics', '15s']],
+    );
     assert.deepEqual(sm.spec.selector.matchLabels, find(objs, 'Service').spec.selector);
     const pm = find(objs, 'PodMonitor');
-    assert.deepEqual(pm.spec.podMetricsEndpoints.map((e: { port: string }) => e.port), ['metrics']);
+    assert.deepEqual(
+      pm.spec.podMetricsEndpoints.map((e: { port: string }) => e.port),
+      ['metrics'],
+    );
     assert.deepEqual(pm.spec.selector.matchLabels, find(objs, 'DaemonSet').spec.selector.matchLabels);
     const rule = find(objs, 'PrometheusRule');
-    assert.deepEqual(rule.spec.groups[0].rules.map((r: { alert: string }) => r.alert), [
-      'IpipTunnelDown', 'IpipOperatorReconcileErrors', 'IpipOperatorAgentDown', 'IpipOperatorAgentMissing', 'IpipOperatorDriftCorrections',
-    ]);
+    assert.deepEqual(
+      rule.spec.groups[0].rules.map((r: { alert: string }) => r.alert),
+      [
+        'IpipTunnelDown',
+        'IpipOperatorReconcileErrors',
+        'IpipOperatorAgentDown',
+        'IpipOperatorAgentMissing',
+        'IpipOperatorDriftCorrections',
+      ],
+    );
     const cm = find(objs, 'ConfigMap');
     assert.equal(cm.metadata.labels?.grafana_dashboard, '1', 'the label the Grafana sidecar looks for');
     assert.equal(cm.metadata.labels?.team, 'net');
     const dashboard = JSON.parse(cm.data['ipip-operator.json']) as { panels?: unknown[] };
-    assert.deepEqual(dashboard, JSON.parse(readFileSync(join(chart, 'dashboards/ipip-operator.json'), 'utf8')), 'the ConfigMap holds the chart\'s dashboard as it is');
+    assert.deepEqual(
+      dashboard,
+      JSON.parse(readFileSync(join(chart, 'dashboards/ipip-operator.json'), 'utf8')),
+      "the ConfigMap holds the chart's dashboard as it is",
+    );
 
     const ds = find(objs, 'DaemonSet');
     const pod = ds.spec.template.spec;
     const c = pod.containers[0];
     assert.equal(c.image, 'ghcr.io/ipip-operator/ipip-operator:dev');
     assert.equal(c.imagePullPolicy, 'Always');
-    assert.deepEqual(c.args, ['agent', '--log-format=json', '--log-level=debug', '--resync-period=5m', '--metrics-address=:9555']);
+    assert.deepEqual(c.args, [
+      'agent',
+      '--log-format=json',
+      '--log-level=debug',
+      '--resync-period=5m',
+      '--metrics-address=:9555',
+    ]);
     assert.equal(c.ports[0].containerPort, 9555);
     assert.equal(find(objs, 'Service').spec.ports[0].port, 9555);
     assert.deepEqual(c.resources.limits, { cpu: '500m', memory: '256Mi' });
@@ -191,14 +273,28 @@ describe('the Helm chart and the plain manifests', () => {
     assert.equal(pod.priorityClassName, undefined, 'an empty priorityClassName leaves it out');
     assert.deepEqual(pod.imagePullSecrets, [{ name: 'registry' }]);
     assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux' });
-    assert.equal(pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key, 'kubernetes.io/arch');
+    assert.equal(
+      pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]
+        .key,
+      'kubernetes.io/arch',
+    );
     assert.equal(ds.spec.template.metadata.labels.tier, 'node');
     assert.equal(ds.spec.template.metadata.annotations['example.com/note'], 'x');
     assert.equal(find(objs, 'ServiceAccount').metadata.annotations?.['example.com/owner'], 'net');
   });
 
   test('the alerts fire on the series they are for, and only then (promtool test rules)', async () => {
-    const objs = objects(await helmOk(['template', RELEASE.name, chart, '--namespace', 'monitoring', '--set', 'prometheusRule.enabled=true']));
+    const objs = objects(
+      await helmOk([
+        'template',
+        RELEASE.name,
+        chart,
+        '--namespace',
+        'monitoring',
+        '--set',
+        'prometheusRule.enabled=true',
+      ]),
+    );
     const rule = find(objs, 'PrometheusRule');
     const dir = mkdtempSync(join(tmpdir(), 'ipip-rules-'));
     try {
@@ -206,7 +302,10 @@ describe('the Helm chart and the plain manifests', () => {
       // job as the ServiceMonitor names it (the Service) and as the PodMonitor does (namespace/name).
       const a = 'job="ipip-operator",instance="192.168.40.2:9477"';
       const b = 'job="monitoring/ipip-operator",instance="192.168.40.3:9477"';
-      const alert = (labels: Record<string, string>, annotations: Record<string, string>) => ({ exp_labels: labels, exp_annotations: annotations });
+      const alert = (labels: Record<string, string>, annotations: Record<string, string>) => ({
+        exp_labels: labels,
+        exp_annotations: annotations,
+      });
       const tests = {
         rule_files: ['rules.yaml'],
         evaluation_interval: '1m',
@@ -217,7 +316,10 @@ describe('the Helm chart and the plain manifests', () => {
               { series: `ipip_operator_tunnel_up{${a},tunnel="lab",link="ipiptun"}`, values: '0x20' },
               { series: `ipip_operator_tunnel_up{${b},tunnel="lab",link="ipiptun"}`, values: '1x20' },
               // One failed pass at minute 5 on a; none on b.
-              { series: `ipip_operator_reconcile_total{${a},result="error"}`, values: '0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1' },
+              {
+                series: `ipip_operator_reconcile_total{${a},result="error"}`,
+                values: '0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1',
+              },
               { series: `ipip_operator_reconcile_total{${b},result="error"}`, values: '0x20' },
               { series: `up{${a}}`, values: '1x20' },
               { series: `up{${b}}`, values: '0x20' },
@@ -225,35 +327,59 @@ describe('the Helm chart and the plain manifests', () => {
             alert_rule_test: [
               { eval_time: '4m', alertname: 'IpipTunnelDown', exp_alerts: [] },
               {
-                eval_time: '6m', alertname: 'IpipTunnelDown', exp_alerts: [alert(
-                  { severity: 'critical', job: 'ipip-operator', instance: '192.168.40.2:9477', tunnel: 'lab', link: 'ipiptun' },
-                  {
-                    summary: 'IPIP tunnel lab is down on 192.168.40.2:9477',
-                    description: "Link ipiptun of IpipTunnel lab has not been up on 192.168.40.2:9477 for 5 minutes. See the tunnel's conditions and Events (kubectl describe ipt lab) and that node's agent log.",
-                  },
-                )],
+                eval_time: '6m',
+                alertname: 'IpipTunnelDown',
+                exp_alerts: [
+                  alert(
+                    {
+                      severity: 'critical',
+                      job: 'ipip-operator',
+                      instance: '192.168.40.2:9477',
+                      tunnel: 'lab',
+                      link: 'ipiptun',
+                    },
+                    {
+                      summary: 'IPIP tunnel lab is down on 192.168.40.2:9477',
+                      description:
+                        'Link ipiptun of IpipTunnel lab has not been up on 192.168.40.2:9477 for 5 minutes. See the ' +
+                        "tunnel's conditions and Events (kubectl describe ipt lab) and that node's agent log.",
+                    },
+                  ),
+                ],
               },
               { eval_time: '4m', alertname: 'IpipOperatorReconcileErrors', exp_alerts: [] },
               {
-                eval_time: '10m', alertname: 'IpipOperatorReconcileErrors', exp_alerts: [alert(
-                  { severity: 'warning', job: 'ipip-operator', instance: '192.168.40.2:9477', result: 'error' },
-                  {
-                    summary: 'ipip-operator reconciles fail on 192.168.40.2:9477',
-                    description: "1 reconcile passes failed in the last 10 minutes on 192.168.40.2:9477. The agent retries with backoff; its log names the command and the kernel's answer.",
-                  },
-                )],
+                eval_time: '10m',
+                alertname: 'IpipOperatorReconcileErrors',
+                exp_alerts: [
+                  alert(
+                    { severity: 'warning', job: 'ipip-operator', instance: '192.168.40.2:9477', result: 'error' },
+                    {
+                      summary: 'ipip-operator reconciles fail on 192.168.40.2:9477',
+                      description:
+                        '1 reconcile passes failed in the last 10 minutes on 192.168.40.2:9477. The agent retries with ' +
+                        "backoff; its log names the command and the kernel's answer.",
+                    },
+                  ),
+                ],
               },
               // Ten minutes without another error: quiet again.
               { eval_time: '16m', alertname: 'IpipOperatorReconcileErrors', exp_alerts: [] },
               { eval_time: '4m', alertname: 'IpipOperatorAgentDown', exp_alerts: [] },
               {
-                eval_time: '6m', alertname: 'IpipOperatorAgentDown', exp_alerts: [alert(
-                  { severity: 'warning', job: 'monitoring/ipip-operator', instance: '192.168.40.3:9477' },
-                  {
-                    summary: 'ipip-operator agent on 192.168.40.3:9477 is down',
-                    description: 'Prometheus has not scraped the agent at 192.168.40.3:9477 for 5 minutes. Tunnels on that node stay as they are, but nothing repairs or changes them.',
-                  },
-                )],
+                eval_time: '6m',
+                alertname: 'IpipOperatorAgentDown',
+                exp_alerts: [
+                  alert(
+                    { severity: 'warning', job: 'monitoring/ipip-operator', instance: '192.168.40.3:9477' },
+                    {
+                      summary: 'ipip-operator agent on 192.168.40.3:9477 is down',
+                      description:
+                        'Prometheus has not scraped the agent at 192.168.40.3:9477 for 5 minutes. Tunnels on that node ' +
+                        'stay as they are, but nothing repairs or changes them.',
+                    },
+                  ),
+                ],
               },
               // One agent of two is up: not missing.
               { eval_time: '15m', alertname: 'IpipOperatorAgentMissing', exp_alerts: [] },
@@ -273,22 +399,34 @@ describe('the Helm chart and the plain manifests', () => {
             alert_rule_test: [
               { eval_time: '9m', alertname: 'IpipOperatorAgentMissing', exp_alerts: [] },
               {
-                eval_time: '11m', alertname: 'IpipOperatorAgentMissing', exp_alerts: [alert(
-                  { severity: 'critical' },
-                  {
-                    summary: 'No ipip-operator agent is up',
-                    description: 'No agent of the DaemonSet monitoring/ipip-operator has been scraped successfully for 10 minutes. Tunnels stay as they are, but nothing repairs or changes them.',
-                  },
-                )],
+                eval_time: '11m',
+                alertname: 'IpipOperatorAgentMissing',
+                exp_alerts: [
+                  alert(
+                    { severity: 'critical' },
+                    {
+                      summary: 'No ipip-operator agent is up',
+                      description:
+                        'No agent of the DaemonSet monitoring/ipip-operator has been scraped successfully for 10 minutes. ' +
+                        'Tunnels stay as they are, but nothing repairs or changes them.',
+                    },
+                  ),
+                ],
               },
               {
-                eval_time: '65m', alertname: 'IpipOperatorDriftCorrections', exp_alerts: [alert(
-                  { severity: 'info', job: 'ipip-operator', instance: '192.168.40.2:9477' },
-                  {
-                    summary: 'ipip-operator keeps repairing drift on 192.168.40.2:9477',
-                    description: 'The agent on 192.168.40.2:9477 undid 60 changes made by someone else to its links, addresses or routes in the last hour. Something on that node fights over them.',
-                  },
-                )],
+                eval_time: '65m',
+                alertname: 'IpipOperatorDriftCorrections',
+                exp_alerts: [
+                  alert(
+                    { severity: 'info', job: 'ipip-operator', instance: '192.168.40.2:9477' },
+                    {
+                      summary: 'ipip-operator keeps repairing drift on 192.168.40.2:9477',
+                      description:
+                        'The agent on 192.168.40.2:9477 undid 60 changes made by someone else to its links, addresses ' +
+                        'or routes in the last hour. Something on that node fights over them.',
+                    },
+                  ),
+                ],
               },
             ],
           },
@@ -296,7 +434,8 @@ describe('the Helm chart and the plain manifests', () => {
       };
       writeFileSync(join(dir, 'tests.yaml'), stringify(tests));
       const check = spawnSync('promtool', ['check', 'rules', join(dir, 'rules.yaml')], { encoding: 'utf8' });
-      if (check.error) throw new Error(`promtool is needed to test the alerts (apt-get install prometheus): ${check.error.message}`);
+      if (check.error)
+        throw new Error(`promtool is needed to test the alerts (apt-get install prometheus): ${check.error.message}`);
       assert.equal(check.status, 0, `promtool check rules:\n${check.stdout}${check.stderr}`);
       const t = spawnSync('promtool', ['test', 'rules', 'tests.yaml'], { cwd: dir, encoding: 'utf8' });
       assert.equal(t.status, 0, `promtool test rules:\n${t.stdout}${t.stderr}`);
@@ -319,11 +458,17 @@ describe('the Helm chart and the plain manifests', () => {
     };
     walk('', values);
     const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
-    const section = readme.split(/^### /m).find((s) => s.startsWith('Values'))?.split(/^## /m)[0];
+    const section = readme
+      .split(/^### /m)
+      .find((s) => s.startsWith('Values'))
+      ?.split(/^## /m)[0];
     assert.ok(section, 'README.md has a "### Values" section');
     const documented: Record<string, unknown> = {};
     for (const row of section.split('\n').filter((l) => /^\|\s*`/.test(l))) {
-      const [key, def] = row.split('|').slice(1, 3).map((c) => c.trim().replace(/^`|`$/g, ''));
+      const [key, def] = row
+        .split('|')
+        .slice(1, 3)
+        .map((c) => c.trim().replace(/^`|`$/g, ''));
       documented[key!] = parseYaml(def!);
     }
     assert.deepEqual(documented, leaves);
@@ -352,7 +497,6 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
   const eventually = <T>(what: string, check: () => Promise<T | undefined>): Promise<T> =>
     waitUntil(what, check, { timeoutMs: 30_000, intervalMs: 250 });
 
-
   /** What the release owns on the server, as "Kind/namespace/name". */
   const releaseObjects = [
     ['serviceaccount', RELEASE.namespace, 'ipip-operator'],
@@ -365,7 +509,11 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     ['daemonset', RELEASE.namespace, 'ipip-operator'],
     ['service', RELEASE.namespace, 'ipip-operator'],
   ] as const;
-  const getArgs = ([kind, ns, name]: readonly [string, string, string]) => [kind, name, ...(ns === '' ? [] : ['-n', ns])];
+  const getArgs = ([kind, ns, name]: readonly [string, string, string]) => [
+    kind,
+    name,
+    ...(ns === '' ? [] : ['-n', ns]),
+  ];
 
   test('kube-apiserver starts', async () => {
     await api.start(() => startApiServer());
@@ -374,10 +522,16 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
   test('the rendered objects with default values are accepted (kubectl apply --dry-run=server)', async () => {
     // The namespaced objects need their namespace to exist, even for a dry run.
     await kubectl(['create', 'namespace', 'dry-default']);
-    const rendered = await helmOk(['template', RELEASE.name, chart, '--namespace', 'dry-default', '--include-crds'], server());
+    const rendered = await helmOk(
+      ['template', RELEASE.name, chart, '--namespace', 'dry-default', '--include-crds'],
+      server(),
+    );
     const out = await kubectl(['apply', '--dry-run=server', '-f', '-'], rendered);
     assert.match(out, /daemonset\.apps\/ipip-operator created \(server dry run\)/);
-    assert.match(out, /customresourcedefinition\.apiextensions\.k8s\.io\/ipiptunnels\.tunnel\.ipip-operator\.dev created \(server dry run\)/);
+    assert.match(
+      out,
+      /customresourcedefinition\.apiextensions\.k8s\.io\/ipiptunnels\.tunnel\.ipip-operator\.dev created \(server dry run\)/,
+    );
   });
 
   test('deploy/manifests/ipip-operator.yaml is accepted as a whole (its own namespace first)', async () => {
@@ -387,27 +541,41 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     assert.equal(out.trim().split('\n').length, objects(readFileSync(manifests, 'utf8')).length, out);
   });
 
-  test('with every toggle on, against monitoring CRDs standing in for prometheus-operator\'s, the rendered objects are accepted', async () => {
+  test("with every toggle on, against monitoring CRDs standing in for prometheus-operator's, the rendered objects are accepted", async () => {
     await kubectl(['apply', '-f', join(REPO, 'test/cluster/fixtures/monitoring-crds.yaml')]);
     for (const crd of ['servicemonitors', 'podmonitors', 'prometheusrules']) {
       await kubectl(['wait', '--for=condition=Established', `crd/${crd}.monitoring.coreos.com`, '--timeout=60s']);
     }
     await kubectl(['create', 'namespace', 'dry-all']);
-    const rendered = await helmOk(['template', RELEASE.name, chart, '--namespace', 'dry-all', '--include-crds', ...ALL_ON], server());
+    const rendered = await helmOk(
+      ['template', RELEASE.name, chart, '--namespace', 'dry-all', '--include-crds', ...ALL_ON],
+      server(),
+    );
     const out = await kubectl(['apply', '--dry-run=server', '-f', '-'], rendered);
-    for (const kind of ['servicemonitor.monitoring.coreos.com', 'podmonitor.monitoring.coreos.com', 'prometheusrule.monitoring.coreos.com', 'configmap']) {
-      assert.match(out, new RegExp(`^${kind.replace(/\./g, '\\.')}/ipip-operator(-dashboard)? created \\(server dry run\\)$`, 'm'));
+    for (const kind of [
+      'servicemonitor.monitoring.coreos.com',
+      'podmonitor.monitoring.coreos.com',
+      'prometheusrule.monitoring.coreos.com',
+      'configmap',
+    ]) {
+      assert.match(
+        out,
+        new RegExp(`^${kind.replace(/\./g, '\\.')}/ipip-operator(-dashboard)? created \\(server dry run\\)$`, 'm'),
+      );
     }
   });
 
-  test('a wrong value fails helm install with the schema\'s message naming it; only the CRD is created', async () => {
+  test("a wrong value fails helm install with the schema's message naming it; only the CRD is created", async () => {
     const cases: Array<[string, RegExp]> = [
       ['metrics.port=abc', /at '\/metrics\/port': got string, want integer/],
       ['tolerations=notalist', /at '\/tolerations': got string, want array/],
       ['resources.limits=abc', /at '\/resources\/limits': got string, want object/],
     ];
     for (const [value, message] of cases) {
-      const r = await helm(['install', 'wrong', chart, '--namespace', 'wrong', '--create-namespace', '--set', value], server());
+      const r = await helm(
+        ['install', 'wrong', chart, '--namespace', 'wrong', '--create-namespace', '--set', value],
+        server(),
+      );
       assert.notEqual(r.code, 0, `--set ${value} was accepted`);
       assert.match(r.stderr, /values don't meet the specifications of the schema/, r.stderr);
       assert.match(r.stderr, message);
@@ -423,7 +591,10 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
   });
 
   test('helm install creates the CRD, ServiceAccount, RBAC, DaemonSet and Service; NOTES say what next', async () => {
-    const out = await helmOk(['install', RELEASE.name, chart, '--namespace', RELEASE.namespace, '--create-namespace'], server());
+    const out = await helmOk(
+      ['install', RELEASE.name, chart, '--namespace', RELEASE.namespace, '--create-namespace'],
+      server(),
+    );
     assert.match(out, /STATUS: deployed/);
     assert.match(out, /kubectl apply -f tunnel\.yaml/);
     assert.match(out, /kubectl get ipt/);
@@ -431,24 +602,47 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     await kubectl(['wait', '--for=condition=Established', `crd/${crdName}`, '--timeout=60s']);
     for (const o of releaseObjects) {
       const got = JSON.parse(await kubectl([...['get', ...getArgs(o)], '-o', 'json'])) as K8sObject;
-      assert.equal(got.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', `${o.join('/')} belongs to the release`);
+      assert.equal(
+        got.metadata.labels?.['app.kubernetes.io/managed-by'],
+        'Helm',
+        `${o.join('/')} belongs to the release`,
+      );
       assert.equal(got.metadata.annotations?.['meta.helm.sh/release-name'], RELEASE.name);
     }
   });
 
-  test('the agent runs as the chart\'s ServiceAccount: it gets ready, takes the Lease, writes status, and is refused nothing', async () => {
+  test("the agent runs as the chart's ServiceAccount: it gets ready, takes the Lease, writes status, and is refused nothing", async () => {
     // The example names node-a and node-b, not this agent's node: the Lease holder still
     // writes its aggregate status (0/2 ready), which exercises the status patch rule.
     await kubectl(['apply', '-f', join(REPO, 'examples/tunnel.yaml')]);
-    await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: AGENT_NODE } }));
-    const token = (await kubectl(['create', 'token', 'ipip-operator', '-n', RELEASE.namespace, '--duration=1h'])).trim();
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: AGENT_NODE } }),
+    );
+    const token = (
+      await kubectl(['create', 'token', 'ipip-operator', '-n', RELEASE.namespace, '--duration=1h'])
+    ).trim();
     const kubeconfig = join(server().dir, 'agent.kubeconfig');
-    writeFileSync(kubeconfig, kubeconfigYaml(server().server, readFileSync(server().caFile), token, 'ipip-operator'), { mode: 0o600 });
+    writeFileSync(kubeconfig, kubeconfigYaml(server().server, readFileSync(server().caFile), token, 'ipip-operator'), {
+      mode: 0o600,
+    });
 
     let log = '';
     const [cmd, argv] = withPdeathsig(process.execPath, [
-      join(REPO, 'src/cli/main.ts'), 'agent', '--node-name', AGENT_NODE, '--kubeconfig', kubeconfig,
-      '--lease-namespace', RELEASE.namespace, '--metrics-address', '127.0.0.1:0', '--resync-period', '2s', '--log-format', 'json',
+      join(REPO, 'src/cli/main.ts'),
+      'agent',
+      '--node-name',
+      AGENT_NODE,
+      '--kubeconfig',
+      kubeconfig,
+      '--lease-namespace',
+      RELEASE.namespace,
+      '--metrics-address',
+      '127.0.0.1:0',
+      '--resync-period',
+      '2s',
+      '--log-format',
+      'json',
     ]);
     // No KUBECONFIG or POD_NAMESPACE from this environment: only the flags count.
     const { KUBECONFIG: _k, POD_NAMESPACE: _p, NODE_NAME: _n, ...env } = process.env;
@@ -458,7 +652,7 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (log += c));
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
     try {
-      const port = await eventually('the agent\'s http server', async () => {
+      const port = await eventually("the agent's http server", async () => {
         if (child.exitCode !== null) throw new GiveUp(new Error(`the agent exited ${child.exitCode}:\n${log}`));
         for (const line of log.split('\n')) {
           if (!line.startsWith('{')) continue;
@@ -471,12 +665,22 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
       await eventually('/readyz 200', async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined));
 
       const holder = await eventually('the Lease held by the agent', async () => {
-        const r = await server().kubectl(['get', 'lease', 'ipip-operator-status', '-n', RELEASE.namespace, '-o', 'jsonpath={.spec.holderIdentity}']);
+        const r = await server().kubectl([
+          'get',
+          'lease',
+          'ipip-operator-status',
+          '-n',
+          RELEASE.namespace,
+          '-o',
+          'jsonpath={.spec.holderIdentity}',
+        ]);
         return r.code === 0 && r.stdout !== '' ? r.stdout : undefined;
       });
       assert.equal(holder, AGENT_NODE);
       const status = await eventually('the aggregate status of lab', async () => {
-        const t = JSON.parse(await kubectl(['get', 'ipt', 'lab', '-o', 'json'])) as { status?: { readySummary?: string } };
+        const t = JSON.parse(await kubectl(['get', 'ipt', 'lab', '-o', 'json'])) as {
+          status?: { readySummary?: string };
+        };
         return t.status?.readySummary;
       });
       assert.equal(status, '0/2');
@@ -485,7 +689,11 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
       assert.match(metrics, /^ipip_operator_status_leader 1$/m);
       const changes = metrics.split('\n').filter((l) => l.startsWith('ipip_operator_dataplane_changes_total{'));
       assert.ok(changes.length > 0);
-      assert.deepEqual(changes.filter((l) => !l.endsWith(' 0')), [], 'it changed nothing in this host\'s kernel');
+      assert.deepEqual(
+        changes.filter((l) => !l.endsWith(' 0')),
+        [],
+        "it changed nothing in this host's kernel",
+      );
     } finally {
       child.kill('SIGTERM');
     }
@@ -501,9 +709,13 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
       cpSync(chart, join(dir, 'ipip-operator'), { recursive: true });
       const crdFile = join(dir, 'ipip-operator/crds/ipiptunnels.yaml');
       writeFileSync(crdFile, readFileSync(crdFile, 'utf8').replace('  labels:\n', '  labels:\n    upgraded: "yes"\n'));
-      const out = await helmOk(['upgrade', RELEASE.name, join(dir, 'ipip-operator'), '--namespace', RELEASE.namespace], server());
+      const out = await helmOk(
+        ['upgrade', RELEASE.name, join(dir, 'ipip-operator'), '--namespace', RELEASE.namespace],
+        server(),
+      );
       assert.match(out, /REVISION: 2/);
-      const label = async () => (await kubectl(['get', 'crd', crdName, '-o', 'jsonpath={.metadata.labels.upgraded}'])).trim();
+      const label = async () =>
+        (await kubectl(['get', 'crd', crdName, '-o', 'jsonpath={.metadata.labels.upgraded}'])).trim();
       assert.equal(await label(), '', 'helm upgrade did not touch the CRD');
       await kubectl(['apply', '-f', crdFile]);
       assert.equal(await label(), 'yes');

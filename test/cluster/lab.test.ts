@@ -3,24 +3,30 @@
 // nothing left behind. The agent tests build on exactly this, so it is proven on its own.
 // Needs user-mode-linux and the binaries of scripts/cluster-tools.sh; FAILS (never
 // skips) with an install hint without them.
-import {spawnSync} from 'node:child_process';
-import {existsSync, readFileSync} from 'node:fs';
-import {after, describe, test} from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import {BRIDGE_ADDRESS, LAB_NODES, startClusterLab, type ClusterLab, type LabNodeName} from '../harness/cluster-lab.ts';
-import {kubectlOk} from '../harness/apiserver.ts';
-import {eventually, StartedByTest} from '../harness/support.ts';
+import {
+  BRIDGE_ADDRESS,
+  LAB_NODES,
+  startClusterLab,
+  type ClusterLab,
+  type LabNodeName,
+} from '../harness/cluster-lab.ts';
+import { kubectlOk } from '../harness/apiserver.ts';
+import { eventually, StartedByTest } from '../harness/support.ts';
 
 const NODES = Object.keys(LAB_NODES) as LabNodeName[];
 /** Processes in a guest answer within seconds. */
-const quick = {timeoutMs: 10_000, intervalMs: 200};
+const quick = { timeoutMs: 10_000, intervalMs: 200 };
 
 interface NodeJson {
-  metadata: {name: string};
-  status?: {addresses?: {type: string; address: string}[]};
+  metadata: { name: string };
+  status?: { addresses?: { type: string; address: string }[] };
 }
 
-describe('cluster lab: guests on a bridge with a real API server', {timeout: 600_000}, () => {
+describe('cluster lab: guests on a bridge with a real API server', { timeout: 600_000 }, () => {
   const lab = new StartedByTest<ClusterLab>('lab');
   const L = (): ClusterLab => lab.get();
 
@@ -31,8 +37,10 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
   const kubectl = (args: string[], input?: string): Promise<string> => kubectlOk(L().api, args, input);
 
   async function internalIPs(): Promise<Record<string, string | undefined>> {
-    const list = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as {items: NodeJson[]};
-    return Object.fromEntries(list.items.map((n) => [n.metadata.name, n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address]));
+    const list = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as { items: NodeJson[] };
+    return Object.fromEntries(
+      list.items.map((n) => [n.metadata.name, n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address]),
+    );
   }
 
   test('the lab starts: namespace, bridge, API server with the CRD, a guest per node', async (t) => {
@@ -47,23 +55,31 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
   });
 
   test('the lab is in its own namespace only: the machine has no bridge or address of it', () => {
-    const host = spawnSync('ip', ['-o', 'addr', 'show'], {encoding: 'utf8'}).stdout;
-    assert.doesNotMatch(host, /192\.168\.40\./, 'no lab address in the machine\'s own namespace');
-    const inLab = spawnSync('ip', ['-n', L().netns, '-o', 'addr', 'show', 'dev', 'br0'], {encoding: 'utf8'}).stdout;
+    const host = spawnSync('ip', ['-o', 'addr', 'show'], { encoding: 'utf8' }).stdout;
+    assert.doesNotMatch(host, /192\.168\.40\./, "no lab address in the machine's own namespace");
+    const inLab = spawnSync('ip', ['-n', L().netns, '-o', 'addr', 'show', 'dev', 'br0'], { encoding: 'utf8' }).stdout;
     assert.match(inLab, new RegExp(`inet ${BRIDGE_ADDRESS.replace(/\./g, '\\.')}/24`));
   });
 
   test('kubectl get nodes from the host side lists every node with its InternalIP and Hostname', async () => {
     assert.deepEqual(await internalIPs(), LAB_NODES);
     const b = JSON.parse(await kubectl(['get', 'node', 'node-b', '-o', 'json'])) as NodeJson;
-    assert.deepEqual(b.status?.addresses, [{type: 'InternalIP', address: '192.168.40.3'}, {type: 'Hostname', address: 'node-b'}]);
+    assert.deepEqual(b.status?.addresses, [
+      { type: 'InternalIP', address: '192.168.40.3' },
+      { type: 'Hostname', address: 'node-b' },
+    ]);
   });
 
   test('each guest has eth1 with its address (vec0 renamed) and its hostname', async () => {
     for (const node of NODES) {
       const g = L().guest(node);
-      const addr = JSON.parse(await g.ok('ip -j addr show dev eth1')) as {addr_info: {family: string; local: string; prefixlen: number}[]}[];
-      assert.deepEqual(addr[0]!.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`), [`${LAB_NODES[node]}/24`]);
+      const addr = JSON.parse(await g.ok('ip -j addr show dev eth1')) as {
+        addr_info: { family: string; local: string; prefixlen: number }[];
+      }[];
+      assert.deepEqual(
+        addr[0]!.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+        [`${LAB_NODES[node]}/24`],
+      );
       assert.notEqual((await g.sh('ip link show dev vec0')).code, 0, 'vec0 is gone: renamed');
       assert.equal((await g.ok('hostname')).trim(), node);
     }
@@ -101,7 +117,13 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
 
     // Guards the "no": with a binding, the same token may.
     await kubectl(['create', 'clusterrole', 'lab-test-node-reader', '--verb=list,get', '--resource=nodes']);
-    await kubectl(['create', 'clusterrolebinding', 'lab-test-node-reader', '--clusterrole=lab-test-node-reader', '--serviceaccount=lab-test:nobody']);
+    await kubectl([
+      'create',
+      'clusterrolebinding',
+      'lab-test-node-reader',
+      '--clusterrole=lab-test-node-reader',
+      '--serviceaccount=lab-test:nobody',
+    ]);
     assert.equal((await g.ok(`kubectl --kubeconfig ${kubeconfig} auth can-i list nodes`)).trim(), 'yes');
     assert.match(await g.ok(`kubectl --kubeconfig ${kubeconfig} get nodes -o name`), /node\/node-a/);
   });
@@ -120,43 +142,63 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
     const g = L().guest('node-a');
     assert.equal((await g.sh(`kill -0 ${pid}`)).code, 0, 'running');
     assert.equal(await L().exitStatus('node-a', 'sleeper'), undefined);
-    assert.equal((await L().guestLog('node-a', 'sleeper')).trim(), `started as ${pid}`, 'the pid returned is the process itself');
+    assert.equal(
+      (await L().guestLog('node-a', 'sleeper')).trim(),
+      `started as ${pid}`,
+      'the pid returned is the process itself',
+    );
     await assert.rejects(L().startInGuest('node-a', 'sleeper', ['true']), /already runs/);
-    assert.deepEqual(await L().stopInGuest('node-a', 'sleeper', 'TERM'), {status: 143, killed: false});
+    assert.deepEqual(await L().stopInGuest('node-a', 'sleeper', 'TERM'), { status: 143, killed: false });
     assert.notEqual((await g.sh(`kill -0 ${pid}`)).code, 0, 'gone');
 
     // A background job of sh starts with SIGINT ignored; the harness undoes that, so a
     // test can stop an agent with Ctrl-C's signal.
     await L().startInGuest('node-b', 'interrupted', ['sleep', '600']);
-    assert.deepEqual(await L().stopInGuest('node-b', 'interrupted', 'INT'), {status: 130, killed: false});
+    assert.deepEqual(await L().stopInGuest('node-b', 'interrupted', 'INT'), { status: 130, killed: false });
 
     // One that ignores the signal is killed after the grace period.
-    await L().startInGuest('node-b', 'stubborn', ['sh', '-c', 'trap "" TERM; echo trapped; while true; do sleep 1; done']);
+    await L().startInGuest('node-b', 'stubborn', [
+      'sh',
+      '-c',
+      'trap "" TERM; echo trapped; while true; do sleep 1; done',
+    ]);
     // Only once the trap is set: a TERM before it would end the shell at once.
-    await eventually('the trap to be set', async () => ((await L().guestLog('node-b', 'stubborn')).includes('trapped') ? true : undefined), quick);
-    assert.deepEqual(await L().stopInGuest('node-b', 'stubborn', 'TERM', 1000), {status: 137, killed: true});
+    await eventually(
+      'the trap to be set',
+      async () => ((await L().guestLog('node-b', 'stubborn')).includes('trapped') ? true : undefined),
+      quick,
+    );
+    assert.deepEqual(await L().stopInGuest('node-b', 'stubborn', 'TERM', 1000), { status: 137, killed: true });
 
     // The environment given reaches the process.
-    await L().startInGuest('node-b', 'env', ['sh', '-c', 'echo "$LAB_VALUE"'], {env: {LAB_VALUE: "it's here"}});
-    await eventually('env process to finish', async () => ((await L().exitStatus('node-b', 'env')) === 0 ? true : undefined), quick);
+    await L().startInGuest('node-b', 'env', ['sh', '-c', 'echo "$LAB_VALUE"'], { env: { LAB_VALUE: "it's here" } });
+    await eventually(
+      'env process to finish',
+      async () => ((await L().exitStatus('node-b', 'env')) === 0 ? true : undefined),
+      quick,
+    );
     assert.equal((await L().guestLog('node-b', 'env')).trim(), "it's here");
-    assert.deepEqual(await L().stopInGuest('node-b', 'env'), {status: 0, killed: false});
+    assert.deepEqual(await L().stopInGuest('node-b', 'env'), { status: 0, killed: false });
   });
 
-  test('startAgent runs the checkout\'s agent CLI in the guest, with its output in agentLog', async () => {
+  test("startAgent runs the checkout's agent CLI in the guest, with its output in agentLog", async () => {
     // A flag the CLI does not have: exit 2 (bad input), naming it. Cluster mode itself is
     // the agent tests' business.
     await L().startAgent('node-a', ['--no-such-flag']);
-    await eventually('the agent to exit', async () => ((await L().exitStatus('node-a', 'agent-node-a')) !== undefined ? true : undefined), {...quick, timeoutMs: 30_000});
+    await eventually(
+      'the agent to exit',
+      async () => ((await L().exitStatus('node-a', 'agent-node-a')) !== undefined ? true : undefined),
+      { ...quick, timeoutMs: 30_000 },
+    );
     assert.match(await L().agentLog('node-a'), /no-such-flag/);
-    assert.deepEqual(await L().stopAgent('node-a'), {status: 2, killed: false});
+    assert.deepEqual(await L().stopAgent('node-a'), { status: 2, killed: false });
   });
 
   test('api.pause() takes the API server away, resume() brings it back with every object; restart() does both', async (t) => {
     const g = L().guest('node-a');
     const kubeconfig = L().adminKubeconfigForGuests();
     await L().api.pause();
-    const away = await L().api.kubectl(['get', 'nodes'], {timeoutMs: 20_000});
+    const away = await L().api.kubectl(['get', 'nodes'], { timeoutMs: 20_000 });
     assert.notEqual(away.code, 0, 'no answer while paused');
     assert.notEqual((await g.sh(`kubectl --kubeconfig ${kubeconfig} get nodes --request-timeout=3s`)).code, 0);
     let started = Date.now();
@@ -173,21 +215,30 @@ describe('cluster lab: guests on a bridge with a real API server', {timeout: 600
   });
 
   test('stop() removes the namespace and every process of the lab, and is safe to call twice', async (t) => {
-    const {netns} = L();
+    const { netns } = L();
     const apiDir = L().api.dir;
     await L().startInGuest('node-a', 'left-running', ['sleep', '600']);
-    const pids = spawnSync('ip', ['netns', 'pids', netns], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean).map(Number);
+    const pids = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .map(Number);
     const names = new Set(pids.map(commOf));
     // Guards the check below: the processes it watches are the lab's.
-    for (const name of ['linux.uml', 'kube-apiserver', 'etcd']) assert.ok(names.has(name), `${name} runs in ${netns}: ${[...names].join(', ')}`);
+    for (const name of ['linux.uml', 'kube-apiserver', 'etcd'])
+      assert.ok(names.has(name), `${name} runs in ${netns}: ${[...names].join(', ')}`);
     const guestMB = pids.filter((p) => commOf(p) === 'linux.uml').reduce((sum, p) => sum + pssKB(p), 0) / 1024;
 
     const started = Date.now();
     await L().stop();
-    t.diagnostic(`lab stopped in ${Date.now() - started} ms; its ${NODES.length} guests used ${guestMB.toFixed(0)} MB (PSS of all linux.uml processes)`);
+    t.diagnostic(
+      `lab stopped in ${Date.now() - started} ms; its ${NODES.length} guests used ${guestMB.toFixed(0)} MB (PSS of all linux.uml processes)`,
+    );
     await L().stop();
 
-    assert.doesNotMatch(spawnSync('ip', ['netns', 'list'], {encoding: 'utf8'}).stdout, new RegExp(`^${netns}( |$)`, 'm'));
+    assert.doesNotMatch(
+      spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout,
+      new RegExp(`^${netns}( |$)`, 'm'),
+    );
     const left = pids.filter((p) => ['linux.uml', 'kube-apiserver', 'etcd'].includes(commOf(p) ?? ''));
     assert.deepEqual(left, [], 'no process of the lab remains');
     assert.equal(existsSync(apiDir), false, 'the API server dir is removed');
@@ -213,4 +264,3 @@ function pssKB(pid: number): number {
     return 0;
   }
 }
-

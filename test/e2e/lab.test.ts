@@ -12,7 +12,15 @@ import { run } from '../harness/apiserver.ts';
 import { curlInNetns, LAB_NODES } from '../harness/cluster-lab.ts';
 import { startFullLab } from '../harness/full-lab.ts';
 import type { FullLab } from '../harness/full-lab.ts';
-import { AGENT_METRICS_PORT, link as linkOf, metricSum, metricValue, ping as pingFrom, routesVia, startIpipCapture } from '../harness/probes.ts';
+import {
+  AGENT_METRICS_PORT,
+  link as linkOf,
+  metricSum,
+  metricValue,
+  ping as pingFrom,
+  routesVia,
+  startIpipCapture,
+} from '../harness/probes.ts';
 import { EXAMPLE, exampleTunnel as example } from '../harness/repo.ts';
 import { eventually as waitUntil, StartedByTest } from '../harness/support.ts';
 
@@ -41,17 +49,32 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   const routes = (node: Node) => routesVia(L().cluster.guest(node), 'ipiptun');
   const ping = (from: Node, to: string, count = 1) => pingFrom(L().cluster.guest(from), to, count);
   /** An agent's /metrics, fetched from the lab's namespace (as Prometheus does). */
-  const agentMetrics = (node: Node) => curlInNetns(L().cluster.netns, `http://${ADDRESS[node]}:${AGENT_METRICS_PORT}/metrics`);
+  const agentMetrics = (node: Node) =>
+    curlInNetns(L().cluster.netns, `http://${ADDRESS[node]}:${AGENT_METRICS_PORT}/metrics`);
   const ready = (): Promise<IpipTunnel> => L().cluster.waitTunnelReady('lab');
 
-  test('lab up: API server, two UML nodes with strict rp_filter, the chart installed with helm, an agent per node as its ServiceAccount, Prometheus scraping both', async () => {
-    await started.start(() => startFullLab());
-    for (const node of NODES) {
-      assert.equal((await sh(node, 'sysctl -n net.ipv4.conf.all.rp_filter')).stdout.trim(), '1', `strict rp_filter on ${node}`);
-    }
-    assert.match(await L().helm(['list', '-n', 'ipip-operator', '-q']).then((r) => r.stdout), /^ipip-operator$/m, 'the release is installed');
-    assert.deepEqual(await L().prometheus.targetHealth(), { 'node-a': 'up', 'node-b': 'up' });
-  });
+  test(
+    'lab up: API server, two UML nodes with strict rp_filter, the chart installed with helm, ' +
+      'an agent per node as its ServiceAccount, Prometheus scraping both',
+    async () => {
+      await started.start(() => startFullLab());
+      for (const node of NODES) {
+        assert.equal(
+          (await sh(node, 'sysctl -n net.ipv4.conf.all.rp_filter')).stdout.trim(),
+          '1',
+          `strict rp_filter on ${node}`,
+        );
+      }
+      assert.match(
+        await L()
+          .helm(['list', '-n', 'ipip-operator', '-q'])
+          .then((r) => r.stdout),
+        /^ipip-operator$/m,
+        'the release is installed',
+      );
+      assert.deepEqual(await L().prometheus.targetHealth(), { 'node-a': 'up', 'node-b': 'up' });
+    },
+  );
 
   test('kubectl apply the example -> Ready 2/2, ping both ways, the capture shows IPIP (proto 4) packets', async () => {
     await kubectl(['apply', '-f', EXAMPLE]);
@@ -68,7 +91,11 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     const out = (await capture.done).stdout;
     // tcpdump 4.99 says "proto IPIP (4)"; older versions printed "ipip-proto-4".
     assert.match(out, /proto IPIP \(4\)|ipip-proto-4/, out);
-    assert.match(out, /192\.168\.40\.2 > 192\.168\.40\.3: IP .*\n\s+172\.0\.0\.2 > 172\.0\.0\.3: ICMP echo request/, out);
+    assert.match(
+      out,
+      /192\.168\.40\.2 > 192\.168\.40\.3: IP .*\n\s+172\.0\.0\.2 > 172\.0\.0\.3: ICMP echo request/,
+      out,
+    );
     assert.ok(await ping('node-b', OVERLAY['node-a'], 3), 'node-b pings node-a through the tunnel');
   });
 
@@ -79,7 +106,8 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
       return v['node-a'] === 1 && v['node-b'] === 1 ? v : undefined;
     });
     assert.deepEqual(up, { 'node-a': 1, 'node-b': 1 });
-    const rx = (): Promise<Record<string, number>> => prom.byNode('ipip_operator_tunnel_receive_bytes_total{tunnel="lab"}');
+    const rx = (): Promise<Record<string, number>> =>
+      prom.byNode('ipip_operator_tunnel_receive_bytes_total{tunnel="lab"}');
     // The agents refresh the counters on each reconcile (every 5 s in the lab); wait for a
     // settled value, ping, then wait for a scrape of the next refresh.
     const before = await eventually('receive byte counters of both nodes in Prometheus', async () => {
@@ -89,14 +117,18 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     assert.ok(await ping('node-a', OVERLAY['node-b'], 5));
     assert.ok(await ping('node-b', OVERLAY['node-a'], 5));
     // Each node received at least 5 echo replies and 5 echo requests of 84 bytes (inner packets).
-    const grown = await eventually('receive byte counters grew on both nodes', async () => {
-      const v = await rx();
-      return NODES.every((n) => (v[n] ?? 0) >= before[n]! + 10 * 84) ? v : undefined;
-    }, 45_000);
+    const grown = await eventually(
+      'receive byte counters grew on both nodes',
+      async () => {
+        const v = await rx();
+        return NODES.every((n) => (v[n] ?? 0) >= before[n]! + 10 * 84) ? v : undefined;
+      },
+      45_000,
+    );
     for (const n of NODES) assert.ok(grown[n]! > before[n]!, `${n}: ${before[n]} -> ${grown[n]} bytes`);
   });
 
-  test('promtool check metrics passes on each agent\'s /metrics', async () => {
+  test("promtool check metrics passes on each agent's /metrics", async () => {
     for (const node of NODES) {
       const text = await agentMetrics(node);
       const r = await run('promtool', ['check', 'metrics'], { input: text, timeoutMs: 30_000 });
@@ -105,17 +137,23 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   });
 
   test('route churn of others on a node (a BGP daemon adding and withdrawing 400 routes) wakes no reconcile; our own route does', async () => {
-    const events = (text: string, outcome: string) => metricValue(text, 'ipip_operator_kernel_events_total', { outcome });
+    const events = (text: string, outcome: string) =>
+      metricValue(text, 'ipip_operator_kernel_events_total', { outcome });
     const before = await agentMetrics('node-a');
     // Four bursts of 50 routes on the underlay, protocol 186 (bgp), each added then withdrawn;
     // the next burst once the monitor has seen all 100 events of this one.
     for (let burst = 0; burst < 4; burst++) {
       for (const verb of ['add', 'del']) {
-        const r = await sh('node-a', `for i in $(seq 1 50); do echo "route ${verb} 10.250.${burst}.$i/32 via ${ADDRESS['node-b']} dev eth1 proto 186"; done | ip -batch -`);
+        const r = await sh(
+          'node-a',
+          `for i in $(seq 1 50); do echo "route ${verb} 10.250.${burst}.$i/32 via ${ADDRESS['node-b']} dev eth1 proto 186"; done | ip -batch -`,
+        );
         assert.equal(r.code, 0, r.stderr);
       }
-      await eventually(`the monitor saw the 100 route events of burst ${burst + 1}`, async () =>
-        events(await agentMetrics('node-a'), 'ignored') - events(before, 'ignored') >= 100 * (burst + 1));
+      await eventually(
+        `the monitor saw the 100 route events of burst ${burst + 1}`,
+        async () => events(await agentMetrics('node-a'), 'ignored') - events(before, 'ignored') >= 100 * (burst + 1),
+      );
     }
     const after = await eventually('the monitor saw the 400 route events', async () => {
       const text = await agentMetrics('node-a');
@@ -125,26 +163,46 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
 
     // One of ours, deleted by hand: that one wakes the agent, which puts it back.
     await sh('node-a', 'ip route del 172.0.0.0/24 dev ipiptun');
-    await eventually('node-a woke for its own route and put it back', async () => {
-      const text = await agentMetrics('node-a');
-      return events(text, 'reconcile') > events(after, 'reconcile') && (await routes('node-a')).includes('172.0.0.0/24') ? true : undefined;
-    }, 30_000);
+    await eventually(
+      'node-a woke for its own route and put it back',
+      async () => {
+        const text = await agentMetrics('node-a');
+        return events(text, 'reconcile') > events(after, 'reconcile') &&
+          (await routes('node-a')).includes('172.0.0.0/24')
+          ? true
+          : undefined;
+      },
+      30_000,
+    );
   });
 
   test('edit the tunnel with kubectl apply: ttl, then a route -> kernels change, Ready again, observedGeneration follows', async () => {
-    await apply(example((t) => { t.spec.ttl = 32; }));
+    await apply(
+      example((t) => {
+        t.spec.ttl = 32;
+      }),
+    );
     let t = await ready();
     assert.equal(t.metadata.generation, 2);
     assert.equal(t.status?.observedGeneration, 2);
     for (const node of NODES) {
-      await eventually(`ttl 32 on ${node}`, async () => ((await link(node))?.linkinfo?.info_data?.ttl === 32 ? true : undefined));
+      await eventually(`ttl 32 on ${node}`, async () =>
+        (await link(node))?.linkinfo?.info_data?.ttl === 32 ? true : undefined,
+      );
     }
-    await apply(example((t) => { t.spec.ttl = 32; t.spec.routes = ['172.0.0.0/24', '10.99.0.0/24']; }));
+    await apply(
+      example((t) => {
+        t.spec.ttl = 32;
+        t.spec.routes = ['172.0.0.0/24', '10.99.0.0/24'];
+      }),
+    );
     t = await ready();
     assert.equal(t.metadata.generation, 3);
     assert.equal(t.status?.observedGeneration, 3);
     for (const node of NODES) {
-      await eventually(`route 10.99.0.0/24 on ${node}`, async () => ((await routes(node)).includes('10.99.0.0/24') ? true : undefined));
+      await eventually(`route 10.99.0.0/24 on ${node}`, async () =>
+        (await routes(node)).includes('10.99.0.0/24') ? true : undefined,
+      );
       assert.deepEqual(await routes(node), ['10.99.0.0/24', '172.0.0.0/24']);
     }
     assert.ok(await ping('node-a', OVERLAY['node-b']));
@@ -158,8 +216,11 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     await L().startAgent('node-b');
     await L().waitAgentReady('node-b');
     // Not before the new agent has run full reconciles: its first, and one resync (5 s) more.
-    await eventually('two reconciles by the restarted agent on node-b', async () =>
-      metricSum(await agentMetrics('node-b'), 'ipip_operator_reconcile_total') >= 2, 30_000);
+    await eventually(
+      'two reconciles by the restarted agent on node-b',
+      async () => metricSum(await agentMetrics('node-b'), 'ipip_operator_reconcile_total') >= 2,
+      30_000,
+    );
     await ready();
     const afterRestart = await link('node-b');
     assert.equal(afterRestart?.ifindex, before.ifindex, 'same link index');
@@ -172,11 +233,17 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   test('drift by hand on one node (route deleted, link down) -> repaired, counted in ipip_operator_drift_corrections_total', async () => {
     const driftBefore = metricValue(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
     await sh('node-a', 'ip route del 172.0.0.0/24 dev ipiptun && ip link set ipiptun down');
-    await eventually('node-a repaired: link up, route back', async () => {
-      const l = await link('node-a');
-      const r = await routes('node-a');
-      return l?.flags?.includes('UP') === true && r.includes('172.0.0.0/24') && r.includes('10.99.0.0/24') ? true : undefined;
-    }, 30_000);
+    await eventually(
+      'node-a repaired: link up, route back',
+      async () => {
+        const l = await link('node-a');
+        const r = await routes('node-a');
+        return l?.flags?.includes('UP') === true && r.includes('172.0.0.0/24') && r.includes('10.99.0.0/24')
+          ? true
+          : undefined;
+      },
+      30_000,
+    );
     const driftAfter = await eventually('drift corrections counted', async () => {
       const v = metricValue(await agentMetrics('node-a'), 'ipip_operator_drift_corrections_total');
       return v > driftBefore ? v : undefined;
@@ -201,4 +268,3 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     assert.equal(await L().cluster.tunnel('lab'), undefined);
   });
 });
-

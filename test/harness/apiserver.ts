@@ -5,16 +5,25 @@
 // RBAC, TokenRequest, Events, Leases, Nodes) but no controllers: no kube-controller-
 // manager runs, so nothing garbage-collects ownerReferences, finalizes namespaces or
 // creates default ServiceAccounts. No kubelet runs either; create Node objects yourself.
-import {spawn, spawnSync, type ChildProcess} from 'node:child_process';
-import {generateKeyPairSync, randomBytes} from 'node:crypto';
-import {closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
-import {request} from 'node:https';
-import {createServer} from 'node:net';
-import {tmpdir} from 'node:os';
-import {join} from 'node:path';
-import {inNetns, isAlive, onProcessExit, withPdeathsig} from './process-guard.ts';
-import {REPO} from './repo.ts';
-import {eventually, GiveUp} from './support.ts';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { request } from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inNetns, isAlive, onProcessExit, withPdeathsig } from './process-guard.ts';
+import { REPO } from './repo.ts';
+import { eventually, GiveUp } from './support.ts';
 
 const buildScript = join(REPO, 'scripts/cluster-tools.sh');
 
@@ -45,7 +54,7 @@ export interface ApiServer {
   /** The network namespace both servers run in, when startApiServer was given one. */
   netns: string | undefined;
   /** Runs kubectl against this server as admin (inside netns if set). Never throws on a non-zero exit. */
-  kubectl(args: string[], opts?: {input?: string; timeoutMs?: number}): Promise<KubectlResult>;
+  kubectl(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<KubectlResult>;
   /**
    * Stops kube-apiserver only (SIGTERM, SIGKILL after 5 s); etcd keeps running, so every
    * object survives. For tests of an agent whose API server is gone for a while.
@@ -78,7 +87,7 @@ let toolsDir: string | undefined;
  */
 export async function clusterTools(): Promise<string> {
   if (toolsDir !== undefined) return toolsDir;
-  const {code, stdout, stderr} = await run('bash', [buildScript], {
+  const { code, stdout, stderr } = await run('bash', [buildScript], {
     // Build progress is minutes long on a first run: let the person see it.
     onStderr: (chunk) => process.stderr.write(chunk),
   });
@@ -89,6 +98,7 @@ export async function clusterTools(): Promise<string> {
         `${stderr.trim().split('\n').slice(-40).join('\n')}\n` +
         'The first build needs Go 1.26+ (the official release in /usr/local/go, or GO=/path/to/go) and the Go module proxy; ' +
         'run scripts/cluster-tools.sh by hand to see it whole. Binaries are cached in ' +
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, as the user would read it
         '${IPIP_TOOLS_CACHE:-~/.cache/ipip-operator/tools}.',
     );
   }
@@ -127,11 +137,12 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
   let etcd: ChildProcess | undefined;
   let apiserver: ChildProcess | undefined;
   let stopped = false;
-  const alive = (c: ChildProcess | undefined): c is ChildProcess => c !== undefined && c.exitCode === null && c.signalCode === null;
+  const alive = (c: ChildProcess | undefined): c is ChildProcess =>
+    c !== undefined && c.exitCode === null && c.signalCode === null;
 
   const unregister = onProcessExit(() => {
     for (const c of [apiserver, etcd]) if (alive(c)) c.kill('SIGKILL');
-    rmSync(dir, {recursive: true, force: true});
+    rmSync(dir, { recursive: true, force: true });
   });
 
   // SIGTERM first so etcd/apiserver shut down cleanly; SIGKILL whoever lingers.
@@ -152,10 +163,10 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
     // IPIP_KEEP_APISERVER_DIR=1 keeps the logs and etcd data to look at after a failure.
     // Without owner.pid the next run's sweep leaves it alone too.
     if (process.env.IPIP_KEEP_APISERVER_DIR) {
-      rmSync(join(dir, 'owner.pid'), {force: true});
+      rmSync(join(dir, 'owner.pid'), { force: true });
       process.stderr.write(`kept ${dir}\n`);
     } else {
-      rmSync(dir, {recursive: true, force: true});
+      rmSync(dir, { recursive: true, force: true });
     }
   };
 
@@ -164,33 +175,38 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
     const token = randomBytes(24).toString('hex');
     const tokenFile = join(dir, 'tokens.csv');
     // token,user,uid,"group1,group2"
-    writeFileSync(tokenFile, `${token},admin,admin-uid,"system:masters"\n`, {mode: 0o600});
+    writeFileSync(tokenFile, `${token},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
 
     // ServiceAccount token signing, so tests can mint tokens (kubectl create token)
     // for the chart's ServiceAccount and run the agent under its RBAC.
-    const sa = generateKeyPairSync('rsa', {modulusLength: 2048});
+    const sa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const saKey = join(dir, 'sa.key');
     const saPub = join(dir, 'sa.pub');
-    writeFileSync(saKey, sa.privateKey.export({type: 'pkcs8', format: 'pem'}), {mode: 0o600});
-    writeFileSync(saPub, sa.publicKey.export({type: 'spki', format: 'pem'}));
+    writeFileSync(saKey, sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(saPub, sa.publicKey.export({ type: 'spki', format: 'pem' }));
 
     const [etcdClient, etcdPeer] = await freePorts('127.0.0.1', 2, netns);
     const [apiPort] = await freePorts(bindAddress, 1, netns);
 
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
     const etcdLog = join(dir, 'etcd.log');
-    etcd = startChild(join(binDir, 'etcd'), [
-      '--name=test',
-      `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=${etcdUrl}`,
-      `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-cluster=test=http://127.0.0.1:${etcdPeer}`,
-      // Throwaway data: fsync only slows tests down.
-      '--unsafe-no-fsync',
-      '--log-level=warn',
-    ], etcdLog, netns);
+    etcd = startChild(
+      join(binDir, 'etcd'),
+      [
+        '--name=test',
+        `--data-dir=${join(dir, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+        `--initial-cluster=test=http://127.0.0.1:${etcdPeer}`,
+        // Throwaway data: fsync only slows tests down.
+        '--unsafe-no-fsync',
+        '--log-level=warn',
+      ],
+      etcdLog,
+      netns,
+    );
 
     const hostForUrl = bindAddress === '0.0.0.0' || bindAddress === '::' ? '127.0.0.1' : bindAddress;
     const server = `https://${hostForUrl.includes(':') ? `[${hostForUrl}]` : hostForUrl}:${apiPort}`;
@@ -224,30 +240,30 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
 
     const kubeconfig = join(dir, 'kubeconfig');
     const ca = readFileSync(pki.caCert);
-    writeFileSync(kubeconfig, kubeconfigYaml(server, ca, token), {mode: 0o600});
+    writeFileSync(kubeconfig, kubeconfigYaml(server, ca, token), { mode: 0o600 });
 
-    const kubectl = (args: string[], o: {input?: string; timeoutMs?: number} = {}) =>
+    const kubectl = (args: string[], o: { input?: string; timeoutMs?: number } = {}) =>
       run(...inNetns(netns, 'kubectl', args), {
         input: o.input,
         timeoutMs: o.timeoutMs ?? 60_000,
         // Own discovery cache per server: ports are reused across runs, and the
         // user's ~/.kube stays untouched.
-        env: {...process.env, KUBECONFIG: kubeconfig, KUBECACHEDIR: join(dir, 'kube-cache')},
+        env: { ...process.env, KUBECONFIG: kubeconfig, KUBECACHEDIR: join(dir, 'kube-cache') },
       });
 
     // Outside a namespace, an https GET from here; inside one, this process cannot
     // connect, so kubectl asks from within (it exits 0 only on a 200).
-    const readyz = async (): Promise<{ok: boolean; detail: string}> => {
+    const readyz = async (): Promise<{ ok: boolean; detail: string }> => {
       if (netns === undefined) {
-        const r = await get(`${server}/readyz`, ca, token).catch((e: Error) => ({status: 0, body: e.message}));
-        return {ok: r.status === 200, detail: `${r.status} ${r.body}`};
+        const r = await get(`${server}/readyz`, ca, token).catch((e: Error) => ({ status: 0, body: e.message }));
+        return { ok: r.status === 200, detail: `${r.status} ${r.body}` };
       }
-      const r = await kubectl(['get', '--raw', '/readyz', '--request-timeout=5s'], {timeoutMs: 10_000});
-      return {ok: r.code === 0, detail: `${r.stdout}${r.stderr}`.trim()};
+      const r = await kubectl(['get', '--raw', '/readyz', '--request-timeout=5s'], { timeoutMs: 10_000 });
+      return { ok: r.code === 0, detail: `${r.stdout}${r.stderr}`.trim() };
     };
     const watched = (): Watched[] => [
-      {name: 'etcd', child: etcd!, log: etcdLog},
-      {name: 'kube-apiserver', child: apiserver!, log: apiserverLog},
+      { name: 'etcd', child: etcd!, log: etcdLog },
+      { name: 'kube-apiserver', child: apiserver!, log: apiserverLog },
     ];
 
     await waitReady(server, readyz, watched());
@@ -270,7 +286,21 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
       await resume();
     };
 
-    return {kubeconfig, server, caFile: pki.caCert, caKey: pki.caKey, token, dir, binDir, netns, kubectl, pause, resume, restart, stop};
+    return {
+      kubeconfig,
+      server,
+      caFile: pki.caCert,
+      caKey: pki.caKey,
+      token,
+      dir,
+      binDir,
+      netns,
+      kubectl,
+      pause,
+      resume,
+      restart,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -290,7 +320,7 @@ function sweepStaleDirs(base: string): void {
       continue; // being created right now, or not ours
     }
     if (!pid || isAlive(pid)) continue;
-    rmSync(join(base, name), {recursive: true, force: true});
+    rmSync(join(base, name), { recursive: true, force: true });
   }
 }
 
@@ -300,10 +330,10 @@ function startChild(bin: string, args: string[], logFile: string, netns: string 
   // Parent-death signal: the kernel kills the child when this process dies, even by
   // SIGKILL, which no 'exit' handler sees (see process-guard.ts).
   const [cmd, argv] = withPdeathsig(...inNetns(netns, bin, args));
-  const child = spawn(cmd, argv, {stdio: ['ignore', fd, fd]});
+  const child = spawn(cmd, argv, { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   // An 'error' (e.g. ENOENT) must not become an uncaught exception; waitReady sees the exit.
-  child.on('error', (err) => writeFileSync(logFile, `spawn failed: ${err.message}\n`, {flag: 'a'}));
+  child.on('error', (err) => writeFileSync(logFile, `spawn failed: ${err.message}\n`, { flag: 'a' }));
   return child;
 }
 
@@ -313,32 +343,40 @@ interface Watched {
   log: string;
 }
 
-async function waitReady(server: string, readyz: () => Promise<{ok: boolean; detail: string}>, watched: Watched[]): Promise<void> {
-  await eventually(`kube-apiserver at ${server} ready (/readyz)`, async () => {
-    for (const w of watched) {
-      if (w.child.exitCode !== null || w.child.signalCode !== null) {
-        const log = tail(w.log);
-        const msg = `${w.name} exited (${w.child.exitCode ?? w.child.signalCode}) during startup:\n${log}`;
-        throw new GiveUp(/address already in use/.test(log) ? new PortClashError(msg) : new Error(msg));
+async function waitReady(
+  server: string,
+  readyz: () => Promise<{ ok: boolean; detail: string }>,
+  watched: Watched[],
+): Promise<void> {
+  await eventually(
+    `kube-apiserver at ${server} ready (/readyz)`,
+    async () => {
+      for (const w of watched) {
+        if (w.child.exitCode !== null || w.child.signalCode !== null) {
+          const log = tail(w.log);
+          const msg = `${w.name} exited (${w.child.exitCode ?? w.child.signalCode}) during startup:\n${log}`;
+          throw new GiveUp(/address already in use/.test(log) ? new PortClashError(msg) : new Error(msg));
+        }
       }
-    }
-    const r = await readyz();
-    if (!r.ok) throw new Error(r.detail);
-    return true;
-  }, {
-    timeoutMs: 90_000,
-    intervalMs: 250,
-    context: async () => watched.map((w) => `--- ${w.name}:\n${tail(w.log)}`).join('\n'),
-  });
+      const r = await readyz();
+      if (!r.ok) throw new Error(r.detail);
+      return true;
+    },
+    {
+      timeoutMs: 90_000,
+      intervalMs: 250,
+      context: async () => watched.map((w) => `--- ${w.name}:\n${tail(w.log)}`).join('\n'),
+    },
+  );
 }
 
-function get(url: string, ca: Buffer, token: string): Promise<{status: number; body: string}> {
+function get(url: string, ca: Buffer, token: string): Promise<{ status: number; body: string }> {
   return new Promise((res, rej) => {
-    const req = request(url, {ca, headers: {authorization: `Bearer ${token}`}, timeout: 5000}, (resp) => {
+    const req = request(url, { ca, headers: { authorization: `Bearer ${token}` }, timeout: 5000 }, (resp) => {
       let body = '';
       resp.setEncoding('utf8');
       resp.on('data', (c: string) => (body += c));
-      resp.on('end', () => res({status: resp.statusCode ?? 0, body}));
+      resp.on('end', () => res({ status: resp.statusCode ?? 0, body }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', rej);
@@ -364,32 +402,96 @@ function makePki(dir: string, bindAddress: string): Pki {
   const ips = new Set(['127.0.0.1', bindAddress]);
   ips.delete('0.0.0.0');
   ips.delete('::');
-  const alt = [...[...ips].map((ip, i) => `IP.${i + 1} = ${ip}`), 'DNS.1 = localhost', 'DNS.2 = kubernetes', 'DNS.3 = kubernetes.default.svc'];
+  const alt = [
+    ...[...ips].map((ip, i) => `IP.${i + 1} = ${ip}`),
+    'DNS.1 = localhost',
+    'DNS.2 = kubernetes',
+    'DNS.3 = kubernetes.default.svc',
+  ];
   // A config of our own, so the system's openssl.cnf defaults do not add extensions.
   writeFileSync(
     p('openssl.cnf'),
     [
-      '[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused',
-      '[ca]', 'basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign',
+      '[req]',
+      'distinguished_name = dn',
+      'prompt = no',
+      '[dn]',
+      'CN = unused',
+      '[ca]',
+      'basicConstraints = critical,CA:TRUE',
+      'keyUsage = critical,keyCertSign,cRLSign',
       'subjectKeyIdentifier = hash',
-      '[server]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage = serverAuth', 'subjectAltName = @alt', 'authorityKeyIdentifier = keyid',
-      '[alt]', ...alt, '',
+      '[server]',
+      'basicConstraints = critical,CA:FALSE',
+      'keyUsage = critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage = serverAuth',
+      'subjectAltName = @alt',
+      'authorityKeyIdentifier = keyid',
+      '[alt]',
+      ...alt,
+      '',
     ].join('\n'),
   );
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(dir, ['req', '-x509', '-new', ...ec, '-config', p('openssl.cnf'), '-extensions', 'ca', '-days', '3',
-    '-subj', '/CN=ipip-operator-test-ca', '-keyout', p('ca.key'), '-out', p('ca.crt')]);
-  openssl(dir, ['req', '-new', ...ec, '-config', p('openssl.cnf'), '-subj', '/CN=kube-apiserver',
-    '-keyout', p('server.key'), '-out', p('server.csr')]);
-  openssl(dir, ['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial',
-    '-days', '3', '-extfile', p('openssl.cnf'), '-extensions', 'server', '-out', p('server.crt')]);
-  return {caCert: p('ca.crt'), caKey: p('ca.key'), serverCert: p('server.crt'), serverKey: p('server.key')};
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-new',
+    ...ec,
+    '-config',
+    p('openssl.cnf'),
+    '-extensions',
+    'ca',
+    '-days',
+    '3',
+    '-subj',
+    '/CN=ipip-operator-test-ca',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.crt'),
+  ]);
+  openssl(dir, [
+    'req',
+    '-new',
+    ...ec,
+    '-config',
+    p('openssl.cnf'),
+    '-subj',
+    '/CN=kube-apiserver',
+    '-keyout',
+    p('server.key'),
+    '-out',
+    p('server.csr'),
+  ]);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    p('server.csr'),
+    '-CA',
+    p('ca.crt'),
+    '-CAkey',
+    p('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '3',
+    '-extfile',
+    p('openssl.cnf'),
+    '-extensions',
+    'server',
+    '-out',
+    p('server.crt'),
+  ]);
+  return { caCert: p('ca.crt'), caKey: p('ca.key'), serverCert: p('server.crt'), serverKey: p('server.key') };
 }
 
 function openssl(cwd: string, args: string[]): void {
-  const r = spawnSync('openssl', args, {cwd, encoding: 'utf8'});
-  if (r.error) throw new Error(`openssl is needed to make the test apiserver's certificates (apt-get install openssl): ${r.error.message}`);
+  const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
+  if (r.error)
+    throw new Error(
+      `openssl is needed to make the test apiserver's certificates (apt-get install openssl): ${r.error.message}`,
+    );
   if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
 }
 
@@ -400,9 +502,9 @@ export function kubeconfigYaml(server: string, ca: Buffer, token: string, user =
     {
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{name: 'test', cluster: {server, 'certificate-authority-data': ca.toString('base64')}}],
-      users: [{name: user, user: {token}}],
-      contexts: [{name: 'test', context: {cluster: 'test', user}}],
+      clusters: [{ name: 'test', cluster: { server, 'certificate-authority-data': ca.toString('base64') } }],
+      users: [{ name: user, user: { token } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user } }],
       'current-context': 'test',
     },
     null,
@@ -414,21 +516,25 @@ export function kubeconfigYaml(server: string, ca: Buffer, token: string, user =
 async function freePorts(address: string, n: number, netns?: string): Promise<number[]> {
   if (netns !== undefined) {
     // This process's sockets live in its own namespace: ask a child inside the target one.
-    const r = await run(...inNetns(netns, process.execPath, ['-e', freePortsScript, address, String(n)]), {timeoutMs: 30_000});
+    const r = await run(...inNetns(netns, process.execPath, ['-e', freePortsScript, address, String(n)]), {
+      timeoutMs: 30_000,
+    });
     if (r.code !== 0) throw new Error(`cannot find free ports on ${address} in netns ${netns}: ${r.stderr}`);
     return JSON.parse(r.stdout) as number[];
   }
   const servers = await Promise.all(
-    Array.from({length: n}, () =>
-      new Promise<ReturnType<typeof createServer>>((res, rej) => {
-        const s = createServer();
-        s.once('error', rej);
-        s.listen(0, address, () => res(s));
-      }),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((res, rej) => {
+          const s = createServer();
+          s.once('error', rej);
+          s.listen(0, address, () => res(s));
+        }),
     ),
   );
   // Hold all n open at once so they are distinct, then release.
-  const ports = servers.map((s) => (s.address() as {port: number}).port);
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
 }
@@ -459,7 +565,10 @@ interface RunOptions {
 
 /** kubectl against the server as admin; its stdout, or an error with its stderr. */
 export async function kubectlOk(api: ApiServer, args: string[], input?: string, timeoutMs?: number): Promise<string> {
-  const r = await api.kubectl(args, {...(input === undefined ? {} : {input}), ...(timeoutMs === undefined ? {} : {timeoutMs})});
+  const r = await api.kubectl(args, {
+    ...(input === undefined ? {} : { input }),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
   if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
   return r.stdout;
 }
@@ -469,16 +578,21 @@ export async function kubectlOk(api: ApiServer, args: string[], input?: string, 
  * against `api` (inside its network namespace, if it has one) or, without one, a
  * kubeconfig that points nowhere, so nothing on this machine is used.
  */
-export async function runHelm(args: string[], opts: {home: string; api?: ApiServer | undefined}): Promise<KubectlResult> {
-  const {api, home} = opts;
+export async function runHelm(
+  args: string[],
+  opts: { home: string; api?: ApiServer | undefined },
+): Promise<KubectlResult> {
+  const { api, home } = opts;
   const helm = join(api?.binDir ?? (await clusterTools()), 'helm');
   return run(...inNetns(api?.netns, helm, args), {
     timeoutMs: 120_000,
     env: {
       ...process.env,
-      HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data'),
+      HELM_CACHE_HOME: join(home, 'cache'),
+      HELM_CONFIG_HOME: join(home, 'config'),
+      HELM_DATA_HOME: join(home, 'data'),
       KUBECONFIG: api?.kubeconfig ?? join(home, 'no-kubeconfig'),
-      ...(api === undefined ? {} : {KUBECACHEDIR: join(api.dir, 'kube-cache')}),
+      ...(api === undefined ? {} : { KUBECACHEDIR: join(api.dir, 'kube-cache') }),
     },
   });
 }
@@ -486,7 +600,7 @@ export async function runHelm(args: string[], opts: {home: string; api?: ApiServ
 /** Runs a command to completion; resolves with its exit code and output, never rejects on exit status. */
 export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<KubectlResult> {
   return new Promise((res, rej) => {
-    const child = spawn(cmd, args, {env: o.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']});
+    const child = spawn(cmd, args, { env: o.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -501,7 +615,7 @@ export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<Ku
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      res({code: code ?? (signal ? 128 : 1), stdout, stderr: signal ? `${stderr}\n(killed by ${signal})` : stderr});
+      res({ code: code ?? (signal ? 128 : 1), stdout, stderr: signal ? `${stderr}\n(killed by ${signal})` : stderr });
     });
     child.stdin.on('error', () => {}); // the command may exit before reading its input
     child.stdin.end(o.input ?? '');

@@ -9,7 +9,7 @@
 export type Manifest = {
   apiVersion: string;
   kind: string;
-  metadata: {name: string; [k: string]: unknown};
+  metadata: { name: string; [k: string]: unknown };
   spec: Record<string, any>;
 };
 
@@ -26,14 +26,19 @@ export function validTunnel(name = 'lab'): Manifest {
   return {
     apiVersion: 'tunnel.ipip-operator.dev/v1alpha1',
     kind: 'IpipTunnel',
-    metadata: {name},
+    metadata: { name },
     spec: {
       mode: 'ipip',
       ttl: 64,
       linkName: 'ipiptun',
       endpoints: [
-        {nodeName: 'node-a', underlay: {address: '192.168.40.2', interface: 'eth1'}, overlayAddress: '172.0.0.2', networks: ['10.20.0.0/16']},
-        {nodeName: 'node-b', underlay: {address: '192.168.40.3', interface: 'eth1'}, overlayAddress: '172.0.0.3'},
+        {
+          nodeName: 'node-a',
+          underlay: { address: '192.168.40.2', interface: 'eth1' },
+          overlayAddress: '172.0.0.2',
+          networks: ['10.20.0.0/16'],
+        },
+        { nodeName: 'node-b', underlay: { address: '192.168.40.3', interface: 'eth1' }, overlayAddress: '172.0.0.3' },
       ],
       routes: ['172.0.0.0/24'],
     },
@@ -47,25 +52,53 @@ let n = 0;
 function bad(name: string, field: string, mutate: (m: Manifest) => void): BadTunnel {
   const manifest = validTunnel(`bad-${++n}`);
   mutate(manifest);
-  return {name, field, manifest};
+  return { name, field, manifest };
 }
 
 const ep0 = 'spec.endpoints[0]';
 
 export const badTunnels: BadTunnel[] = [
   // Addresses: isIP/isCIDR in CEL, IPv4 only.
-  bad('overlay address with an octet over 255', `${ep0}.overlayAddress`, (m) => (m.spec.endpoints[0].overlayAddress = '172.0.0.300')),
-  bad('overlay address with three octets', `${ep0}.overlayAddress`, (m) => (m.spec.endpoints[0].overlayAddress = '172.0.0')),
+  bad(
+    'overlay address with an octet over 255',
+    `${ep0}.overlayAddress`,
+    (m) => (m.spec.endpoints[0].overlayAddress = '172.0.0.300'),
+  ),
+  bad(
+    'overlay address with three octets',
+    `${ep0}.overlayAddress`,
+    (m) => (m.spec.endpoints[0].overlayAddress = '172.0.0'),
+  ),
   bad('overlay address IPv6', `${ep0}.overlayAddress`, (m) => (m.spec.endpoints[0].overlayAddress = 'fd00::2')),
-  bad('overlay address with a prefix length', `${ep0}.overlayAddress`, (m) => (m.spec.endpoints[0].overlayAddress = '172.0.0.2/24')),
+  bad(
+    'overlay address with a prefix length',
+    `${ep0}.overlayAddress`,
+    (m) => (m.spec.endpoints[0].overlayAddress = '172.0.0.2/24'),
+  ),
   bad('overlay address missing', `${ep0}.overlayAddress`, (m) => delete m.spec.endpoints[0].overlayAddress),
-  bad('underlay address malformed', `${ep0}.underlay.address`, (m) => (m.spec.endpoints[0].underlay.address = '192.168.40')),
-  bad('underlay address IPv6', 'spec.endpoints[1].underlay.address', (m) => (m.spec.endpoints[1].underlay.address = 'fd00::3')),
-  bad('underlay interface with a slash', `${ep0}.underlay.interface`, (m) => (m.spec.endpoints[0].underlay.interface = 'eth/1')),
+  bad(
+    'underlay address malformed',
+    `${ep0}.underlay.address`,
+    (m) => (m.spec.endpoints[0].underlay.address = '192.168.40'),
+  ),
+  bad(
+    'underlay address IPv6',
+    'spec.endpoints[1].underlay.address',
+    (m) => (m.spec.endpoints[1].underlay.address = 'fd00::3'),
+  ),
+  bad(
+    'underlay interface with a slash',
+    `${ep0}.underlay.interface`,
+    (m) => (m.spec.endpoints[0].underlay.interface = 'eth/1'),
+  ),
   bad('route with host bits set', 'spec.routes[0]', (m) => (m.spec.routes = ['172.0.0.1/24'])),
   bad('route without a prefix length', 'spec.routes[0]', (m) => (m.spec.routes = ['172.0.0.0'])),
   bad('route IPv6', 'spec.routes[1]', (m) => (m.spec.routes = ['172.0.0.0/24', 'fd00::/64'])),
-  bad('network with a prefix length over 32', `${ep0}.networks[0]`, (m) => (m.spec.endpoints[0].networks = ['10.20.0.0/33'])),
+  bad(
+    'network with a prefix length over 32',
+    `${ep0}.networks[0]`,
+    (m) => (m.spec.endpoints[0].networks = ['10.20.0.0/33']),
+  ),
   bad('network with host bits set', `${ep0}.networks[0]`, (m) => (m.spec.endpoints[0].networks = ['10.20.0.1/16'])),
 
   // linkName: a Linux interface name (IFNAMSIZ 16 with the NUL; dev_valid_name()).

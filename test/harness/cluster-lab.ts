@@ -73,7 +73,8 @@ export async function startClusterLab(opts: ClusterLabOptions = {}): Promise<Clu
   // The agents' /readyz and /metrics are read with curl, in the guests and from the lab's namespace.
   requireCommands(['curl'], 'apt-get install -y curl (or run scripts/setup.sh, which installs it)');
   const nodes = opts.nodes ?? Object.keys(LAB_NODES);
-  if (nodes.length === 0 || new Set(nodes).size !== nodes.length) throw new Error(`lab nodes must be distinct and at least one: ${nodes.join(', ')}`);
+  if (nodes.length === 0 || new Set(nodes).size !== nodes.length)
+    throw new Error(`lab nodes must be distinct and at least one: ${nodes.join(', ')}`);
   sweepStaleNamespaces();
   labsInProcess += 1;
   const netns = `${NETNS_PREFIX}${process.pid}${labsInProcess > 1 ? `-${labsInProcess}` : ''}`;
@@ -115,7 +116,8 @@ export class ClusterLab {
 
   guest(node: string): Guest {
     const guest = this.guests.get(node);
-    if (guest === undefined) throw new Error(`cluster lab: no guest for node ${node} (nodes: ${Object.keys(this.nodes).join(', ')})`);
+    if (guest === undefined)
+      throw new Error(`cluster lab: no guest for node ${node} (nodes: ${Object.keys(this.nodes).join(', ')})`);
     return guest;
   }
 
@@ -148,15 +150,19 @@ export class ClusterLab {
     const applied = await this.api.kubectl(['apply', '-f', join(REPO, 'crds')]);
     if (applied.code !== 0) throw new Error(`kubectl apply -f crds/ failed:\n${applied.stderr}`);
     await kubectlOk(this.api, ['wait', '--for=condition=Established', `crd/${CRD_NAME}`, '--timeout=60s']);
-    await kubectlOk(this.api, ['apply', '-f', '-'], JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: nodes.map((node) => ({
+    await kubectlOk(
+      this.api,
+      ['apply', '-f', '-'],
+      JSON.stringify({
         apiVersion: 'v1',
-        kind: 'Node',
-        metadata: { name: node, labels: { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' } },
-      })),
-    }));
+        kind: 'List',
+        items: nodes.map((node) => ({
+          apiVersion: 'v1',
+          kind: 'Node',
+          metadata: { name: node, labels: { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' } },
+        })),
+      }),
+    );
     for (const node of nodes) await this.setNodeInternalIP(node, this.nodes[node]!);
   }
 
@@ -164,20 +170,36 @@ export class ClusterLab {
   private async configureGuest(node: string, index: number): Promise<void> {
     const guest = this.guest(node);
     const address = nodeAddress(index);
-    await guest.ok([
-      `hostname ${node}`,
-      'ip link set vec0 name eth1',
-      `ip addr add ${address}/${LAB_PREFIX_LENGTH} dev eth1`,
-      'ip link set eth1 up',
-    ].join(' && '));
+    await guest.ok(
+      [
+        `hostname ${node}`,
+        'ip link set vec0 name eth1',
+        `ip addr add ${address}/${LAB_PREFIX_LENGTH} dev eth1`,
+        'ip link set eth1 up',
+      ].join(' && '),
+    );
     // The first ARP exchange over a fresh tap can take a moment; a few tries, then fail.
-    const r = await guest.sh(`for i in 1 2 3 4 5 6 7 8 9 10; do ping -c 1 -W 1 ${BRIDGE_ADDRESS} >/dev/null && exit 0; done; exit 1`, 30_000);
-    if (r.code !== 0) throw new Error(`cluster lab: ${node} (${address} on eth1) cannot reach the bridge ${BRIDGE_ADDRESS}\n${await guest.sh('ip addr; ip route').then((x) => x.stdout)}`);
+    const r = await guest.sh(
+      `for i in 1 2 3 4 5 6 7 8 9 10; do ping -c 1 -W 1 ${BRIDGE_ADDRESS} >/dev/null && exit 0; done; exit 1`,
+      30_000,
+    );
+    if (r.code !== 0)
+      throw new Error(
+        `cluster lab: ${node} (${address} on eth1) cannot reach the bridge ${BRIDGE_ADDRESS}\n${await guest.sh('ip addr; ip route').then((x) => x.stdout)}`,
+      );
   }
 
   /** Replaces a Node's status.addresses (through the status subresource, as a kubelet would). */
   async setNodeAddresses(node: string, addresses: NodeAddress[]): Promise<void> {
-    await kubectlOk(this.api, ['patch', 'node', node, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses } })]);
+    await kubectlOk(this.api, [
+      'patch',
+      'node',
+      node,
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ status: { addresses } }),
+    ]);
   }
 
   /** Sets a Node's InternalIP (and its Hostname, the node name); undefined leaves only the Hostname. */
@@ -191,11 +213,14 @@ export class ClusterLab {
    * under /var/tmp), with the lab's server and CA, and returns its path.
    */
   kubeconfigFor(identity: string, token: string): string {
-    if (!/^[A-Za-z0-9._-]+$/.test(identity)) throw new Error(`kubeconfigFor: "${identity}" is not a file-name-safe identity`);
+    if (!/^[A-Za-z0-9._-]+$/.test(identity))
+      throw new Error(`kubeconfigFor: "${identity}" is not a file-name-safe identity`);
     const dir = join(this.api.dir, 'kubeconfigs');
     mkdirSync(dir, { recursive: true });
     const path = join(dir, `${identity}.kubeconfig`);
-    writeFileSync(path, kubeconfigYaml(this.api.server, readFileSync(this.api.caFile), token, identity), { mode: 0o600 });
+    writeFileSync(path, kubeconfigYaml(this.api.server, readFileSync(this.api.caFile), token, identity), {
+      mode: 0o600,
+    });
     return path;
   }
 
@@ -206,14 +231,18 @@ export class ClusterLab {
 
   /** Creates the namespace and ServiceAccount if missing (no controller-manager does it here). */
   async ensureServiceAccount(namespace: string, name: string): Promise<void> {
-    await kubectlOk(this.api, ['apply', '-f', '-'], JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: [
-        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
-        { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
-      ],
-    }));
+    await kubectlOk(
+      this.api,
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: [
+          { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
+          { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
+        ],
+      }),
+    );
   }
 
   /**
@@ -249,8 +278,8 @@ export class ClusterLab {
     const intIgnored = `s=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$p/status 2>/dev/null); [ -n "$s" ] && [ $(( 0x$s & 2 )) -ne 0 ]`;
     const out = await this.guest(node).ok(
       `mkdir -p /run/lab && rm -f ${f.exit} && ` +
-      `( ${command} > ${f.log} 2>&1 < /dev/null & p=$!; i=0; while [ $i -lt 50 ] && ${intIgnored}; do sleep 0.02; i=$((i+1)); done; ` +
-      `echo $p; exec > /dev/null 2>&1; wait $p; echo $? > ${f.exit} ) &`,
+        `( ${command} > ${f.log} 2>&1 < /dev/null & p=$!; i=0; while [ $i -lt 50 ] && ${intIgnored}; do sleep 0.02; i=$((i+1)); done; ` +
+        `echo $p; exec > /dev/null 2>&1; wait $p; echo $? > ${f.exit} ) &`,
     );
     const pid = Number(out.trim());
     if (!Number.isInteger(pid) || pid <= 0) throw new Error(`startInGuest: no pid from ${node}: ${out}`);
@@ -273,12 +302,13 @@ export class ClusterLab {
     const waitExit = (n: number) => `i=0; while [ ! -s ${f.exit} ] && [ $i -lt ${n} ]; do sleep 0.1; i=$((i+1)); done`;
     const out = await this.guest(node).ok(
       `[ -s ${f.exit} ] || kill -${signal} ${pid} 2>/dev/null; ${waitExit(tries)}; ` +
-      `if [ -s ${f.exit} ]; then echo "exited $(cat ${f.exit})"; exit 0; fi; ` +
-      `kill -KILL ${pid} 2>/dev/null; ${waitExit(100)}; echo "killed $(cat ${f.exit} 2>/dev/null)"`,
+        `if [ -s ${f.exit} ]; then echo "exited $(cat ${f.exit})"; exit 0; fi; ` +
+        `kill -KILL ${pid} 2>/dev/null; ${waitExit(100)}; echo "killed $(cat ${f.exit} 2>/dev/null)"`,
       graceMs + 30_000,
     );
     const m = /^(exited|killed) (\d+)$/m.exec(out);
-    if (m === null) throw new Error(`stopInGuest: ${name} on ${node} (pid ${pid}) did not exit even after SIGKILL: ${out}`);
+    if (m === null)
+      throw new Error(`stopInGuest: ${name} on ${node} (pid ${pid}) did not exit even after SIGKILL: ${out}`);
     this.processes.delete(key);
     return { status: Number(m[2]), killed: m[1] === 'killed' };
   }
@@ -297,7 +327,12 @@ export class ClusterLab {
 
   /** `node src/cli/main.ts agent --node-name NODE ...args` in that node's guest; log /run/lab/agent-NODE.log. */
   startAgent(node: string, args: string[], opts: StartInGuestOptions = {}): Promise<number> {
-    return this.startInGuest(node, agentName(node), ['node', 'src/cli/main.ts', 'agent', '--node-name', node, ...args], opts);
+    return this.startInGuest(
+      node,
+      agentName(node),
+      ['node', 'src/cli/main.ts', 'agent', '--node-name', node, ...args],
+      opts,
+    );
   }
 
   stopAgent(node: string, signal = 'TERM', graceMs = 10_000): Promise<GuestExit> {
@@ -310,7 +345,9 @@ export class ClusterLab {
 
   /** The last lines of the agent logs of these nodes (default: all), for the message of a failed wait. */
   async agentLogTails(nodes = Object.keys(this.nodes), lines = 25): Promise<string> {
-    const tails = await Promise.all(nodes.map(async (n) => `--- agent ${n}:\n${(await this.agentLog(n)).split('\n').slice(-lines).join('\n')}`));
+    const tails = await Promise.all(
+      nodes.map(async (n) => `--- agent ${n}:\n${(await this.agentLog(n)).split('\n').slice(-lines).join('\n')}`),
+    );
     return tails.join('\n');
   }
 
@@ -333,20 +370,32 @@ export class ClusterLab {
    * The tunnel once its aggregate says Ready N/N (N: the lab's nodes) at its current
    * generation; `onChange` sees each new summary of its status on the way.
    */
-  async waitTunnelReady(name: string, opts: { onChange?: (summary: string) => void; timeoutMs?: number } = {}): Promise<IpipTunnel> {
+  async waitTunnelReady(
+    name: string,
+    opts: { onChange?: (summary: string) => void; timeoutMs?: number } = {},
+  ): Promise<IpipTunnel> {
     const n = Object.keys(this.nodes).length;
     let last = '';
-    return eventually(`${name} Ready ${n}/${n}`, async () => {
-      const t = await this.tunnel(name);
-      const status = t?.status;
-      const summary = t === undefined ? 'not found' : `READY ${status?.readySummary ?? '-'}, generation ${t.metadata.generation ?? '-'}, observedGeneration ${status?.observedGeneration ?? '-'}`;
-      if (summary !== last) {
-        last = summary;
-        opts.onChange?.(summary);
-      }
-      const ready = status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-      return ready && status?.readySummary === `${n}/${n}` && status.observedGeneration === t?.metadata.generation ? t : undefined;
-    }, { timeoutMs: opts.timeoutMs ?? 90_000, context: () => this.agentLogTails() });
+    return eventually(
+      `${name} Ready ${n}/${n}`,
+      async () => {
+        const t = await this.tunnel(name);
+        const status = t?.status;
+        const summary =
+          t === undefined
+            ? 'not found'
+            : `READY ${status?.readySummary ?? '-'}, generation ${t.metadata.generation ?? '-'}, observedGeneration ${status?.observedGeneration ?? '-'}`;
+        if (summary !== last) {
+          last = summary;
+          opts.onChange?.(summary);
+        }
+        const ready = status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+        return ready && status?.readySummary === `${n}/${n}` && status.observedGeneration === t?.metadata.generation
+          ? t
+          : undefined;
+      },
+      { timeoutMs: opts.timeoutMs ?? 90_000, context: () => this.agentLogTails() },
+    );
   }
 
   /**
@@ -370,17 +419,20 @@ export class ClusterLab {
     };
     // Agents first, while the API server is still there for whatever they do on SIGTERM.
     // (A guest that is already gone took its processes with it.)
-    await Promise.all([...this.processes.keys()].map((key) => {
-      const [node, name] = key.split('/') as [string, string];
-      if (this.guests.get(node)?.running !== true) return undefined;
-      return attempt(`stopping ${name} on ${node}`, () => this.stopInGuest(node, name));
-    }));
+    await Promise.all(
+      [...this.processes.keys()].map((key) => {
+        const [node, name] = key.split('/') as [string, string];
+        if (this.guests.get(node)?.running !== true) return undefined;
+        return attempt(`stopping ${name} on ${node}`, () => this.stopInGuest(node, name));
+      }),
+    );
     await Promise.all([...this.guests].map(([node, guest]) => attempt(`stopping guest ${node}`, () => guest.stop())));
     await attempt('stopping the API server', async () => this.apiServer?.stop());
     // UML leaves helper processes behind when its main process is killed; anything of
     // the lab still in the namespace goes now.
     const leftover = namespacePids(this.netns);
-    if (leftover.length > 0) process.stderr.write(`cluster lab: killing leftover processes in ${this.netns}: ${leftover.join(' ')}\n`);
+    if (leftover.length > 0)
+      process.stderr.write(`cluster lab: killing leftover processes in ${this.netns}: ${leftover.join(' ')}\n`);
     await attempt(`removing the network namespace ${this.netns}`, () => removeNamespace(this.netns));
     this.unregister();
     if (listNamespaces().includes(this.netns)) problems.push(`network namespace ${this.netns} is still there`);
@@ -414,14 +466,18 @@ export async function curlInNetns(netns: string, url: string, params: Record<str
   if (Object.keys(params).length > 0) args.push('--get');
   for (const [k, v] of Object.entries(params)) args.push('--data-urlencode', `${k}=${v}`);
   const r = await run('ip', [...args, url], { timeoutMs: 20_000 });
-  if (r.code !== 0) throw new Error(`GET ${url} in ${netns} failed (curl exit ${r.code}): ${r.stderr.trim()} ${r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`GET ${url} in ${netns} failed (curl exit ${r.code}): ${r.stderr.trim()} ${r.stdout.trim()}`);
   return r.stdout;
 }
 
 /** The network namespaces of this machine. */
 export function listNamespaces(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  return r.stdout.split('\n').map((line) => line.split(' ')[0] ?? '').filter((n) => n !== '');
+  return r.stdout
+    .split('\n')
+    .map((line) => line.split(' ')[0] ?? '')
+    .filter((n) => n !== '');
 }
 
 /** The pid of the process that made a lab's namespace (ipiplab-PID[-N]); undefined for any other namespace. */
@@ -440,7 +496,12 @@ export function staleLabNamespaces(): string[] {
 
 function namespacePids(netns: string): number[] {
   const r = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.split('\n').map(Number).filter((pid) => Number.isInteger(pid) && pid > 0) : [];
+  return r.status === 0
+    ? r.stdout
+        .split('\n')
+        .map(Number)
+        .filter((pid) => Number.isInteger(pid) && pid > 0)
+    : [];
 }
 
 /** SIGKILLs every process in the namespace; the pids it signalled. */
@@ -470,8 +531,13 @@ function killNamespace(netns: string): void {
 export async function removeNamespace(netns: string): Promise<void> {
   if (!listNamespaces().includes(netns)) return;
   const pids = killAllIn(netns);
-  const lingering = await eventually(`the processes of ${netns} to exit`, async () => !pids.some(isAlive), { timeoutMs: 10_000, intervalMs: 100 })
-    .then(() => undefined, (error: unknown) => error);
+  const lingering = await eventually(`the processes of ${netns} to exit`, async () => !pids.some(isAlive), {
+    timeoutMs: 10_000,
+    intervalMs: 100,
+  }).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
   const r = spawnSync('ip', ['netns', 'del', netns], { encoding: 'utf8' });
   if (listNamespaces().includes(netns)) throw new Error(`ip netns del ${netns}: ${r.stderr.trim()}`);
   if (lingering !== undefined) throw lingering;

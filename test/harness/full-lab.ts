@@ -39,7 +39,9 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
   requirePrometheus();
   progress('building/finding kube-apiserver, etcd and helm (cached after the first build)');
   await clusterTools();
-  progress('starting the API server and etcd, and booting two Linux 6.1 kernels (User-Mode Linux): node-a 192.168.40.2, node-b 192.168.40.3');
+  progress(
+    'starting the API server and etcd, and booting two Linux 6.1 kernels (User-Mode Linux): node-a 192.168.40.2, node-b 192.168.40.3',
+  );
   const cluster = await startClusterLab();
   let prometheus: Prometheus | undefined;
   const nodes = Object.keys(cluster.nodes);
@@ -50,28 +52,62 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
   try {
     progress('strict reverse-path filtering on both nodes (net.ipv4.conf.{all,default}.rp_filter=1)');
     for (const node of nodes) {
-      await cluster.guest(node).ok('sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1 net.ipv4.conf.eth1.rp_filter=1');
+      await cluster
+        .guest(node)
+        .ok(
+          'sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1 net.ipv4.conf.eth1.rp_filter=1',
+        );
     }
-    progress(`helm install ${RELEASE.name} deploy/helm/ipip-operator --namespace ${RELEASE.namespace} --create-namespace`);
-    const installed = await helm(['install', RELEASE.name, CHART, '--namespace', RELEASE.namespace, '--create-namespace']);
+    progress(
+      `helm install ${RELEASE.name} deploy/helm/ipip-operator --namespace ${RELEASE.namespace} --create-namespace`,
+    );
+    const installed = await helm([
+      'install',
+      RELEASE.name,
+      CHART,
+      '--namespace',
+      RELEASE.namespace,
+      '--create-namespace',
+    ]);
     if (installed.code !== 0) throw new Error(`helm install exited ${installed.code}:\n${installed.stderr}`);
     const agentKubeconfig = await cluster.serviceAccountKubeconfig(RELEASE.namespace, RELEASE.name);
-    const startAgent = (node: string): Promise<number> => cluster.startAgent(node, [
-      '--kubeconfig', agentKubeconfig, '--lease-namespace', RELEASE.namespace, '--resync-period', LAB_RESYNC, '--log-format', 'text',
-    ]);
+    const startAgent = (node: string): Promise<number> =>
+      cluster.startAgent(node, [
+        '--kubeconfig',
+        agentKubeconfig,
+        '--lease-namespace',
+        RELEASE.namespace,
+        '--resync-period',
+        LAB_RESYNC,
+        '--log-format',
+        'text',
+      ]);
     const waitAgentReady = (node: string): Promise<void> => cluster.waitAgentReady(node);
-    progress('starting an agent in each node (the DaemonSet\'s ServiceAccount ipip-operator/ipip-operator; no kubelet runs here)');
+    progress(
+      "starting an agent in each node (the DaemonSet's ServiceAccount ipip-operator/ipip-operator; no kubelet runs here)",
+    );
     for (const node of nodes) await startAgent(node);
     for (const node of nodes) await waitAgentReady(node);
     progress(`starting Prometheus in the lab's namespace (${cluster.netns}), scraping both agents every 2 s`);
     prometheus = await startPrometheus({ netns: cluster.netns, targets: cluster.nodes, dir: cluster.api.dir });
     const prom = prometheus;
-    await eventually('Prometheus scraping both agents', async () => {
-      const health = await prom.targetHealth();
-      return nodes.every((n) => health[n] === 'up') ? true : undefined;
-    }, { timeoutMs: 60_000 });
+    await eventually(
+      'Prometheus scraping both agents',
+      async () => {
+        const health = await prom.targetHealth();
+        return nodes.every((n) => health[n] === 'up') ? true : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
     return {
-      cluster, prometheus: prom, agentKubeconfig, nodes, kubectl, helm, startAgent, waitAgentReady,
+      cluster,
+      prometheus: prom,
+      agentKubeconfig,
+      nodes,
+      kubectl,
+      helm,
+      startAgent,
+      waitAgentReady,
       stop: async () => {
         await prom.stop().catch(() => {});
         await cluster.stop();
@@ -79,7 +115,9 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
     };
   } catch (error) {
     await prometheus?.stop().catch(() => {});
-    await cluster.stop().catch((e: unknown) => process.stderr.write(`lab: cleanup after a failed start also failed: ${String(e)}\n`));
+    await cluster
+      .stop()
+      .catch((e: unknown) => process.stderr.write(`lab: cleanup after a failed start also failed: ${String(e)}\n`));
     throw error;
   }
 }

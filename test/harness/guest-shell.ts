@@ -8,7 +8,11 @@ import { createInterface } from 'node:readline';
 export const READY = '@@GUEST-READY@@';
 export const RESULT = '@@GUEST-RESULT@@';
 
-interface Request { id: number; cmd: string; timeoutMs: number }
+interface Request {
+  id: number;
+  cmd: string;
+  timeoutMs: number;
+}
 
 // Raw mode: no echo of what the host sends, no line-length limit, no \r\n translation.
 if (process.stdin.isTTY) process.stdin.setRawMode(true);
@@ -26,7 +30,13 @@ function run(req: Request): void {
   const timer = setTimeout(() => child.kill('SIGKILL'), req.timeoutMs);
   child.on('close', (code, signal) => {
     clearTimeout(timer);
-    answer({ id: req.id, code: code ?? (signal === null ? -1 : 128), signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    answer({
+      id: req.id,
+      code: code ?? (signal === null ? -1 : 128),
+      signal,
+      stdout: Buffer.concat(out).toString(),
+      stderr: Buffer.concat(err).toString(),
+    });
   });
 }
 

@@ -21,7 +21,16 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
     case 'link-add': {
       if (s.links.some((l) => l.name === o.link.name)) throw new ModelError('RTNETLINK answers: File exists');
       const index = Math.max(0, ...s.links.map((l) => l.index)) + 1;
-      s.links.push({ index, name: o.link.name, kind: o.link.tunnel.mode, group: o.group, up: false, mtu: o.link.mtu, tunnel: { ...o.link.tunnel }, addresses: [] });
+      s.links.push({
+        index,
+        name: o.link.name,
+        kind: o.link.tunnel.mode,
+        group: o.group,
+        up: false,
+        mtu: o.link.mtu,
+        tunnel: { ...o.link.tunnel },
+        addresses: [],
+      });
       return;
     }
     case 'link-set-alias':
@@ -57,14 +66,28 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
       linkNamed(s, r.dev);
       s.routes = s.routes.filter((x) => !(x.dst === r.dst && x.metric === 0));
       s.routes.push({
-        dst: r.dst, dev: r.dev, protocol: o.protocol, metric: 0, scope: r.via === undefined ? 253 : 0, type: 1,
-        ...(r.via === undefined ? {} : { gateway: r.via }), ...(r.onlink === true ? { onlink: true } : {}),
+        dst: r.dst,
+        dev: r.dev,
+        protocol: o.protocol,
+        metric: 0,
+        scope: r.via === undefined ? 253 : 0,
+        type: 1,
+        ...(r.via === undefined ? {} : { gateway: r.via }),
+        ...(r.onlink === true ? { onlink: true } : {}),
       });
       return;
     }
     case 'route-del': {
       const before = s.routes.length;
-      s.routes = s.routes.filter((x) => !(x.dst === o.dst && x.metric === o.metric && x.protocol === o.protocol && (o.dev === undefined || x.dev === o.dev)));
+      s.routes = s.routes.filter(
+        (x) =>
+          !(
+            x.dst === o.dst &&
+            x.metric === o.metric &&
+            x.protocol === o.protocol &&
+            (o.dev === undefined || x.dev === o.dev)
+          ),
+      );
       if (s.routes.length === before) throw new ModelError('RTNETLINK answers: No such process');
       return;
     }

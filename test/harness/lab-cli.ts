@@ -75,14 +75,16 @@ export async function down(quiet = false): Promise<void> {
     print(`removing ${ns} and the processes in it`);
     await removeNamespace(ns);
   }
-  if (state !== undefined && existsSync(state.apiDir) && !isAlive(state.pid)) rmSync(state.apiDir, { recursive: true, force: true });
+  if (state !== undefined && existsSync(state.apiDir) && !isAlive(state.pid))
+    rmSync(state.apiDir, { recursive: true, force: true });
   if (state === undefined || !isAlive(state.pid)) {
     rmSync(STATE_FILE, { force: true });
     rmSync(CONTROL_SOCKET, { force: true });
   }
   const left = staleLabNamespaces();
   if (left.length > 0) throw new Error(`still there: ${left.join(', ')}`);
-  if (state !== undefined && listNamespaces().includes(state.netns)) throw new Error(`namespace ${state.netns} is still there`);
+  if (state !== undefined && listNamespaces().includes(state.netns))
+    throw new Error(`namespace ${state.netns} is still there`);
   if (!quiet || had) print(had ? 'the lab is down: no lab namespace, process or link is left' : 'no lab is running');
 }
 
@@ -105,8 +107,12 @@ export async function up(exitAfterDemo: boolean): Promise<void> {
   let control: Server | undefined;
   try {
     const state: LabState = {
-      pid: process.pid, netns: ns, kubeconfig: lab.cluster.api.kubeconfig, apiDir: lab.cluster.api.dir,
-      prometheus: lab.prometheus.url, startedAt: new Date().toISOString(),
+      pid: process.pid,
+      netns: ns,
+      kubeconfig: lab.cluster.api.kubeconfig,
+      apiDir: lab.cluster.api.dir,
+      prometheus: lab.prometheus.url,
+      startedAt: new Date().toISOString(),
     };
     mkdirSync(dirname(STATE_FILE), { recursive: true });
     writeFileSync(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
@@ -121,7 +127,9 @@ export async function up(exitAfterDemo: boolean): Promise<void> {
     print(await lab.kubectl(['apply', '-f', EXAMPLE]));
     step('waiting for both agents to program their kernels and report (READY 2/2)');
     const t0 = Date.now();
-    await lab.cluster.waitTunnelReady('lab', { onChange: (s) => print(`   ${((Date.now() - t0) / 1000).toFixed(1)} s: ${s}`) });
+    await lab.cluster.waitTunnelReady('lab', {
+      onChange: (s) => print(`   ${((Date.now() - t0) / 1000).toFixed(1)} s: ${s}`),
+    });
 
     step('kubectl get ipt');
     print(await lab.kubectl(['get', 'ipt']));
@@ -129,28 +137,34 @@ export async function up(exitAfterDemo: boolean): Promise<void> {
       step(`${node}: ip -d link show ipiptun; ip route show dev ipiptun`);
       print(await sh(lab, node, 'ip -d link show ipiptun; ip route show dev ipiptun'));
     }
-    step('node-a: ping -c 3 172.0.0.3 (node-b through the tunnel; strict rp_filter on both nodes), capturing on node-b\'s eth1');
+    step(
+      "node-a: ping -c 3 172.0.0.3 (node-b through the tunnel; strict rp_filter on both nodes), capturing on node-b's eth1",
+    );
     const capture = await startIpipCapture(lab.cluster.guest('node-b'));
     print(await sh(lab, 'node-a', 'ping -c 3 -i 0.3 172.0.0.3'));
-    step('node-b: tcpdump -n -v -c 2 -i eth1 ip proto 4 (tcpdump 4.99 prints "proto IPIP (4)" where older versions said "ipip-proto-4")');
+    step(
+      'node-b: tcpdump -n -v -c 2 -i eth1 ip proto 4 (tcpdump 4.99 prints "proto IPIP (4)" where older versions said "ipip-proto-4")',
+    );
     print((await capture.done).stdout);
 
     step('how to reach the lab');
     const kc = lab.cluster.api.kubeconfig;
-    print([
-      `The API server listens on the lab bridge inside the network namespace ${ns}, so run clients there:`,
-      `  ip netns exec ${ns} kubectl --kubeconfig ${kc} get ipt`,
-      `Prometheus (scraping both agents every 2 s): ${lab.prometheus.url}`,
-      `  ip netns exec ${ns} curl -s '${lab.prometheus.url}/api/v1/query?query=ipip_operator_tunnel_up'`,
-      `Agents' metrics: http://192.168.40.2:9477/metrics and http://192.168.40.3:9477/metrics (same namespace)`,
-      'A shell in a node (one command per line, run with sh in the guest, cwd the checkout; Ctrl-D ends it):',
-      ...lab.nodes.map((n) => `  ./scripts/lab.sh sh ${n}        or one command: ./scripts/lab.sh sh ${n} ip route`),
-      `The bridge ${BRIDGE_ADDRESS} and the nodes' eth1 are in that namespace too: ip netns exec ${ns} ping 192.168.40.2`,
-      exitAfterDemo
-        ? 'This demo tears the lab down now; to keep it running, start it with ./scripts/lab.sh up (Ctrl-C or ./scripts/lab.sh down ends it).'
-        : 'Tear it down: Ctrl-C here, or ./scripts/lab.sh down from another terminal',
-      `State: ${STATE_FILE}`,
-    ].join('\n'));
+    print(
+      [
+        `The API server listens on the lab bridge inside the network namespace ${ns}, so run clients there:`,
+        `  ip netns exec ${ns} kubectl --kubeconfig ${kc} get ipt`,
+        `Prometheus (scraping both agents every 2 s): ${lab.prometheus.url}`,
+        `  ip netns exec ${ns} curl -s '${lab.prometheus.url}/api/v1/query?query=ipip_operator_tunnel_up'`,
+        `Agents' metrics: http://192.168.40.2:9477/metrics and http://192.168.40.3:9477/metrics (same namespace)`,
+        'A shell in a node (one command per line, run with sh in the guest, cwd the checkout; Ctrl-D ends it):',
+        ...lab.nodes.map((n) => `  ./scripts/lab.sh sh ${n}        or one command: ./scripts/lab.sh sh ${n} ip route`),
+        `The bridge ${BRIDGE_ADDRESS} and the nodes' eth1 are in that namespace too: ip netns exec ${ns} ping 192.168.40.2`,
+        exitAfterDemo
+          ? 'This demo tears the lab down now; to keep it running, start it with ./scripts/lab.sh up (Ctrl-C or ./scripts/lab.sh down ends it).'
+          : 'Tear it down: Ctrl-C here, or ./scripts/lab.sh down from another terminal',
+        `State: ${STATE_FILE}`,
+      ].join('\n'),
+    );
     if (exitAfterDemo) {
       step('tearing the lab down (./scripts/lab.sh up keeps it running; ./scripts/lab.sh down stops it)');
     } else {
@@ -185,16 +199,26 @@ function serveControl(lab: FullLab): Promise<Server> {
   const server = createServer((req, res) => {
     const node = decodeURIComponent((req.url ?? '').replace(/^\/sh\//, ''));
     let body = '';
-    req.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => {
-      if (!lab.nodes.includes(node)) {
-        res.writeHead(404).end(JSON.stringify({ code: 127, stdout: '', stderr: `no node ${node} (nodes: ${lab.nodes.join(', ')})\n` }));
-        return;
-      }
-      lab.cluster.guest(node).sh(body, 600_000).then(
-        (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r)),
-        (e: unknown) => res.writeHead(500).end(JSON.stringify({ code: 1, stdout: '', stderr: `${String(e)}\n` })),
-      );
-    });
+    req
+      .setEncoding('utf8')
+      .on('data', (c: string) => (body += c))
+      .on('end', () => {
+        if (!lab.nodes.includes(node)) {
+          res
+            .writeHead(404)
+            .end(
+              JSON.stringify({ code: 127, stdout: '', stderr: `no node ${node} (nodes: ${lab.nodes.join(', ')})\n` }),
+            );
+          return;
+        }
+        lab.cluster
+          .guest(node)
+          .sh(body, 600_000)
+          .then(
+            (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r)),
+            (e: unknown) => res.writeHead(500).end(JSON.stringify({ code: 1, stdout: '', stderr: `${String(e)}\n` })),
+          );
+      });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -207,11 +231,19 @@ function serveControl(lab: FullLab): Promise<Server> {
 
 function remoteSh(node: string, cmd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: CONTROL_SOCKET, path: `/sh/${encodeURIComponent(node)}`, method: 'POST' }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(JSON.parse(body) as { code: number; stdout: string; stderr: string }));
-    });
-    req.on('error', (e) => reject(new Error(`no running lab to talk to (${e.message}); start one with ./scripts/lab.sh up`)));
+    const req = request(
+      { socketPath: CONTROL_SOCKET, path: `/sh/${encodeURIComponent(node)}`, method: 'POST' },
+      (res) => {
+        let body = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (c: string) => (body += c))
+          .on('end', () => resolve(JSON.parse(body) as { code: number; stdout: string; stderr: string }));
+      },
+    );
+    req.on('error', (e) =>
+      reject(new Error(`no running lab to talk to (${e.message}); start one with ./scripts/lab.sh up`)),
+    );
     req.end(cmd);
   });
 }

@@ -29,7 +29,9 @@ export async function routes(node: Shell, selector = ''): Promise<string> {
 /** The prefixes routed into a link, sorted; not the kernel's own route to a peer address. */
 export async function routesVia(node: Shell, dev: string): Promise<string[]> {
   return (JSON.parse(await shOk(node, 'ip -j route show')) as Array<{ dst: string; dev: string; protocol?: string }>)
-    .filter((x) => x.dev === dev && x.protocol !== 'kernel').map((x) => x.dst).sort();
+    .filter((x) => x.dev === dev && x.protocol !== 'kernel')
+    .map((x) => x.dst)
+    .sort();
 }
 
 let captures = 0;
@@ -46,20 +48,33 @@ export async function startIpipCapture(node: Shell, iface = 'eth1'): Promise<{ d
   const out = `/run/lab/capture-${process.pid}-${captures}.out`;
   await shOk(node, `mkdir -p /run/lab && rm -f ${out}`);
   let ended: CommandResult | undefined;
-  const done = node.sh(`timeout 10 tcpdump -l -n -v -c 2 -i ${iface} ip proto 4 > ${out} 2>&1; cat ${out}`, 30_000).then((r) => {
-    ended = r;
-    return r;
-  });
-  await eventually(`tcpdump listening on ${iface}`, async () => {
-    if (ended !== undefined) throw new GiveUp(new Error(`tcpdump ended before it listened: ${ended.stdout}${ended.stderr}`));
-    return (await node.sh(`grep -q "listening on" ${out}`)).code === 0;
-  }, { timeoutMs: 15_000, intervalMs: 200, context: async () => `tcpdump so far: ${(await node.sh(`cat ${out}`)).stdout}` });
+  const done = node
+    .sh(`timeout 10 tcpdump -l -n -v -c 2 -i ${iface} ip proto 4 > ${out} 2>&1; cat ${out}`, 30_000)
+    .then((r) => {
+      ended = r;
+      return r;
+    });
+  await eventually(
+    `tcpdump listening on ${iface}`,
+    async () => {
+      if (ended !== undefined)
+        throw new GiveUp(new Error(`tcpdump ended before it listened: ${ended.stdout}${ended.stderr}`));
+      return (await node.sh(`grep -q "listening on" ${out}`)).code === 0;
+    },
+    {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+      context: async () => `tcpdump so far: ${(await node.sh(`cat ${out}`)).stdout}`,
+    },
+  );
   return { done };
 }
 
 /** The agent's GET /readyz on the node (127.0.0.1:9477) answers 200. */
 export async function agentReady(node: Shell): Promise<boolean> {
-  const r = await node.sh(`curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${AGENT_METRICS_PORT}/readyz`);
+  const r = await node.sh(
+    `curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${AGENT_METRICS_PORT}/readyz`,
+  );
   return r.stdout.trim() === '200';
 }
 
@@ -80,7 +95,9 @@ export function samples(exposition: string, name: string, labels: Record<string,
   for (const line of exposition.split('\n')) {
     const m = /^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (m === null || m[1] !== name) continue;
-    const own = Object.fromEntries([...(m[2] ?? '').matchAll(/([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!]));
+    const own = Object.fromEntries(
+      [...(m[2] ?? '').matchAll(/([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!]),
+    );
     if (Object.entries(labels).every(([k, v]) => own[k] === v)) found.push({ line, labels: own, value: Number(m[3]) });
   }
   return found;

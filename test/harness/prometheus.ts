@@ -66,7 +66,8 @@ export class Prometheus {
       error?: string;
       data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> };
     };
-    if (body.status !== 'success' || body.data === undefined) throw new Error(`query ${promql}: ${body.error ?? 'no data'}`);
+    if (body.status !== 'success' || body.data === undefined)
+      throw new Error(`query ${promql}: ${body.error ?? 'no data'}`);
     if (body.data.resultType !== 'vector') throw new Error(`query ${promql}: a ${body.data.resultType}, not a vector`);
     return body.data.result.map((s) => ({ metric: s.metric, value: Number(s.value[1]) }));
   }
@@ -78,7 +79,9 @@ export class Prometheus {
 
   /** The scrape targets' health, node -> "up" | "down" | "unknown". */
   async targetHealth(): Promise<Record<string, string>> {
-    const body = JSON.parse(await this.get('/api/v1/targets')) as { data: { activeTargets: Array<{ labels: Record<string, string>; health: string }> } };
+    const body = JSON.parse(await this.get('/api/v1/targets')) as {
+      data: { activeTargets: Array<{ labels: Record<string, string>; health: string }> };
+    };
     return Object.fromEntries(body.data.activeTargets.map((t) => [t.labels.node ?? '', t.health]));
   }
 
@@ -132,7 +135,10 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
   const log = join(dir, 'prometheus.log');
   const fd = openSync(log, 'a');
   const [cmd, args] = withPdeathsig('ip', [
-    'netns', 'exec', opts.netns, PROMETHEUS_BIN,
+    'netns',
+    'exec',
+    opts.netns,
+    PROMETHEUS_BIN,
     `--config.file=${config}`,
     `--storage.tsdb.path=${join(dir, 'data')}`,
     `--web.listen-address=${BRIDGE_ADDRESS}:${PROMETHEUS_PORT}`,
@@ -142,14 +148,21 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
   closeSync(fd);
   const prom = new Prometheus(opts.netns, dir, log, child);
   try {
-    await eventually('prometheus ready (/-/ready)', async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new GiveUp(new Error(`prometheus exited (${child.exitCode ?? child.signalCode})`));
-      await prom.get('/-/ready');
-      return true;
-    }, { timeoutMs: 60_000, intervalMs: 300 });
+    await eventually(
+      'prometheus ready (/-/ready)',
+      async () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new GiveUp(new Error(`prometheus exited (${child.exitCode ?? child.signalCode})`));
+        await prom.get('/-/ready');
+        return true;
+      },
+      { timeoutMs: 60_000, intervalMs: 300 },
+    );
     return prom;
   } catch (error) {
     await prom.stop();
-    throw new Error(`${(error as Error).message}; log ${log}:\n${readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`);
+    throw new Error(
+      `${(error as Error).message}; log ${log}:\n${readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`,
+    );
   }
 }

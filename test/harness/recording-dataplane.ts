@@ -40,7 +40,11 @@ export class RecordingDataplane implements Dataplane {
   }
 
   /** Makes the next `times` actions that match fail with `error` (the kernel unchanged by them). */
-  failWhen(matches: (action: Action) => boolean, error = 'RTNETLINK answers: Operation not permitted', times = Number.POSITIVE_INFINITY): void {
+  failWhen(
+    matches: (action: Action) => boolean,
+    error = 'RTNETLINK answers: Operation not permitted',
+    times = Number.POSITIVE_INFINITY,
+  ): void {
     this.injected.push({ matches, error, remaining: times });
   }
 

@@ -44,8 +44,13 @@ export async function eventually<T>(
     if (Date.now() >= deadline) break;
     await new Promise((r) => setTimeout(r, Math.min(options.intervalMs ?? 500, Math.max(0, deadline - Date.now()))));
   }
-  const context = options.context === undefined ? '' : `\n${await options.context().catch((e: unknown) => `(no context: ${String(e)})`)}`;
-  throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `; last: ${String((last as Error).message ?? last)}`}${context}`);
+  const context =
+    options.context === undefined
+      ? ''
+      : `\n${await options.context().catch((e: unknown) => `(no context: ${String(e)})`)}`;
+  throw new Error(
+    `timed out waiting for ${what}${last === undefined ? '' : `; last: ${String((last as Error).message ?? last)}`}${context}`,
+  );
 }
 
 /**
@@ -74,7 +79,8 @@ export class StartedByTest<T> {
   }
 
   get(): T {
-    if (this.value === undefined) throw new Error(`no ${this.what}: see the failure of the first test`, { cause: this.error });
+    if (this.value === undefined)
+      throw new Error(`no ${this.what}: see the failure of the first test`, { cause: this.error });
     return this.value;
   }
 

@@ -9,13 +9,19 @@ export const HOSTS = { 'node-a': 'host-a', 'node-b': 'host-b' } as const;
 export type LabNode = keyof typeof HOSTS;
 
 export async function setUpTwoHosts(guest: Guest): Promise<void> {
-  await guest.ok([
-    'ip netns add host-a', 'ip netns add host-b',
-    'ip link add eth1 netns host-a type veth peer name eth1 netns host-b',
-    'ip -n host-a link set lo up', 'ip -n host-b link set lo up',
-    'ip -n host-a addr add 192.168.40.2/24 dev eth1', 'ip -n host-b addr add 192.168.40.3/24 dev eth1',
-    'ip -n host-a link set eth1 up', 'ip -n host-b link set eth1 up',
-  ].join(' && '));
+  await guest.ok(
+    [
+      'ip netns add host-a',
+      'ip netns add host-b',
+      'ip link add eth1 netns host-a type veth peer name eth1 netns host-b',
+      'ip -n host-a link set lo up',
+      'ip -n host-b link set lo up',
+      'ip -n host-a addr add 192.168.40.2/24 dev eth1',
+      'ip -n host-b addr add 192.168.40.3/24 dev eth1',
+      'ip -n host-a link set eth1 up',
+      'ip -n host-b link set eth1 up',
+    ].join(' && '),
+  );
 }
 
 /** A node's host namespace as a Shell, for the readers of probes.ts. */

@@ -13,9 +13,14 @@ import { REPO } from './repo.ts';
 const READY = '@@GUEST-READY@@';
 const RESULT = '@@GUEST-RESULT@@';
 const UML = '/usr/bin/linux.uml';
-export const INSTALL_HINT = 'apt-get install -y user-mode-linux kmod iproute2 iputils-ping tcpdump (or run .ci/run, which installs them)';
+export const INSTALL_HINT =
+  'apt-get install -y user-mode-linux kmod iproute2 iputils-ping tcpdump (or run .ci/run, which installs them)';
 
-export interface CommandResult { code: number; stdout: string; stderr: string }
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Where a node's commands run: a guest, or a network namespace in one (namespaceShell). */
 export interface Shell {
@@ -74,8 +79,14 @@ export class Guest implements Shell {
   static async boot(options: GuestOptions = {}): Promise<Guest> {
     requireUml();
     const args = [
-      `mem=${options.memMB ?? 512}M`, 'rootfstype=hostfs', 'ro', 'quiet', 'loglevel=1',
-      `init=${join(REPO, 'test/harness/guest-init.sh')}`, 'con=null', 'con0=fd:0,fd:1',
+      `mem=${options.memMB ?? 512}M`,
+      'rootfstype=hostfs',
+      'ro',
+      'quiet',
+      'loglevel=1',
+      `init=${join(REPO, 'test/harness/guest-init.sh')}`,
+      'con=null',
+      'con0=fd:0,fd:1',
       `IPIP_REPO=${REPO}`,
     ];
     if (options.tap !== undefined) args.push(`vec0:transport=tap,ifname=${options.tap}`);
@@ -85,7 +96,10 @@ export class Guest implements Shell {
     const proc = spawn(cmd, cmdArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
     const guest = new Guest(proc);
     const ready = new Promise<void>((resolveReady, reject) => {
-      const timer = setTimeout(() => reject(new Error(`guest did not boot in time; console:\n${guest.console.slice(-30).join('\n')}`)), options.bootTimeoutMs ?? 60_000);
+      const timer = setTimeout(
+        () => reject(new Error(`guest did not boot in time; console:\n${guest.console.slice(-30).join('\n')}`)),
+        options.bootTimeoutMs ?? 60_000,
+      );
       const lines = createInterface({ input: proc.stdout, crlfDelay: Infinity });
       lines.on('line', (raw) => {
         const line = raw.replace(/\r/g, '');
@@ -95,7 +109,11 @@ export class Guest implements Shell {
         }
         const at = line.indexOf(RESULT);
         if (at >= 0) {
-          guest.settle(JSON.parse(Buffer.from(line.slice(at + RESULT.length).trim(), 'base64').toString()) as CommandResult & { id: number });
+          guest.settle(
+            JSON.parse(Buffer.from(line.slice(at + RESULT.length).trim(), 'base64').toString()) as CommandResult & {
+              id: number;
+            },
+          );
         } else if (line.trim() !== '') {
           guest.console.push(line);
           if (guest.console.length > 500) guest.console.shift();

@@ -20,7 +20,14 @@ async function writeManifest(node: Node, tunnels: IpipTunnel[]): Promise<string>
   return path;
 }
 
-interface Once { code: number; summary: { changes: Record<string, Record<string, number>>; errors: Array<{ tunnel: string; reason: string; message: string }> }; stderr: string }
+interface Once {
+  code: number;
+  summary: {
+    changes: Record<string, Record<string, number>>;
+    errors: Array<{ tunnel: string; reason: string; message: string }>;
+  };
+  stderr: string;
+}
 
 async function agentOnce(node: Node, tunnels: IpipTunnel[]): Promise<Once> {
   const manifest = await writeManifest(node, tunnels);
@@ -38,7 +45,10 @@ async function agentOnce(node: Node, tunnels: IpipTunnel[]): Promise<Once> {
 /** The summary's non-zero counts, as "object/action=n", for short assertions. */
 function changed(once: Once): string[] {
   return Object.entries(once.summary.changes).flatMap(([object, actions]) =>
-    Object.entries(actions).filter(([, n]) => n > 0).map(([action, n]) => `${object}/${action}=${n}`));
+    Object.entries(actions)
+      .filter(([, n]) => n > 0)
+      .map(([action, n]) => `${object}/${action}=${n}`),
+  );
 }
 
 async function bothOnce(tunnels: IpipTunnel[]): Promise<[Once, Once]> {
@@ -53,20 +63,26 @@ const ping = (from: Node, to: string) => pingFrom(hostShell(guest, from), to);
 /** Everything in a namespace the operator must not touch, as text to compare. */
 async function foreignSnapshot(node: Node): Promise<string> {
   const ns = HOSTS[node];
-  return guest.ok(`ip -n ${ns} -d link show dev foreign0; ip -n ${ns} -d link show dev tunl0; ip -n ${ns} addr show dev foreign0; ip -n ${ns} route show 10.9.0.0/16; ip -n ${ns} route show 10.99.0.0/16`);
+  return guest.ok(
+    `ip -n ${ns} -d link show dev foreign0; ip -n ${ns} -d link show dev tunl0; ip -n ${ns} addr ` +
+      `show dev foreign0; ip -n ${ns} route show 10.9.0.0/16; ip -n ${ns} route show 10.99.0.0/16`,
+  );
 }
 
 describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
   before(async () => {
     guest = await Guest.boot();
     await setUpTwoHosts(guest);
-    await guest.ok([
-      // Someone else's tunnel, address and routes on node-a: never to be touched.
-      'ip -n host-a link add name foreign0 type ipip local 192.168.40.2 remote 192.168.40.7 ttl 0',
-      'ip -n host-a addr add 10.99.0.1/32 dev foreign0', 'ip -n host-a link set foreign0 up',
-      'ip -n host-a route add 10.99.0.0/16 dev foreign0',
-      'ip -n host-a route add 10.9.0.0/16 via 192.168.40.3 dev eth1',
-    ].join(' && '));
+    await guest.ok(
+      [
+        // Someone else's tunnel, address and routes on node-a: never to be touched.
+        'ip -n host-a link add name foreign0 type ipip local 192.168.40.2 remote 192.168.40.7 ttl 0',
+        'ip -n host-a addr add 10.99.0.1/32 dev foreign0',
+        'ip -n host-a link set foreign0 up',
+        'ip -n host-a route add 10.99.0.0/16 dev foreign0',
+        'ip -n host-a route add 10.9.0.0/16 via 192.168.40.3 dev eth1',
+      ].join(' && '),
+    );
   });
   after(async () => {
     await guest?.stop();
@@ -85,7 +101,10 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     }
     const l = (await link('node-a', 'ipiptun'))!;
     assert.equal(l.linkinfo.info_kind, 'ipip');
-    assert.deepEqual([l.linkinfo.info_data.local, l.linkinfo.info_data.remote, l.linkinfo.info_data.ttl, l.link], ['192.168.40.2', '192.168.40.3', 64, 'eth1']);
+    assert.deepEqual(
+      [l.linkinfo.info_data.local, l.linkinfo.info_data.remote, l.linkinfo.info_data.ttl, l.link],
+      ['192.168.40.2', '192.168.40.3', 64, 'eth1'],
+    );
     assert.equal(l.ifalias, 'ipip-operator/lab');
     assert.ok(l.flags.includes('UP'));
     assert.equal(l.mtu, 1480, 'MTU is the underlay 1500 minus 20');
@@ -108,7 +127,8 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     for (const once of [a, b]) {
       assert.equal(once.code, 0);
       assert.deepEqual(changed(once), []);
-      for (const counts of Object.values(once.summary.changes)) assert.deepEqual(counts, { create: 0, update: 0, delete: 0 });
+      for (const counts of Object.values(once.summary.changes))
+        assert.deepEqual(counts, { create: 0, update: 0, delete: 0 });
     }
     assert.equal((await link('node-a', 'ipiptun'))!.ifindex, ifindex, 'the link was not recreated');
   });
@@ -141,7 +161,10 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
 
   test('MTU follows the underlay (minus 20) unless set', async () => {
     await guest.ok('ip -n host-a link set eth1 mtu 1400');
-    assert.deepEqual(changed(await agentOnce('node-a', [example()])).filter((c) => c.startsWith('link')), ['link/update=1']);
+    assert.deepEqual(
+      changed(await agentOnce('node-a', [example()])).filter((c) => c.startsWith('link')),
+      ['link/update=1'],
+    );
     assert.equal((await link('node-a', 'ipiptun'))!.mtu, 1380);
     const t = example();
     t.spec.mtu = 1300;
@@ -159,16 +182,29 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     const agent = await startBackgroundAgent(guest, 'node-a', `--manifest ${manifest} --log-format json`);
     const agentLog = () => guest.ok(`cat ${agent.log}`);
     const waitFor = (what: string, check: () => Promise<boolean>) =>
-      eventually(what, check, { timeoutMs: 20_000, intervalMs: 200, context: async () => `agent log:\n${await agentLog()}` });
+      eventually(what, check, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+        context: async () => `agent log:\n${await agentLog()}`,
+      });
     await waitFor('agent start', async () => (await agentLog()).includes('agent started'));
     await guest.ok('ip -n host-a route del 172.0.0.0/24');
     await waitFor('route repaired', async () => /172\.0\.0\.0\/24 dev ipiptun proto 203/.test(await routes('node-a')));
     await guest.ok('ip -n host-a link set ipiptun down');
-    await waitFor('link up again with its route', async () =>
-      ((await link('node-a', 'ipiptun'))?.flags.includes('UP') ?? false) && /172\.0\.0\.0\/24 dev ipiptun/.test(await routes('node-a')));
+    await waitFor(
+      'link up again with its route',
+      async () =>
+        ((await link('node-a', 'ipiptun'))?.flags.includes('UP') ?? false) &&
+        /172\.0\.0\.0\/24 dev ipiptun/.test(await routes('node-a')),
+    );
     assert.ok(await ping('node-a', '172.0.0.3'));
-    const log = (await agentLog()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const changes = log.filter((l) => l.message === 'kernel change').map((l) => `${l.tunnel} ${l.node} ${l.object}/${l.action}`);
+    const log = (await agentLog())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const changes = log
+      .filter((l) => l.message === 'kernel change')
+      .map((l) => `${l.tunnel} ${l.node} ${l.object}/${l.action}`);
     assert.ok(changes.includes('lab node-a route/create'), changes.join('\n'));
     assert.ok(changes.includes('lab node-a link/update'), changes.join('\n'));
     await guest.ok(`kill -TERM $(cat ${agent.pidFile})`);
@@ -188,7 +224,10 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     const before = await guest.ok('ip -n host-a -d link show; ip -n host-a route show');
     const once = await agentOnce('node-a', [example(), clash]);
     assert.equal(once.code, 2);
-    assert.deepEqual(once.summary.errors.map((e) => `${e.tunnel}:${e.reason}`), ['clash:LinkNameTaken']);
+    assert.deepEqual(
+      once.summary.errors.map((e) => `${e.tunnel}:${e.reason}`),
+      ['clash:LinkNameTaken'],
+    );
     assert.deepEqual(changed(once), []);
     assert.equal(await guest.ok('ip -n host-a -d link show; ip -n host-a route show'), before);
   });
@@ -223,6 +262,10 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     assert.equal(await link('node-b', 'ipiptun'), undefined);
     assert.doesNotMatch(await routes('node-a'), /proto 203/);
     assert.ok(await link('node-a', 'tunl0'), 'the fallback device tunl0 is still there');
-    assert.equal(await foreignSnapshot('node-a'), foreignBefore, 'foreign link, its address, tunl0 and foreign routes are untouched');
+    assert.equal(
+      await foreignSnapshot('node-a'),
+      foreignBefore,
+      'foreign link, its address, tunl0 and foreign routes are untouched',
+    );
   });
 });

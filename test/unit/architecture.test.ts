@@ -27,7 +27,12 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   cli: ['api', 'model', 'resolve', 'plan', 'dataplane', 'kube', 'report', 'controller'],
 };
 
-interface Import { file: string; folder: string; target: string; typeOnly: boolean }
+interface Import {
+  file: string;
+  folder: string;
+  target: string;
+  typeOnly: boolean;
+}
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -44,7 +49,8 @@ function importsOf(file: string): Import[] {
   for (const m of text.matchAll(/^import\s+(type\s+)?[^'"]*?from\s+'([^']+)'/gm)) {
     found.push({ file: relative(REPO, file), folder, target: m[2]!, typeOnly: m[1] !== undefined });
   }
-  for (const m of text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)) found.push({ file: relative(REPO, file), folder, target: m[1]!, typeOnly: false });
+  for (const m of text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g))
+    found.push({ file: relative(REPO, file), folder, target: m[1]!, typeOnly: false });
   return found;
 }
 
@@ -58,7 +64,10 @@ function targetFolder(i: Import): string | undefined {
 
 describe('architecture', () => {
   test('every folder of src/ is on the map', () => {
-    const folders = readdirSync(SRC, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    const folders = readdirSync(SRC, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
     assert.deepEqual(folders, Object.keys(ALLOWED).sort());
   });
 
@@ -71,17 +80,29 @@ describe('architecture', () => {
     // The map itself has no cycle: a topological order exists.
     const placed: string[] = [];
     while (placed.length < Object.keys(ALLOWED).length) {
-      const next = Object.keys(ALLOWED).find((f) => !placed.includes(f) && ALLOWED[f]!.every((d) => placed.includes(d)));
-      assert.ok(next !== undefined, `a cycle among ${Object.keys(ALLOWED).filter((f) => !placed.includes(f)).join(', ')}`);
+      const next = Object.keys(ALLOWED).find(
+        (f) => !placed.includes(f) && ALLOWED[f]!.every((d) => placed.includes(d)),
+      );
+      assert.ok(
+        next !== undefined,
+        `a cycle among ${Object.keys(ALLOWED)
+          .filter((f) => !placed.includes(f))
+          .join(', ')}`,
+      );
       placed.push(next);
     }
   });
 
   test('kernel I/O only in the drivers: execa in src/dataplane/*/driver.ts, no child_process anywhere', () => {
-    const users = ALL.filter((i) => i.target === 'execa').map((i) => i.file).sort();
+    const users = ALL.filter((i) => i.target === 'execa')
+      .map((i) => i.file)
+      .sort();
     assert.ok(users.length > 0, 'the ip driver imports execa');
     for (const file of users) assert.match(file, /^src\/dataplane\/[a-z]+\/driver\.ts$/);
-    assert.deepEqual(ALL.filter((i) => /child_process/.test(i.target)).map((i) => i.file), []);
+    assert.deepEqual(
+      ALL.filter((i) => /child_process/.test(i.target)).map((i) => i.file),
+      [],
+    );
   });
 
   test('API I/O only in src/kube/client.ts: the Kubernetes client is imported for more than types nowhere else', () => {

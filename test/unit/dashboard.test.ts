@@ -15,15 +15,40 @@ import { AgentMetrics } from '../../src/report/metrics.ts';
 const REPO = new URL('../../', import.meta.url).pathname;
 const DASHBOARD_FILE = join(REPO, 'deploy/helm/ipip-operator/dashboards/ipip-operator.json');
 
-interface Ref { type?: string; uid?: string }
-interface Target { refId: string; expr: string; legendFormat?: string; datasource?: Ref }
-interface Panel {
-  id: number; type: string; title: string;
-  gridPos: { h: number; w: number; x: number; y: number };
-  datasource?: Ref; targets?: Target[]; panels?: Panel[];
+interface Ref {
+  type?: string;
+  uid?: string;
 }
-interface Variable { name: string; type: string; query: string | { query: string }; datasource?: Ref; allValue?: string; includeAll?: boolean }
-interface Dashboard { uid: string; title: string; schemaVersion: number; panels: Panel[]; templating: { list: Variable[] } }
+interface Target {
+  refId: string;
+  expr: string;
+  legendFormat?: string;
+  datasource?: Ref;
+}
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  gridPos: { h: number; w: number; x: number; y: number };
+  datasource?: Ref;
+  targets?: Target[];
+  panels?: Panel[];
+}
+interface Variable {
+  name: string;
+  type: string;
+  query: string | { query: string };
+  datasource?: Ref;
+  allValue?: string;
+  includeAll?: boolean;
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  schemaVersion: number;
+  panels: Panel[];
+  templating: { list: Variable[] };
+}
 
 function loadDashboard(): Dashboard {
   return JSON.parse(readFileSync(DASHBOARD_FILE, 'utf8')) as Dashboard;
@@ -34,12 +59,20 @@ function allPanels(d: Dashboard): Panel[] {
   return d.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
 }
 
-interface Expression { where: string; expr: string; legend: string }
+interface Expression {
+  where: string;
+  expr: string;
+  legend: string;
+}
 
 function expressions(d: Dashboard): Expression[] {
-  return allPanels(d).flatMap((p) => (p.targets ?? []).map((t) => ({
-    where: `panel ${p.id} "${p.title}" ${t.refId}`, expr: t.expr, legend: t.legendFormat ?? '',
-  })));
+  return allPanels(d).flatMap((p) =>
+    (p.targets ?? []).map((t) => ({
+      where: `panel ${p.id} "${p.title}" ${t.refId}`,
+      expr: t.expr,
+      legend: t.legendFormat ?? '',
+    })),
+  );
 }
 
 function variableQuery(v: Variable): string {
@@ -48,14 +81,41 @@ function variableQuery(v: Variable): string {
 
 // ---- What the agent exports -------------------------------------------------------------
 
-const STATS = { rxBytes: 1234, rxPackets: 12, rxErrors: 1, rxDropped: 2, txBytes: 5678, txPackets: 34, txErrors: 3, txDropped: 4 };
+const STATS = {
+  rxBytes: 1234,
+  rxPackets: 12,
+  rxErrors: 1,
+  rxDropped: 2,
+  txBytes: 5678,
+  txPackets: 34,
+  txErrors: 3,
+  txDropped: 4,
+};
 
 /** An AgentMetrics with a series in every family: each record method called once. */
 async function populatedExposition(): Promise<string> {
   const metrics = new AgentMetrics();
-  metrics.setTunnels([{ tunnel: 'lab', link: 'ipiptun', mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', up: true, stats: STATS }]);
+  metrics.setTunnels([
+    {
+      tunnel: 'lab',
+      link: 'ipiptun',
+      mode: 'ipip',
+      local: '192.168.40.2',
+      remote: '192.168.40.3',
+      up: true,
+      stats: STATS,
+    },
+  ]);
   metrics.recordReconcile('success', 0.01);
-  const action: Action = { tool: 'ip', kind: 'link', verb: 'create', tunnel: 'lab', link: 'ipiptun', detail: '', ops: [] };
+  const action: Action = {
+    tool: 'ip',
+    kind: 'link',
+    verb: 'create',
+    tunnel: 'lab',
+    link: 'ipiptun',
+    detail: '',
+    ops: [],
+  };
   metrics.recordChanges([{ action }]);
   metrics.recordDriftCorrections(1);
   metrics.recordList('nodes', 'expired');
@@ -100,7 +160,22 @@ function parseExposition(text: string): Exported {
 
 // ---- A small reading of PromQL: enough to name the metrics, matchers and labels used ----
 
-const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan', 'atan2']);
+const KEYWORDS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'bool',
+  'and',
+  'or',
+  'unless',
+  'offset',
+  'inf',
+  'nan',
+  'atan2',
+]);
 const GRAFANA_GLOBALS: Record<string, string> = { __rate_interval: '5m', __range: '1h', __interval: '1m' };
 
 /** The expression with strings emptied, matchers, ranges and by/without/on/ignoring lists removed. */
@@ -118,7 +193,13 @@ function metricNames(expr: string): string[] {
   const names: string[] = [];
   for (const m of s.matchAll(/(?<![\w.:])[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
     if (KEYWORDS.has(m[0].toLowerCase())) continue;
-    if (s.slice(m.index + m[0].length).trimStart().startsWith('(')) continue;
+    if (
+      s
+        .slice(m.index + m[0].length)
+        .trimStart()
+        .startsWith('(')
+    )
+      continue;
     names.push(m[0]);
   }
   return names;
@@ -134,7 +215,12 @@ function selectors(expr: string): Array<{ metric: string; labels: string[] }> {
 
 /** Labels named in by (...) clauses. */
 function byLabels(expr: string): string[] {
-  return [...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap((m) => m[1]!.split(',').map((l) => l.trim()).filter((l) => l !== ''));
+  return [...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap((m) =>
+    m[1]!
+      .split(',')
+      .map((l) => l.trim())
+      .filter((l) => l !== ''),
+  );
 }
 
 /** The text between the parentheses of each call of `fn`. */
@@ -176,11 +262,13 @@ function problems(d: Dashboard, exported: Exported): string[] {
     }
     for (const { metric, labels } of selectors(expr)) {
       for (const label of labels) {
-        if (exported.labels.has(metric) && !labelsOf(metric).has(label)) found.push(`${where}: ${metric} has no label ${label}`);
+        if (exported.labels.has(metric) && !labelsOf(metric).has(label))
+          found.push(`${where}: ${metric} has no label ${label}`);
       }
     }
     for (const name of variableReferences(expr)) {
-      if (!variables.has(name) && !(name in GRAFANA_GLOBALS)) found.push(`${where}: $${name} is not a variable of the dashboard`);
+      if (!variables.has(name) && !(name in GRAFANA_GLOBALS))
+        found.push(`${where}: $${name} is not a variable of the dashboard`);
     }
   };
 
@@ -193,16 +281,20 @@ function problems(d: Dashboard, exported: Exported): string[] {
     }
     for (const arg of callArguments(expr, 'histogram_quantile')) {
       const series = metricNames(arg.slice(arg.indexOf(',') + 1));
-      for (const name of series) if (!name.endsWith('_bucket')) found.push(`${where}: histogram_quantile over ${name}, not a _bucket series`);
-      if (/\b(sum|avg|max|min|count)\b/.test(arg) && !byLabels(arg).includes('le')) found.push(`${where}: histogram_quantile over an aggregation that drops le`);
+      for (const name of series)
+        if (!name.endsWith('_bucket')) found.push(`${where}: histogram_quantile over ${name}, not a _bucket series`);
+      if (/\b(sum|avg|max|min|count)\b/.test(arg) && !byLabels(arg).includes('le'))
+        found.push(`${where}: histogram_quantile over an aggregation that drops le`);
     }
     for (const fn of ['rate', 'irate', 'increase']) {
       for (const arg of callArguments(expr, fn)) {
-        for (const name of metricNames(arg)) if (!exported.cumulative.has(name)) found.push(`${where}: ${fn}(${name}), not a counter`);
+        for (const name of metricNames(arg))
+          if (!exported.cumulative.has(name)) found.push(`${where}: ${fn}(${name}), not a counter`);
       }
     }
     for (const name of metricNames(outsideRates(expr))) {
-      if (exported.cumulative.has(name)) found.push(`${where}: ${name} is a counter, plotted without rate() or increase()`);
+      if (exported.cumulative.has(name))
+        found.push(`${where}: ${name} is a counter, plotted without rate() or increase()`);
     }
     // A legend can only name labels the result keeps: the by (...) labels after an
     // aggregation, the series' own labels otherwise.
@@ -223,7 +315,8 @@ function problems(d: Dashboard, exported: Exported): string[] {
     }
     checkSelectors(where, query[1]!);
     for (const name of metricNames(query[1]!)) {
-      if (exported.labels.has(name) && !labelsOf(name).has(query[2]!)) found.push(`${where}: ${name} has no label ${query[2]}`);
+      if (exported.labels.has(name) && !labelsOf(name).has(query[2]!))
+        found.push(`${where}: ${name} has no label ${query[2]}`);
     }
   }
   return found;
@@ -232,7 +325,8 @@ function problems(d: Dashboard, exported: Exported): string[] {
 /** The expression as Prometheus would receive it: Grafana's globals and the variables set to match all. */
 function substituted(expr: string, d: Dashboard): string {
   let s = expr;
-  for (const [name, value] of Object.entries(GRAFANA_GLOBALS)) s = s.replaceAll(`$${name}`, value).replaceAll(`\${${name}}`, value);
+  for (const [name, value] of Object.entries(GRAFANA_GLOBALS))
+    s = s.replaceAll(`$${name}`, value).replaceAll(`\${${name}}`, value);
   for (const v of d.templating.list.filter((v) => v.type === 'query')) {
     s = s.replace(new RegExp(`\\$\\{${v.name}(?::\\w+)?\\}|\\$${v.name}\\b`, 'g'), '.*');
   }
@@ -246,11 +340,15 @@ function promtoolCheckRules(exprs: string[]): { status: number | null; output: s
   try {
     const file = join(dir, 'rules.yaml');
     // JSON is YAML.
-    const groups = [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `dashboard:panel_${i + 1}`, expr })) }];
+    const groups = [
+      { name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `dashboard:panel_${i + 1}`, expr })) },
+    ];
     writeFileSync(file, JSON.stringify({ groups }, null, 2));
     const checked = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
     if (checked.error !== undefined) {
-      assert.fail(`promtool is needed to check the dashboard's PromQL (${checked.error.message}): apt-get install -y prometheus (or run scripts/setup.sh)`);
+      assert.fail(
+        `promtool is needed to check the dashboard's PromQL (${checked.error.message}): apt-get install -y prometheus (or run scripts/setup.sh)`,
+      );
     }
     return { status: checked.status, output: `${checked.stdout}${checked.stderr}` };
   } finally {
@@ -259,6 +357,10 @@ function promtoolCheckRules(exprs: string[]): { status: number | null; output: s
 }
 
 // ---- The tests ------------------------------------------------------------------------
+
+/** How every panel and variable names its datasource: Grafana's variable, not a JavaScript template. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax
+const DATASOURCE_REF = { type: 'prometheus', uid: '${datasource}' };
 
 describe('Grafana dashboard', () => {
   test('is a dashboard Grafana loads as it is: uid and title ipip-operator, schemaVersion 39, unique panel ids on a 24-column grid', () => {
@@ -273,7 +375,10 @@ describe('Grafana dashboard', () => {
     assert.equal(new Set(ids).size, ids.length, `unique ids: ${ids.join(' ')}`);
     for (const p of panels) {
       const { x, y, w, h } = p.gridPos;
-      assert.ok(Number.isInteger(x) && Number.isInteger(y) && w > 0 && h > 0 && x >= 0 && x + w <= 24, `${p.title}: gridPos ${JSON.stringify(p.gridPos)}`);
+      assert.ok(
+        Number.isInteger(x) && Number.isInteger(y) && w > 0 && h > 0 && x >= 0 && x + w <= 24,
+        `${p.title}: gridPos ${JSON.stringify(p.gridPos)}`,
+      );
       assert.ok(p.title.trim() !== '', `panel ${p.id} has a title`);
     }
     // No two panels overlap.
@@ -296,20 +401,24 @@ describe('Grafana dashboard', () => {
     assert.equal(byName.get('datasource')?.type, 'datasource');
     assert.equal(byName.get('datasource')?.query, 'prometheus');
     assert.match(variableQuery(byName.get('node')!), /^label_values\(ipip_operator_\w+, instance\)$/);
-    assert.match(variableQuery(byName.get('tunnel')!), /^label_values\(ipip_operator_tunnel_up\{instance=~"\$node"\}, tunnel\)$/);
+    assert.match(
+      variableQuery(byName.get('tunnel')!),
+      /^label_values\(ipip_operator_tunnel_up\{instance=~"\$node"\}, tunnel\)$/,
+    );
     for (const name of ['node', 'tunnel']) {
       const v = byName.get(name)!;
-      assert.deepEqual([v.type, v.includeAll, v.allValue, v.datasource], ['query', true, '.*', { type: 'prometheus', uid: '${datasource}' }], name);
+      assert.deepEqual([v.type, v.includeAll, v.allValue, v.datasource], ['query', true, '.*', DATASOURCE_REF], name);
     }
     for (const p of allPanels(d).filter((p) => p.type !== 'row')) {
-      assert.deepEqual(p.datasource, { type: 'prometheus', uid: '${datasource}' }, p.title);
+      assert.deepEqual(p.datasource, DATASOURCE_REF, p.title);
       assert.ok((p.targets ?? []).length > 0, `${p.title} has a query`);
       const refIds = p.targets!.map((t) => t.refId);
       assert.equal(new Set(refIds).size, refIds.length, `${p.title}: unique refIds`);
       for (const t of p.targets!) {
-        assert.deepEqual(t.datasource, { type: 'prometheus', uid: '${datasource}' }, `${p.title} ${t.refId}`);
+        assert.deepEqual(t.datasource, DATASOURCE_REF, `${p.title} ${t.refId}`);
         // Node-specific panels follow the node selector (the Lease holder count is cluster-wide).
-        if (!t.expr.startsWith('sum(ipip_operator_status_leader)')) assert.match(t.expr, /instance=~"\$node"/, `${p.title} ${t.refId}`);
+        if (!t.expr.startsWith('sum(ipip_operator_status_leader)'))
+          assert.match(t.expr, /instance=~"\$node"/, `${p.title} ${t.refId}`);
       }
     }
   });
@@ -322,7 +431,11 @@ describe('Grafana dashboard', () => {
     const usedFamilies = new Set([...used].map(family));
     const ours = [...exported.families.keys()].filter((f) => f.startsWith('ipip_operator_'));
     assert.ok(ours.length >= 18, `${ours.length} families`);
-    assert.deepEqual(ours.filter((f) => !usedFamilies.has(f)), [], 'families of ours with no panel');
+    assert.deepEqual(
+      ours.filter((f) => !usedFamilies.has(f)),
+      [],
+      'families of ours with no panel',
+    );
     for (const name of ['process_resident_memory_bytes', 'process_cpu_seconds_total']) assert.ok(used.has(name), name);
 
     const byTitle = new Map(allPanels(d).map((p) => [p.title, p]));
@@ -334,9 +447,18 @@ describe('Grafana dashboard', () => {
     assert.match(exprsOf('Tunnel links up')[0]!, /^sum\(ipip_operator_tunnel_up\{/);
     assert.match(exprsOf('Tunnel links down')[0]!, /^count\(ipip_operator_tunnel_up\{[^}]*\} == 0\)/);
     assert.equal(byTitle.get('Tunnel link up, per tunnel and node')?.type, 'state-timeline');
-    assert.deepEqual(exprsOf('Reconcile duration').map((e) => /^histogram_quantile\((0\.\d+),/.exec(e)?.[1]), ['0.5', '0.99']);
-    assert.match(exprsOf('Reconcile passes by result')[0]!, /^sum by \(result\) \(rate\(ipip_operator_reconcile_total\{/);
-    assert.match(exprsOf('ip process duration, p99 by purpose')[0]!, /^histogram_quantile\(0\.99, sum by \(le, purpose\)/);
+    assert.deepEqual(
+      exprsOf('Reconcile duration').map((e) => /^histogram_quantile\((0\.\d+),/.exec(e)?.[1]),
+      ['0.5', '0.99'],
+    );
+    assert.match(
+      exprsOf('Reconcile passes by result')[0]!,
+      /^sum by \(result\) \(rate\(ipip_operator_reconcile_total\{/,
+    );
+    assert.match(
+      exprsOf('ip process duration, p99 by purpose')[0]!,
+      /^histogram_quantile\(0\.99, sum by \(le, purpose\)/,
+    );
   });
 
   test('every metric, label, legend and variable it uses is one the agent exports (AgentMetrics, populated)', async () => {
@@ -350,7 +472,10 @@ describe('Grafana dashboard', () => {
       assert.ok(exported.labels.has(series), `${familyName} has a series in the populated exposition`);
     }
     const d = loadDashboard();
-    assert.ok(expressions(d).some((e) => e.expr.includes('histogram_quantile(')), 'the histogram check has something to check');
+    assert.ok(
+      expressions(d).some((e) => e.expr.includes('histogram_quantile(')),
+      'the histogram check has something to check',
+    );
     assert.deepEqual(problems(d, exported), []);
   });
 
@@ -361,13 +486,22 @@ describe('Grafana dashboard', () => {
       { refId: 'A', expr: 'sum(rate(ipip_operator_tunnels_total{instance=~"$node"}[$__rate_interval]))' },
       { refId: 'B', expr: 'ipip_operator_tunnel_up{node=~"$node"}' },
       { refId: 'C', expr: 'histogram_quantile(0.9, rate(ipip_operator_reconcile_duration_seconds_sum[5m]))' },
-      { refId: 'D', expr: 'histogram_quantile(0.9, sum by (instance) (rate(ipip_operator_reconcile_duration_seconds_bucket[5m])))' },
+      {
+        refId: 'D',
+        expr: 'histogram_quantile(0.9, sum by (instance) (rate(ipip_operator_reconcile_duration_seconds_bucket[5m])))',
+      },
       { refId: 'E', expr: 'ipip_operator_reconcile_total{instance=~"$nodes"}' },
       { refId: 'F', expr: 'sum by (result) (rate(ipip_operator_reconcile_total[5m]))', legendFormat: '{{instance}}' },
       { refId: 'G', expr: 'rate(ipip_operator_tunnel_up[5m])' },
       { refId: 'H', expr: 'sum by (purpose) (rate(ipip_operator_reconcile_total[5m]))' },
     ];
-    d.panels.push({ id: 999, type: 'timeseries', title: 'broken', gridPos: { x: 0, y: 999, w: 1, h: 1 }, targets: broken });
+    d.panels.push({
+      id: 999,
+      type: 'timeseries',
+      title: 'broken',
+      gridPos: { x: 0, y: 999, w: 1, h: 1 },
+      targets: broken,
+    });
     const found = problems(d, exported);
     for (const expected of [
       'panel 999 "broken" A: ipip_operator_tunnels_total is not a metric the agent exports',
@@ -382,11 +516,14 @@ describe('Grafana dashboard', () => {
     ]) {
       assert.ok(found.includes(expected), `${expected}\nin:\n${found.join('\n')}`);
     }
-    assert.deepEqual(metricNames('count(a_b{x="y"} == 0) or vector(0) + 1e3 * max by (le) (c:d[5m] offset 1h)'), ['a_b', 'c:d']);
+    assert.deepEqual(metricNames('count(a_b{x="y"} == 0) or vector(0) + 1e3 * max by (le) (c:d[5m] offset 1h)'), [
+      'a_b',
+      'c:d',
+    ]);
   });
 });
 
-describe('the dashboard\'s PromQL, checked by promtool', () => {
+describe("the dashboard's PromQL, checked by promtool", () => {
   test('every panel expression parses (promtool check rules, one recording rule each)', () => {
     const d = loadDashboard();
     const exprs = expressions(d).map((e) => substituted(e.expr, d));

@@ -16,7 +16,8 @@ const REPO = new URL('../../', import.meta.url).pathname;
 const read = (file: string) => readFileSync(join(REPO, file), 'utf8');
 
 interface PackageJson {
-  version: string; license: string;
+  version: string;
+  license: string;
   engines: { node: string };
   bin: Record<string, string>;
   scripts: Record<string, string>;
@@ -25,8 +26,16 @@ const PKG = JSON.parse(read('package.json')) as PackageJson;
 
 // ---- The Dockerfile, parsed ---------------------------------------------------------------
 
-interface Instruction { keyword: string; args: string; line: number }
-interface Stage { image: string; name: string | undefined; instructions: Instruction[] }
+interface Instruction {
+  keyword: string;
+  args: string;
+  line: number;
+}
+interface Stage {
+  image: string;
+  name: string | undefined;
+  instructions: Instruction[];
+}
 
 /** Instructions with line continuations joined; comment lines dropped, as Docker drops them. */
 function parseDockerfile(text: string): Instruction[] {
@@ -72,7 +81,12 @@ const RUNTIME = STAGES.at(-1)!;
 const stageNamed = (name: string) => STAGES.find((s) => s.name === name);
 const all = (stage: Stage, keyword: string) => stage.instructions.filter((i) => i.keyword === keyword);
 
-interface Copy { from: string | undefined; sources: string[]; dest: string; line: number }
+interface Copy {
+  from: string | undefined;
+  sources: string[];
+  dest: string;
+  line: number;
+}
 
 /** The COPY instructions of a stage, destinations made absolute against the WORKDIR at that point. */
 function copies(stage: Stage): Copy[] {
@@ -87,7 +101,12 @@ function copies(stage: Stage): Copy[] {
     const paths = words.filter((w) => !w.startsWith('--'));
     const from = flags.find((f) => f.startsWith('--from='))?.slice('--from='.length);
     const dest = posix.resolve(workdir, paths.at(-1)!);
-    out.push({ from, sources: paths.slice(0, -1), dest: paths.at(-1)!.endsWith('/') ? `${dest}/` : dest, line: i.line });
+    out.push({
+      from,
+      sources: paths.slice(0, -1),
+      dest: paths.at(-1)!.endsWith('/') ? `${dest}/` : dest,
+      line: i.line,
+    });
   }
   return out;
 }
@@ -99,7 +118,14 @@ function workdirOf(stage: Stage): string {
 
 /** The shell commands of a stage's RUN instructions, split at && and ;. */
 function commands(stage: Stage): string[][] {
-  return all(stage, 'RUN').flatMap((i) => i.args.split(/&&|;/).map((c) => c.trim().split(' ').filter((w) => w !== '')));
+  return all(stage, 'RUN').flatMap((i) =>
+    i.args.split(/&&|;/).map((c) =>
+      c
+        .trim()
+        .split(' ')
+        .filter((w) => w !== ''),
+    ),
+  );
 }
 
 /** A command's words after `VAR=value` prefixes. */
@@ -110,13 +136,21 @@ function program(words: string[]): string[] {
 
 // ---- .dockerignore ----------------------------------------------------------------------
 
-const IGNORE = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+const IGNORE = read('.dockerignore')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l !== '' && !l.startsWith('#'));
 
 /** Whether the build context leaves out a path (relative to the repo), as Docker's matcher would for these patterns. */
 function ignored(path: string): boolean {
   const parts = path.split('/');
   return IGNORE.some((pattern) => {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
+    const re = new RegExp(
+      `^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '[^/]*')
+        .replace(/\?/g, '[^/]')}$`,
+    );
     // A pattern matching a directory leaves out everything under it.
     return parts.some((_, n) => re.test(parts.slice(0, n + 1).join('/')));
   });
@@ -132,18 +166,28 @@ const engineMajor = (): number => {
 describe('Dockerfile', () => {
   test('every stage runs the Node major of package.json engines, on one Debian release', () => {
     const major = engineMajor();
-    assert.equal(Number(process.versions.node.split('.')[0]), major, 'the pinned Node running the tests is that major too');
+    assert.equal(
+      Number(process.versions.node.split('.')[0]),
+      major,
+      'the pinned Node running the tests is that major too',
+    );
     const releases = new Set<string>();
     for (const stage of STAGES) {
       const node = /^node:(\d+)-(\w+)-slim$/.exec(stage.image);
       const debian = /^debian:(\w+)-slim$/.exec(stage.image);
-      assert.ok(node !== null || debian !== null, `${stage.name ?? 'runtime'} is FROM node:N-<release>-slim or debian:<release>-slim, not ${stage.image}`);
+      assert.ok(
+        node !== null || debian !== null,
+        `${stage.name ?? 'runtime'} is FROM node:N-<release>-slim or debian:<release>-slim, not ${stage.image}`,
+      );
       if (node !== null) assert.equal(Number(node[1]), major, `${stage.image}: Node ${major}`);
       releases.add((node?.[2] ?? debian?.[1])!);
     }
     assert.deepEqual([...releases], ['bookworm']);
     assert.ok(STAGES.length >= 2, 'multi-stage');
-    assert.ok(STAGES.slice(0, -1).every((s) => s.name !== undefined), 'build stages are named');
+    assert.ok(
+      STAGES.slice(0, -1).every((s) => s.name !== undefined),
+      'build stages are named',
+    );
   });
 
   test('the runtime stage takes its node binary from a node stage, or is one', () => {
@@ -151,7 +195,11 @@ describe('Dockerfile', () => {
     const node = copies(RUNTIME).find((c) => c.dest === '/usr/local/bin/node');
     assert.ok(node !== undefined, 'COPY --from=<stage> /usr/local/bin/node /usr/local/bin/node');
     assert.deepEqual(node.sources, ['/usr/local/bin/node']);
-    assert.match(stageNamed(node.from!)?.image ?? '', new RegExp(`^node:${engineMajor()}-`), `--from=${node.from} is a node:${engineMajor()} stage`);
+    assert.match(
+      stageNamed(node.from!)?.image ?? '',
+      new RegExp(`^node:${engineMajor()}-`),
+      `--from=${node.from} is a node:${engineMajor()} stage`,
+    );
     assert.ok(!DOCKERFILE.includes('/usr/local/lib/node_modules'), 'npm and corepack stay behind');
   });
 
@@ -163,7 +211,10 @@ describe('Dockerfile', () => {
     const ldd = spawnSync('ldd', [node], { encoding: 'utf8' });
     assert.equal(ldd.status, 0, `ldd ${node}: ${ldd.stderr}`);
     const libraries = [...ldd.stdout.matchAll(/(\/\S+) \(0x/g)].map((m) => m[1]!);
-    assert.ok(libraries.some((l) => l.includes('libstdc++')), `ldd found the libraries:\n${ldd.stdout}`);
+    assert.ok(
+      libraries.some((l) => l.includes('libstdc++')),
+      `ldd found the libraries:\n${ldd.stdout}`,
+    );
     const packages = new Set<string>();
     for (const library of libraries) {
       const owner = spawnSync('dpkg', ['-S', realpathSync(library)], { encoding: 'utf8' });
@@ -181,15 +232,25 @@ describe('Dockerfile', () => {
     const installs = cmds.filter((c) => c[0] === 'apt-get' && c.includes('install'));
     assert.equal(installs.length, 1);
     const install = installs[0]!;
-    assert.deepEqual(install.slice(install.indexOf('install') + 1).filter((w) => !w.startsWith('-')), ['iproute2']);
+    assert.deepEqual(
+      install.slice(install.indexOf('install') + 1).filter((w) => !w.startsWith('-')),
+      ['iproute2'],
+    );
     assert.ok(install.includes('--no-install-recommends') && install.includes('-y'), install.join(' '));
-    assert.deepEqual(cmds.map((c) => c.slice(0, 2).join(' ')), ['apt-get update', 'apt-get install', 'rm -rf']);
+    assert.deepEqual(
+      cmds.map((c) => c.slice(0, 2).join(' ')),
+      ['apt-get update', 'apt-get install', 'rm -rf'],
+    );
     assert.deepEqual(cmds.at(-1), ['rm', '-rf', '/var/lib/apt/lists/*']);
     for (const c of cmds) assert.ok(!['apt', 'dpkg', 'npm', 'curl', 'wget'].includes(c[0]!), c.join(' '));
   });
 
   test('the build stages: production dependencies without scripts; the build as `npm run build` does it', () => {
-    const npmCis = STAGES.slice(0, -1).flatMap((s) => commands(s).filter((c) => c[0] === 'npm' && c[1] === 'ci').map((c) => ({ stage: s.name, c })));
+    const npmCis = STAGES.slice(0, -1).flatMap((s) =>
+      commands(s)
+        .filter((c) => c[0] === 'npm' && c[1] === 'ci')
+        .map((c) => ({ stage: s.name, c })),
+    );
     const production = npmCis.filter(({ c }) => c.includes('--omit=dev'));
     assert.equal(production.length, 1, 'one production-only npm ci');
     for (const { stage, c } of npmCis) assert.ok(c.includes('--ignore-scripts'), `${stage}: ${c.join(' ')}`);
@@ -201,32 +262,64 @@ describe('Dockerfile', () => {
     assert.ok(tsc !== undefined, 'a tsc step');
     assert.equal(tsc.join(' ').replace(/^node_modules\/\.bin\//, ''), PKG.scripts.build);
     // The trimmed files are the ones scripts/image-smoke.sh trims.
-    const names = (text: string) => text.split('\n').filter((l) => l.includes('-delete'))
-      .flatMap((l) => [...l.matchAll(/-name '([^']+)'/g)].map((m) => m[1]!)).sort();
+    const names = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.includes('-delete'))
+        .flatMap((l) => [...l.matchAll(/-name '([^']+)'/g)].map((m) => m[1]!))
+        .sort();
     assert.ok(names(DOCKERFILE).length > 0);
     assert.deepEqual(names(DOCKERFILE), names(read('scripts/image-smoke.sh')));
   });
 
   test('the entrypoint is the package bin run by node; CMD agent; production env; labels; no USER forced', () => {
-    assert.deepEqual(JSON.parse(all(RUNTIME, 'ENTRYPOINT').at(-1)!.args), ['node', posix.join(workdirOf(RUNTIME), PKG.bin['ipip-operator']!)]);
+    assert.deepEqual(JSON.parse(all(RUNTIME, 'ENTRYPOINT').at(-1)!.args), [
+      'node',
+      posix.join(workdirOf(RUNTIME), PKG.bin['ipip-operator']!),
+    ]);
     assert.equal(workdirOf(RUNTIME), '/app');
     assert.deepEqual(JSON.parse(all(RUNTIME, 'CMD').at(-1)!.args), ['agent']);
     assert.ok(all(RUNTIME, 'ENV').some((e) => e.args === 'NODE_ENV=production'));
     assert.deepEqual(all(RUNTIME, 'USER'), []);
-    const labels = Object.fromEntries(all(RUNTIME, 'LABEL').flatMap((l) => [...l.args.matchAll(/([\w.-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!])));
+    const labels = Object.fromEntries(
+      all(RUNTIME, 'LABEL').flatMap((l) => [...l.args.matchAll(/([\w.-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!])),
+    );
     assert.equal(labels['org.opencontainers.image.title'], 'ipip-operator');
     assert.equal(labels['org.opencontainers.image.licenses'], PKG.license);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's build argument, as written there
     assert.equal(labels['org.opencontainers.image.version'], '${VERSION}');
     assert.match(labels['org.opencontainers.image.source'] ?? '', /^https:\/\/github\.com\//);
     assert.ok((labels['org.opencontainers.image.description'] ?? '').length > 20);
-    assert.deepEqual(all(RUNTIME, 'ARG').map((a) => a.args), [`VERSION=${PKG.version}`], 'the default VERSION is package.json\'s');
+    assert.deepEqual(
+      all(RUNTIME, 'ARG').map((a) => a.args),
+      [`VERSION=${PKG.version}`],
+      "the default VERSION is package.json's",
+    );
   });
 
   test('.dockerignore leaves out node_modules, dist, .git and test artefacts, and keeps what the COPY lines need', () => {
-    for (const path of ['node_modules', 'node_modules/x/y.js', 'dist/cli/main.js', '.git', 'test/unit/dashboard.test.ts', 'bench', 'docs', '.ci', 'coverage', 'npm-debug.log']) {
+    for (const path of [
+      'node_modules',
+      'node_modules/x/y.js',
+      'dist/cli/main.js',
+      '.git',
+      'test/unit/dashboard.test.ts',
+      'bench',
+      'docs',
+      '.ci',
+      'coverage',
+      'npm-debug.log',
+    ]) {
       assert.ok(ignored(path), `${path} is left out of the build context`);
     }
-    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src/cli/main.ts', 'crds/ipiptunnels.yaml']) {
+    for (const path of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.build.json',
+      'src/cli/main.ts',
+      'crds/ipiptunnels.yaml',
+    ]) {
       assert.ok(!ignored(path), `${path} is in the build context`);
     }
     assert.ok(!IGNORE.some((p) => p.startsWith('!')), 'no exceptions (the matcher above does not read them)');
@@ -248,7 +341,9 @@ describe('the runtime layout without Docker (scripts/image-smoke.sh)', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'ipip-image-'));
     smoke = spawnSync('bash', [join(REPO, 'scripts/image-smoke.sh'), join(dir, 'app')], {
-      encoding: 'utf8', timeout: 120_000, env: { ...process.env, NODE: process.execPath },
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, NODE: process.execPath },
     });
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -256,12 +351,19 @@ describe('the runtime layout without Docker (scripts/image-smoke.sh)', () => {
   test('version and plan run from /app with production dependencies only, every module loads, nothing is written', () => {
     assert.equal(smoke?.status, 0, `${smoke?.stdout}${smoke?.stderr}`);
     assert.match(smoke!.stdout, new RegExp(`^image-smoke: version: ${PKG.version.replaceAll('.', '\\.')}$`, 'm'));
-    assert.match(smoke!.stdout, /^image-smoke: plan -f examples\/tunnel\.yaml --node node-a --from-scratch: 5 commands$/m);
+    assert.match(
+      smoke!.stdout,
+      /^image-smoke: plan -f examples\/tunnel\.yaml --node node-a --from-scratch: 5 commands$/m,
+    );
     assert.match(smoke!.stdout, /^image-smoke: all \d+ other modules of dist\/ load$/m);
     assert.match(smoke!.stdout, /^image-smoke: ok, nothing under \/app written$/m);
     const app = join(dir, 'app');
-    for (const dev of ['typescript', 'node', '@typescript']) assert.ok(!existsSync(join(app, 'node_modules', dev)), `no ${dev} in node_modules`);
-    assert.ok(existsSync(join(app, 'node_modules/@kubernetes/client-node/package.json')), 'production dependencies are there');
+    for (const dev of ['typescript', 'node', '@typescript'])
+      assert.ok(!existsSync(join(app, 'node_modules', dev)), `no ${dev} in node_modules`);
+    assert.ok(
+      existsSync(join(app, 'node_modules/@kubernetes/client-node/package.json')),
+      'production dependencies are there',
+    );
   });
 
   test('what the runtime stage copies to /app is what the layout has, the entrypoint included', () => {
@@ -273,7 +375,8 @@ describe('the runtime layout without Docker (scripts/image-smoke.sh)', () => {
       for (const source of copy.sources) {
         // A source from a stage is under that stage's WORKDIR; from the context, under the checkout.
         const base = copy.from === undefined ? source : posix.relative(workdirOf(stageNamed(copy.from)!), source);
-        const inApp = copy.dest.endsWith('/') || copy.dest === '/app' ? posix.join(copy.dest, posix.basename(base)) : copy.dest;
+        const inApp =
+          copy.dest.endsWith('/') || copy.dest === '/app' ? posix.join(copy.dest, posix.basename(base)) : copy.dest;
         assert.ok(existsSync(join(app, posix.relative('/app', inApp))), `line ${copy.line}: ${inApp} is in the layout`);
       }
     }

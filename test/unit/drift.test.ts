@@ -22,13 +22,19 @@ describe('DriftTracker', () => {
     const dp = new RecordingDataplane(bareKernel());
     const drift = new DriftTracker();
     const tunnel = exampleTunnel();
-    assert.deepEqual(await pass(dp, drift, [tunnel]), { changes: 3, drift: {} }, "first programming: link, address, route");
+    assert.deepEqual(
+      await pass(dp, drift, [tunnel]),
+      { changes: 3, drift: {} },
+      'first programming: link, address, route',
+    );
     assert.deepEqual(await pass(dp, drift, [tunnel]), { changes: 0, drift: {} });
 
     dp.state.routes = dp.state.routes.filter((r) => r.dst !== '172.0.0.0/24'); // `ip route del` by hand
     assert.deepEqual(await pass(dp, drift, [tunnel]), { changes: 1, drift: { lab: 1 } });
 
-    const newTtl = exampleTunnel((t) => { t.spec.ttl = 32; });
+    const newTtl = exampleTunnel((t) => {
+      t.spec.ttl = 32;
+    });
     assert.deepEqual(await pass(dp, drift, [newTtl]), { changes: 1, drift: {} }, 'a spec change is not drift');
   });
 

@@ -10,15 +10,29 @@ import { AgentMetrics } from '../../src/report/metrics.ts';
 
 const quiet = { info: () => {}, warn: () => {} };
 
-interface Answer { status: number; contentType: string | undefined; allow: string | undefined; body: string }
+interface Answer {
+  status: number;
+  contentType: string | undefined;
+  allow: string | undefined;
+  body: string;
+}
 
 function call(port: number, method: string, path: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method, path }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk: string) => { body += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], allow: res.headers.allow, body }));
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          contentType: res.headers['content-type'],
+          allow: res.headers.allow,
+          body,
+        }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -33,7 +47,13 @@ describe('agent HTTP server', () => {
 
   before(async () => {
     metrics.recordReconcile('success', 0.01);
-    server = await startHttpServer({ address: '127.0.0.1:0', metrics, isReady: () => ready, isHealthy: () => healthy, log: quiet });
+    server = await startHttpServer({
+      address: '127.0.0.1:0',
+      metrics,
+      isReady: () => ready,
+      isHealthy: () => healthy,
+      log: quiet,
+    });
   });
   after(() => server.close());
 
@@ -50,11 +70,19 @@ describe('agent HTTP server', () => {
 
   test('/readyz answers 503 with the reason until ready, then 200 ok', async () => {
     ready = 'waiting for the first reconcile';
-    assert.deepEqual(await call(server.port, 'GET', '/readyz'),
-      { status: 503, contentType: 'text/plain; charset=utf-8', allow: undefined, body: 'waiting for the first reconcile\n' });
+    assert.deepEqual(await call(server.port, 'GET', '/readyz'), {
+      status: 503,
+      contentType: 'text/plain; charset=utf-8',
+      allow: undefined,
+      body: 'waiting for the first reconcile\n',
+    });
     ready = true;
-    assert.deepEqual(await call(server.port, 'GET', '/readyz'),
-      { status: 200, contentType: 'text/plain; charset=utf-8', allow: undefined, body: 'ok\n' });
+    assert.deepEqual(await call(server.port, 'GET', '/readyz'), {
+      status: 200,
+      contentType: 'text/plain; charset=utf-8',
+      allow: undefined,
+      body: 'ok\n',
+    });
   });
 
   test('/healthz: 200 ok; false gives a generic reason; a throwing check is a 503 with its message; each endpoint only where configured', async () => {
@@ -64,8 +92,12 @@ describe('agent HTTP server', () => {
     const unhealthy = await call(server.port, 'GET', '/healthz');
     assert.deepEqual([unhealthy.status, unhealthy.body], [503, 'not healthy\n']);
     const throwing = await startHttpServer({
-      address: '127.0.0.1:0', isReady: () => true, log: quiet,
-      isHealthy: () => { throw new Error('watch state unknown'); },
+      address: '127.0.0.1:0',
+      isReady: () => true,
+      log: quiet,
+      isHealthy: () => {
+        throw new Error('watch state unknown');
+      },
     });
     try {
       const answer = await call(throwing.port, 'GET', '/healthz');
@@ -77,7 +109,14 @@ describe('agent HTTP server', () => {
     }
     const metricsOnly = await startHttpServer({ address: '127.0.0.1:0', metrics, log: quiet });
     try {
-      assert.deepEqual([(await call(metricsOnly.port, 'GET', '/metrics')).status, (await call(metricsOnly.port, 'GET', '/healthz')).status, (await call(metricsOnly.port, 'GET', '/readyz')).status], [200, 404, 404]);
+      assert.deepEqual(
+        [
+          (await call(metricsOnly.port, 'GET', '/metrics')).status,
+          (await call(metricsOnly.port, 'GET', '/healthz')).status,
+          (await call(metricsOnly.port, 'GET', '/readyz')).status,
+        ],
+        [200, 404, 404],
+      );
     } finally {
       await metricsOnly.close();
     }
@@ -97,7 +136,10 @@ describe('agent HTTP server', () => {
   });
 
   test('a port in use is an error from startHttpServer, not a crash', async () => {
-    await assert.rejects(startHttpServer({ address: `127.0.0.1:${server.port}`, isReady: () => true, isHealthy: () => true, log: quiet }), /EADDRINUSE/);
+    await assert.rejects(
+      startHttpServer({ address: `127.0.0.1:${server.port}`, isReady: () => true, isHealthy: () => true, log: quiet }),
+      /EADDRINUSE/,
+    );
   });
 });
 
@@ -111,9 +153,27 @@ describe('parseListenAddress', () => {
   });
 
   test('anything else is an InputError that says what is expected', () => {
-    for (const bad of ['', '9477', ':', 'host:', ':65536', ':-1', ':94a', '::1:9477', 'host:80:80', '[::1]', ' :9477', 'a b:1']) {
-      assert.throws(() => parseListenAddress(bad), (error: unknown) =>
-        error instanceof InputError && error.message === `listen address must be HOST:PORT or :PORT, got ${JSON.stringify(bad)}`, `refused: ${JSON.stringify(bad)}`);
+    for (const bad of [
+      '',
+      '9477',
+      ':',
+      'host:',
+      ':65536',
+      ':-1',
+      ':94a',
+      '::1:9477',
+      'host:80:80',
+      '[::1]',
+      ' :9477',
+      'a b:1',
+    ]) {
+      assert.throws(
+        () => parseListenAddress(bad),
+        (error: unknown) =>
+          error instanceof InputError &&
+          error.message === `listen address must be HOST:PORT or :PORT, got ${JSON.stringify(bad)}`,
+        `refused: ${JSON.stringify(bad)}`,
+      );
     }
   });
 });

@@ -60,7 +60,9 @@ function recordingSink(): ReportSink & { reports: NodeReport[] } {
     deliver: async (report) => {
       reports.push(report);
       for (const w of report.statusWrites) {
-        const others = (w.tunnel.status?.endpoints ?? []).filter((e) => !w.endpoints.some((mine) => mine.nodeName === e.nodeName));
+        const others = (w.tunnel.status?.endpoints ?? []).filter(
+          (e) => !w.endpoints.some((mine) => mine.nodeName === e.nodeName),
+        );
         w.tunnel.status = { ...w.tunnel.status, endpoints: [...others, ...w.endpoints] };
       }
       return true;
@@ -91,7 +93,15 @@ describe('the agent loop', () => {
   });
 
   function start(dataplane: RecordingDataplane, source: TunnelSource, sink: ReportSink = recordingSink()): AgentLoop {
-    loop = runAgentLoop({ nodeName: 'node-a', dataplane, source, sink, log, resyncMs: RESYNC_MS, debounceMs: DEBOUNCE_MS });
+    loop = runAgentLoop({
+      nodeName: 'node-a',
+      dataplane,
+      source,
+      sink,
+      log,
+      resyncMs: RESYNC_MS,
+      debounceMs: DEBOUNCE_MS,
+    });
     return loop;
   }
 
@@ -102,8 +112,14 @@ describe('the agent loop', () => {
     start(dp, fixedSource([exampleTunnel(), secondTunnel()]), sink);
     await advance(0);
     assert.equal(dp.applied.length, 1, 'the first pass ran at once');
-    assert.ok(dp.state.routes.some((r) => r.dst === '172.0.0.0/24' && r.dev === 'ipiptun'), 'lab is programmed whole');
-    assert.ok(dp.state.links.some((l) => l.name === 'ipiptun2'), "lab2's link is there");
+    assert.ok(
+      dp.state.routes.some((r) => r.dst === '172.0.0.0/24' && r.dev === 'ipiptun'),
+      'lab is programmed whole',
+    );
+    assert.ok(
+      dp.state.links.some((l) => l.name === 'ipiptun2'),
+      "lab2's link is there",
+    );
     assert.ok(!dp.state.routes.some((r) => r.dst === '172.0.1.0/24'), "lab2's route failed");
     assert.equal(sink.reports[0]!.result, 'error');
 
@@ -147,7 +163,10 @@ describe('the agent loop', () => {
     await advance(DEBOUNCE_MS);
     assert.equal(dp.applied.length, 1);
     assert.equal(sink.reports[0]!.statusWrites.length, 1, 'the first pass wrote its entry');
-    assert.deepEqual(sink.reports[0]!.events.map((e) => e.reason), ['Programmed']);
+    assert.deepEqual(
+      sink.reports[0]!.events.map((e) => e.reason),
+      ['Programmed'],
+    );
 
     await advance(RESYNC_MS);
     assert.equal(dp.observes, 2, 'the resync ran a pass');
@@ -164,7 +183,9 @@ describe('the agent loop', () => {
     for (let i = 0; i < 50; i++) dp.edit(() => {}, `[ROUTE]10.250.0.${i} via 192.168.40.3 dev eth1 proto 186 `);
     await advance(DEBOUNCE_MS);
     assert.equal(dp.observes, passes, 'routes of others woke nothing');
-    dp.edit((k) => { k.routes = k.routes.filter((r) => r.dst !== '172.0.0.0/24'); }, '[ROUTE]Deleted 172.0.0.0/24 dev ipiptun proto 203 scope 253 ');
+    dp.edit((k) => {
+      k.routes = k.routes.filter((r) => r.dst !== '172.0.0.0/24');
+    }, '[ROUTE]Deleted 172.0.0.0/24 dev ipiptun proto 203 scope 253 ');
     await advance(DEBOUNCE_MS);
     assert.equal(dp.observes, passes + 1, 'our route deleted woke one pass');
     assert.deepEqual(dp.applied.at(-1), ['ip route replace 172.0.0.0/24 dev ipiptun proto 203']);
@@ -179,7 +200,9 @@ describe('the agent loop', () => {
       what: 'ipiptunnels',
       list: () => {
         tunnelLists += 1;
-        return new Promise((done) => { answerList = done; });
+        return new Promise((done) => {
+          answerList = done;
+        });
       },
       watch: watchForever,
       fromWatch: (o) => o as unknown as IpipTunnel,
@@ -198,13 +221,21 @@ describe('the agent loop', () => {
     };
     const source = informerSource({ tunnels, nodes }, { nodeName: 'node-a', log });
     const reads = { n: 0 };
-    const counted: TunnelSource = { ...source, current: () => { reads.n += 1; return source.current(); } };
+    const counted: TunnelSource = {
+      ...source,
+      current: () => {
+        reads.n += 1;
+        return source.current();
+      },
+    };
     const l = start(dp, counted);
 
     // Passes are asked for (at start, by the node list, by a kernel event about our link),
     // but with the tunnel list outstanding none touches the kernel.
     await advance(DEBOUNCE_MS);
-    dp.edit((k) => { k.links.find((x) => x.name === 'ipiptun')!.up = false; }, '[LINK]9: ipiptun@eth1: <POINTOPOINT,NOARP> mtu 1480 state DOWN');
+    dp.edit((k) => {
+      k.links.find((x) => x.name === 'ipiptun')!.up = false;
+    }, '[LINK]9: ipiptun@eth1: <POINTOPOINT,NOARP> mtu 1480 state DOWN');
     await advance(RESYNC_MS);
     assert.equal(tunnelLists, 1, 'the tunnel list was asked for');
     assert.ok(reads.n >= 3, `passes ran and found nothing to trust yet (${reads.n})`);

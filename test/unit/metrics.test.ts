@@ -16,12 +16,31 @@ async function samples(metrics: AgentMetrics): Promise<string[]> {
 
 /** The sample lines of one metric family of ours (name without the prefix). */
 async function family(metrics: AgentMetrics, name: string): Promise<string[]> {
-  return (await samples(metrics)).filter((line) => line.startsWith(`ipip_operator_${name}{`) || line.startsWith(`ipip_operator_${name} `));
+  return (await samples(metrics)).filter(
+    (line) => line.startsWith(`ipip_operator_${name}{`) || line.startsWith(`ipip_operator_${name} `),
+  );
 }
 
-const STATS: LinkStats = { rxBytes: 1234, rxPackets: 12, rxErrors: 1, rxDropped: 2, txBytes: 5678, txPackets: 34, txErrors: 3, txDropped: 4 };
+const STATS: LinkStats = {
+  rxBytes: 1234,
+  rxPackets: 12,
+  rxErrors: 1,
+  rxDropped: 2,
+  txBytes: 5678,
+  txPackets: 34,
+  txErrors: 3,
+  txDropped: 4,
+};
 
-const LAB: TunnelMetrics = { tunnel: 'lab', link: 'ipiptun', mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', up: true, stats: STATS };
+const LAB: TunnelMetrics = {
+  tunnel: 'lab',
+  link: 'ipiptun',
+  mode: 'ipip',
+  local: '192.168.40.2',
+  remote: '192.168.40.3',
+  up: true,
+  stats: STATS,
+};
 
 function result(kind: Action['kind'], verb: Action['verb'], error?: string): ActionResult {
   const action: Action = { tool: 'ip', kind, verb, tunnel: 'lab', link: 'ipiptun', detail: '', ops: [] };
@@ -35,18 +54,26 @@ describe('AgentMetrics exposition', () => {
     const text = await metrics.metrics();
     const lines = await samples(metrics);
     const expected: Array<[string, number]> = [
-      ['tunnel_receive_bytes_total', 1234], ['tunnel_transmit_bytes_total', 5678],
-      ['tunnel_receive_packets_total', 12], ['tunnel_transmit_packets_total', 34],
-      ['tunnel_receive_errors_total', 1], ['tunnel_transmit_errors_total', 3],
-      ['tunnel_receive_drops_total', 2], ['tunnel_transmit_drops_total', 4],
+      ['tunnel_receive_bytes_total', 1234],
+      ['tunnel_transmit_bytes_total', 5678],
+      ['tunnel_receive_packets_total', 12],
+      ['tunnel_transmit_packets_total', 34],
+      ['tunnel_receive_errors_total', 1],
+      ['tunnel_transmit_errors_total', 3],
+      ['tunnel_receive_drops_total', 2],
+      ['tunnel_transmit_drops_total', 4],
     ];
     for (const [name, value] of expected) {
-      assert.ok(lines.includes(`ipip_operator_${name}{tunnel="lab",link="ipiptun"} ${value}`), `${name} ${value} in:\n${lines.join('\n')}`);
+      assert.ok(
+        lines.includes(`ipip_operator_${name}{tunnel="lab",link="ipiptun"} ${value}`),
+        `${name} ${value} in:\n${lines.join('\n')}`,
+      );
       assert.match(text, new RegExp(`^# TYPE ipip_operator_${name} counter$`, 'm'));
     }
     assert.deepEqual(await family(metrics, 'tunnel_up'), ['ipip_operator_tunnel_up{tunnel="lab",link="ipiptun"} 1']);
-    assert.deepEqual(await family(metrics, 'tunnel_info'),
-      ['ipip_operator_tunnel_info{tunnel="lab",link="ipiptun",mode="ipip",local="192.168.40.2",remote="192.168.40.3"} 1']);
+    assert.deepEqual(await family(metrics, 'tunnel_info'), [
+      'ipip_operator_tunnel_info{tunnel="lab",link="ipiptun",mode="ipip",local="192.168.40.2",remote="192.168.40.3"} 1',
+    ]);
   });
 
   test('setTunnels replaces the set: a removed tunnel loses every series, new values replace old ones', async () => {
@@ -57,9 +84,14 @@ describe('AgentMetrics exposition', () => {
 
     metrics.setTunnels([{ ...LAB, stats: { ...STATS, rxBytes: 2000 } }]);
     const lines = await samples(metrics);
-    assert.deepEqual(lines.filter((line) => line.includes('tunnel="old"')), []);
+    assert.deepEqual(
+      lines.filter((line) => line.includes('tunnel="old"')),
+      [],
+    );
     // The kernel's absolute value, not 1234 + 2000.
-    assert.deepEqual(await family(metrics, 'tunnel_receive_bytes_total'), ['ipip_operator_tunnel_receive_bytes_total{tunnel="lab",link="ipiptun"} 2000']);
+    assert.deepEqual(await family(metrics, 'tunnel_receive_bytes_total'), [
+      'ipip_operator_tunnel_receive_bytes_total{tunnel="lab",link="ipiptun"} 2000',
+    ]);
   });
 
   test('a tunnel link without counters has up and info but no counter series', async () => {
@@ -76,10 +108,18 @@ describe('AgentMetrics exposition', () => {
     assert.equal(zero.length, 9);
     for (const object of ['link', 'address', 'route']) {
       for (const action of ['create', 'update', 'delete']) {
-        assert.ok(zero.includes(`ipip_operator_dataplane_changes_total{object="${object}",action="${action}"} 0`), `${object}/${action} in:\n${zero.join('\n')}`);
+        assert.ok(
+          zero.includes(`ipip_operator_dataplane_changes_total{object="${object}",action="${action}"} 0`),
+          `${object}/${action} in:\n${zero.join('\n')}`,
+        );
       }
     }
-    metrics.recordChanges([result('link', 'create'), result('route', 'create'), result('route', 'create'), result('address', 'delete', 'RTNETLINK answers: Permission denied')]);
+    metrics.recordChanges([
+      result('link', 'create'),
+      result('route', 'create'),
+      result('route', 'create'),
+      result('address', 'delete', 'RTNETLINK answers: Permission denied'),
+    ]);
     const after = await family(metrics, 'dataplane_changes_total');
     assert.ok(after.includes('ipip_operator_dataplane_changes_total{object="link",action="create"} 1'));
     assert.ok(after.includes('ipip_operator_dataplane_changes_total{object="route",action="create"} 2'));
@@ -88,8 +128,11 @@ describe('AgentMetrics exposition', () => {
 
   test('reconciles by result with their duration; drift corrections', async () => {
     const metrics = new AgentMetrics();
-    assert.deepEqual((await family(metrics, 'reconcile_total')).sort(),
-      ['ipip_operator_reconcile_total{result="error"} 0', 'ipip_operator_reconcile_total{result="requeue"} 0', 'ipip_operator_reconcile_total{result="success"} 0']);
+    assert.deepEqual((await family(metrics, 'reconcile_total')).sort(), [
+      'ipip_operator_reconcile_total{result="error"} 0',
+      'ipip_operator_reconcile_total{result="requeue"} 0',
+      'ipip_operator_reconcile_total{result="success"} 0',
+    ]);
     metrics.recordReconcile('success', 0.02);
     metrics.recordReconcile('success', 0.03);
     metrics.recordReconcile('error', 1.5);
@@ -141,7 +184,9 @@ describe('AgentMetrics exposition', () => {
 function promtool(exposition: string): { status: number | null; output: string } {
   const checked = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8' });
   if (checked.error !== undefined) {
-    assert.fail(`promtool is needed to check the exposition (${checked.error.message}): apt-get install -y prometheus (or run scripts/setup.sh)`);
+    assert.fail(
+      `promtool is needed to check the exposition (${checked.error.message}): apt-get install -y prometheus (or run scripts/setup.sh)`,
+    );
   }
   return { status: checked.status, output: `${checked.stdout}${checked.stderr}` };
 }
@@ -149,7 +194,10 @@ function promtool(exposition: string): { status: number | null; output: string }
 /** A metrics instance with every family of ours holding at least one series. */
 async function populatedExposition(): Promise<string> {
   const metrics = new AgentMetrics();
-  metrics.setTunnels([LAB, { tunnel: 'waiting', link: 'ipipw', mode: 'ipip', local: '192.168.40.2', remote: '', up: false }]);
+  metrics.setTunnels([
+    LAB,
+    { tunnel: 'waiting', link: 'ipipw', mode: 'ipip', local: '192.168.40.2', remote: '', up: false },
+  ]);
   metrics.recordReconcile('success', 0.01);
   metrics.recordList('nodes', 'expired');
   metrics.setLeader(true);
@@ -162,7 +210,9 @@ async function populatedExposition(): Promise<string> {
 
 describe('promtool check metrics', () => {
   test('accepts our metric families with no lint output', async () => {
-    const ours = (await populatedExposition()).split('\n').filter((line) => line.replace(/^# (HELP|TYPE) /, '').startsWith('ipip_operator_'));
+    const ours = (await populatedExposition())
+      .split('\n')
+      .filter((line) => line.replace(/^# (HELP|TYPE) /, '').startsWith('ipip_operator_'));
     assert.ok(ours.length > 50, 'the filter kept our families');
     const checked = promtool(`${ours.join('\n')}\n`);
     assert.equal(checked.output, '');
@@ -178,7 +228,9 @@ describe('promtool check metrics', () => {
   });
 
   test('fails a counter without the _total suffix (so the checks above can fail)', () => {
-    const checked = promtool('# HELP ipip_operator_thing A thing.\n# TYPE ipip_operator_thing counter\nipip_operator_thing 1\n');
+    const checked = promtool(
+      '# HELP ipip_operator_thing A thing.\n# TYPE ipip_operator_thing counter\nipip_operator_thing 1\n',
+    );
     assert.equal(checked.status, 3);
     assert.match(checked.output, /^ipip_operator_thing counter metrics should have "_total" suffix$/m);
   });

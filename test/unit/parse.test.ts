@@ -24,27 +24,58 @@ describe('parse ip -json -details -N -s', () => {
 
   test('an ipip link: kind, alias, underlay, endpoints, ttl, up, peer address, counters', () => {
     assert.deepEqual(byName.get('ipiptun'), {
-      index: 4, name: 'ipiptun', kind: 'ipip', alias: 'ipip-operator/lab', group: 0, up: true, mtu: 1480,
+      index: 4,
+      name: 'ipiptun',
+      kind: 'ipip',
+      alias: 'ipip-operator/lab',
+      group: 0,
+      up: true,
+      mtu: 1480,
       tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.3', ttl: 64, underlayDevice: 'eth1' },
       addresses: [{ local: '172.0.0.2', peer: '172.0.0.3', prefixlen: 32, scope: 0 }],
       // 3 echo replies in, 3 requests + 2 unanswered out; 84 bytes each (the inner packet).
-      stats: { rxBytes: 252, rxPackets: 3, rxErrors: 0, rxDropped: 0, txBytes: 420, txPackets: 5, txErrors: 0, txDropped: 0 },
+      stats: {
+        rxBytes: 252,
+        rxPackets: 3,
+        rxErrors: 0,
+        rxDropped: 0,
+        txBytes: 420,
+        txPackets: 5,
+        txErrors: 0,
+        txDropped: 0,
+      },
     });
   });
   test('every link carries its counters: the underlay carried 5 outer packets and an ARP request', () => {
-    assert.deepEqual(links.filter((l) => l.stats === undefined).map((l) => l.name), []);
+    assert.deepEqual(
+      links.filter((l) => l.stats === undefined).map((l) => l.name),
+      [],
+    );
     assert.equal(byName.get('eth1')!.stats!.txPackets, 6);
   });
   test('each kernel counter lands in its own field; stats (kernels without stats64) as well as stats64', () => {
     const rx = { bytes: 1, packets: 2, errors: 3, dropped: 4, over_errors: 90, multicast: 91 };
     const tx = { bytes: 5, packets: 6, errors: 7, dropped: 8, carrier_errors: 92, collisions: 93 };
-    const expected = { rxBytes: 1, rxPackets: 2, rxErrors: 3, rxDropped: 4, txBytes: 5, txPackets: 6, txErrors: 7, txDropped: 8 };
+    const expected = {
+      rxBytes: 1,
+      rxPackets: 2,
+      rxErrors: 3,
+      rxDropped: 4,
+      txBytes: 5,
+      txPackets: 6,
+      txErrors: 7,
+      txDropped: 8,
+    };
     assert.deepEqual(parseLinks([link({ stats64: { rx, tx } })])[0]!.stats, expected);
     assert.deepEqual(parseLinks([link({ stats: { rx, tx } })])[0]!.stats, expected);
   });
   test('no counters, or an incomplete set, is no stats rather than made-up zeros', () => {
     assert.equal(parseLinks([link({})])[0]!.stats, undefined);
-    assert.equal(parseLinks([link({ stats64: { rx: { bytes: 1, packets: 2, errors: 0, dropped: 0 }, tx: { bytes: 1 } } })])[0]!.stats, undefined);
+    assert.equal(
+      parseLinks([link({ stats64: { rx: { bytes: 1, packets: 2, errors: 0, dropped: 0 }, tx: { bytes: 1 } } })])[0]!
+        .stats,
+      undefined,
+    );
   });
   test('tunl0 and a foreign ipip link have no alias; eth1 has its address', () => {
     assert.equal(byName.get('tunl0')!.alias, undefined);
@@ -65,11 +96,19 @@ describe('parse ip -json -details -N -s', () => {
 
 describe('ip -force -batch results', () => {
   const action = (verb: Action['verb'], lines: number): Action => ({
-    tool: 'ip', kind: 'link', verb, tunnel: 't', link: 'l', detail: '', ops: Array.from({ length: lines }, () => ({ op: 'link-set-up' as const, name: 'l' })),
+    tool: 'ip',
+    kind: 'link',
+    verb,
+    tunnel: 't',
+    link: 'l',
+    detail: '',
+    ops: Array.from({ length: lines }, () => ({ op: 'link-set-up' as const, name: 'l' })),
   });
   test('a failed line is charged to the action it belongs to; the others succeed', () => {
     // What iproute2 6.1 printed for a 4-line batch whose lines 1, 3 and 4 failed.
-    const stderr = 'Cannot find device "nosuch"\nCommand failed -:1\nRTNETLINK answers: File exists\nCommand failed -:3\nRTNETLINK answers: Cannot assign requested address\nCommand failed -:4\n';
+    const stderr =
+      'Cannot find device "nosuch"\nCommand failed -:1\nRTNETLINK answers: File exists\nCommand failed ' +
+      '-:3\nRTNETLINK answers: Cannot assign requested address\nCommand failed -:4\n';
     const errors = parseBatchErrors(stderr);
     assert.deepEqual([...errors.keys()], [1, 3, 4]);
     const results = resultsFromBatch([action('update', 1), action('create', 2), action('update', 1)], errors);
@@ -78,7 +117,13 @@ describe('ip -force -batch results', () => {
     assert.match(results[2]!.error!, /Cannot assign requested address/);
   });
   test('a delete of something already gone is success', () => {
-    const results = resultsFromBatch([action('delete', 1), action('update', 1)], parseBatchErrors('Cannot find device "x"\nCommand failed -:1\n'));
-    assert.deepEqual(results.map((r) => r.error), [undefined, undefined]);
+    const results = resultsFromBatch(
+      [action('delete', 1), action('update', 1)],
+      parseBatchErrors('Cannot find device "x"\nCommand failed -:1\n'),
+    );
+    assert.deepEqual(
+      results.map((r) => r.error),
+      [undefined, undefined],
+    );
   });
 });

@@ -10,7 +10,11 @@ import type { ListPage, WatchHandlers } from '../../src/kube/client.ts';
 import { ApiError } from '../../src/kube/client.ts';
 import { createLogger } from '../../src/report/log.ts';
 
-interface Item { name: string; v: string; rv?: string }
+interface Item {
+  name: string;
+  v: string;
+  rv?: string;
+}
 
 type WatchScript = (h: WatchHandlers) => void;
 
@@ -34,7 +38,10 @@ function scripted(lists: Array<ListPage<Item> | Error>, watches: WatchScript[]) 
         if (script !== undefined) setImmediate(() => script(h));
         return () => {};
       },
-      fromWatch: (o: Record<string, unknown>): Item => ({ name: (o.metadata as { name: string }).name, v: String(o.v) }),
+      fromWatch: (o: Record<string, unknown>): Item => ({
+        name: (o.metadata as { name: string }).name,
+        v: String(o.v),
+      }),
       key: (i: Item) => i.name,
       same: (a: Item, b: Item) => a.v === b.v,
       resourceVersion: (i: Item) => i.rv,
@@ -87,8 +94,20 @@ describe('Reflector', () => {
   test('handlers are told what changed: each watch event as old and current, a relist as all its differences in one call', async () => {
     const { source } = scripted(
       [
-        { items: [{ name: 'a', v: '1' }, { name: 'b', v: '1' }], resourceVersion: '10' },
-        { items: [{ name: 'a', v: '2' }, { name: 'd', v: '1' }], resourceVersion: '20' },
+        {
+          items: [
+            { name: 'a', v: '1' },
+            { name: 'b', v: '1' },
+          ],
+          resourceVersion: '10',
+        },
+        {
+          items: [
+            { name: 'a', v: '2' },
+            { name: 'd', v: '1' },
+          ],
+          resourceVersion: '20',
+        },
       ],
       [
         (h) => {
@@ -103,17 +122,24 @@ describe('Reflector', () => {
     const told: Array<Array<[string | undefined, string | undefined]>> = [];
     const label = (i: Item | undefined) => (i === undefined ? undefined : `${i.name}:${i.v}`);
     const r = new Reflector(source, {
-      log, backoffMs: { first: 1, max: 2 },
+      log,
+      backoffMs: { first: 1, max: 2 },
       onChange: (changes) => told.push(changes.map((c) => [label(c.old), label(c.current)])),
     });
     r.start();
     await until('the relist', () => told.length >= 5);
     assert.deepEqual(told, [
-      [[undefined, 'a:1'], [undefined, 'b:1']],
+      [
+        [undefined, 'a:1'],
+        [undefined, 'b:1'],
+      ],
       [['a:1', 'a:2']],
       [[undefined, 'c:1']],
       [['b:1', undefined]],
-      [[undefined, 'd:1'], ['c:1', undefined]],
+      [
+        [undefined, 'd:1'],
+        ['c:1', undefined],
+      ],
     ]);
     await r.stop();
   });
@@ -122,44 +148,74 @@ describe('Reflector', () => {
     const reasons: ListReason[] = [];
     const { source, calls } = scripted(
       [
-        { items: [{ name: 'a', v: '1' }, { name: 'b', v: '1' }], resourceVersion: '10' },
+        {
+          items: [
+            { name: 'a', v: '1' },
+            { name: 'b', v: '1' },
+          ],
+          resourceVersion: '10',
+        },
         { items: [{ name: 'a', v: '1' }], resourceVersion: '20' },
         { items: [{ name: 'a', v: '1' }], resourceVersion: '30' },
       ],
       [
-        (h) => h.onEvent('ERROR', { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' }),
+        (h) =>
+          h.onEvent('ERROR', { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' }),
         (h) => h.onDone(new ApiError(410, 'Gone')),
       ],
     );
-    const r = new Reflector(source, { log, onChange: () => {}, onList: (why) => reasons.push(why), backoffMs: { first: 1, max: 2 } });
+    const r = new Reflector(source, {
+      log,
+      onChange: () => {},
+      onList: (why) => reasons.push(why),
+      backoffMs: { first: 1, max: 2 },
+    });
     r.start();
     await until('third list', () => reasons.length >= 3);
     assert.deepEqual(calls.slice(0, 5), ['list', 'watch@10', 'list', 'watch@20', 'list']);
     assert.deepEqual(reasons, ['start', 'expired', 'expired']);
-    assert.deepEqual(r.items().map((i) => i.name), ['a'], 'b was deleted while the watch was expired: the relist removes it');
+    assert.deepEqual(
+      r.items().map((i) => i.name),
+      ['a'],
+      'b was deleted while the watch was expired: the relist removes it',
+    );
     await r.stop();
   });
 
   test('while the API server is away the last known cache stays, synced stays true, and nothing is reported as changed', async () => {
     const down = new ApiError(0, 'connect ECONNREFUSED');
     const { source, calls } = scripted(
-      [{ items: [{ name: 'a', v: '1' }], resourceVersion: '10' }, down, down, { items: [{ name: 'a', v: '1' }], resourceVersion: '40' }],
-      [(h) => h.onDone(down), (h) => h.onDone(down), (h) => h.onDone(down), (h) => h.onDone(down), (h) => h.onDone(down)],
+      [
+        { items: [{ name: 'a', v: '1' }], resourceVersion: '10' },
+        down,
+        down,
+        { items: [{ name: 'a', v: '1' }], resourceVersion: '40' },
+      ],
+      [
+        (h) => h.onDone(down),
+        (h) => h.onDone(down),
+        (h) => h.onDone(down),
+        (h) => h.onDone(down),
+        (h) => h.onDone(down),
+      ],
     );
     let changes = 0;
     const r = new Reflector(source, { log, onChange: () => changes++, backoffMs: { first: 1, max: 2 } });
     r.start();
     await until('the list after the server came back', () => calls.filter((c) => c === 'list').length >= 4);
     await settle();
-    assert.deepEqual(calls.slice(0, 7), ['list', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'list'],
-      'watch retried from the same resourceVersion, then a fresh list after 5 failures in a row');
+    assert.deepEqual(
+      calls.slice(0, 7),
+      ['list', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'watch@10', 'list'],
+      'watch retried from the same resourceVersion, then a fresh list after 5 failures in a row',
+    );
     assert.equal(r.synced, true);
     assert.deepEqual(r.items(), [{ name: 'a', v: '1' }]);
     assert.equal(changes, 1, 'only the first list was a change');
     await r.stop();
   });
 
-  test('a write\'s answer goes into the cache when it is newer; an older or unparsable one is ignored', async () => {
+  test("a write's answer goes into the cache when it is newer; an older or unparsable one is ignored", async () => {
     const { source } = scripted([{ items: [{ name: 'a', v: '1', rv: '10' }], resourceVersion: '10' }], []);
     let changes = 0;
     const r = new Reflector(source, { log, onChange: () => changes++ });

@@ -29,13 +29,25 @@ describe('the report of a reconcile', () => {
   test('programming a tunnel: one Normal Programmed Event listing the changes, the entry written ready, a metric sample, success', async () => {
     const { report } = await reportOf(bareKernel(), [exampleTunnel()]);
     assert.equal(report.result, 'success');
-    assert.deepEqual(report.events.map((e) => [e.type, e.reason, e.message]), [[
-      'Normal', 'Programmed',
-      'node node-a: create link ipip 192.168.40.2 -> 192.168.40.3 ttl 64 mtu 1480; create address 172.0.0.2 peer 172.0.0.3; create route 172.0.0.0/24',
-    ]]);
+    assert.deepEqual(
+      report.events.map((e) => [e.type, e.reason, e.message]),
+      [
+        [
+          'Normal',
+          'Programmed',
+          'node node-a: create link ipip 192.168.40.2 -> 192.168.40.3 ttl 64 mtu 1480; create address 172.0.0.2 peer 172.0.0.3; create route 172.0.0.0/24',
+        ],
+      ],
+    );
     assert.equal(report.statusWrites.length, 1);
-    assert.deepEqual(report.statusWrites[0]!.endpoints.map((e) => [e.nodeName, e.ready, e.reason, e.underlayAddress]), [['node-a', true, 'Programmed', '192.168.40.2']]);
-    assert.deepEqual(report.tunnels.map((t) => [t.tunnel, t.link, t.mode, t.local, t.remote, t.up]), [['lab', 'ipiptun', 'ipip', '192.168.40.2', '192.168.40.3', true]]);
+    assert.deepEqual(
+      report.statusWrites[0]!.endpoints.map((e) => [e.nodeName, e.ready, e.reason, e.underlayAddress]),
+      [['node-a', true, 'Programmed', '192.168.40.2']],
+    );
+    assert.deepEqual(
+      report.tunnels.map((t) => [t.tunnel, t.link, t.mode, t.local, t.remote, t.up]),
+      [['lab', 'ipiptun', 'ipip', '192.168.40.2', '192.168.40.3', true]],
+    );
     assert.deepEqual(countChanges(report.changes).link, { create: 1, update: 0, delete: 0 });
   });
 
@@ -53,24 +65,46 @@ describe('the report of a reconcile', () => {
     const first = await reportOf(bareKernel(), [exampleTunnel()], drift);
     first.dp.state.routes = first.dp.state.routes.filter((r) => r.dst !== '172.0.0.0/24');
     const { report } = await reportOf(first.dp, [exampleTunnel()], drift);
-    assert.deepEqual(report.events.map((e) => [e.reason, e.message]), [['DriftCorrected', 'node node-a: create route 172.0.0.0/24']]);
+    assert.deepEqual(
+      report.events.map((e) => [e.reason, e.message]),
+      [['DriftCorrected', 'node node-a: create route 172.0.0.0/24']],
+    );
     assert.equal(report.driftCorrections, 1);
   });
 
   test('a node that is no longer an endpoint: EndpointRemoved, and its entry removed', async () => {
-    const moved = withEntryOf(exampleTunnel((t) => { t.spec.endpoints[0]!.nodeName = 'node-c'; }), [{ nodeName: 'node-a', ready: true }]);
+    const moved = withEntryOf(
+      exampleTunnel((t) => {
+        t.spec.endpoints[0]!.nodeName = 'node-c';
+      }),
+      [{ nodeName: 'node-a', ready: true }],
+    );
     const { report } = await reportOf(programmedKernel(), [moved]);
-    assert.deepEqual(report.events.map((e) => [e.type, e.reason]), [['Normal', 'EndpointRemoved']]);
-    assert.deepEqual(report.statusWrites.map((w) => w.endpoints), [[]]);
+    assert.deepEqual(
+      report.events.map((e) => [e.type, e.reason]),
+      [['Normal', 'EndpointRemoved']],
+    );
+    assert.deepEqual(
+      report.statusWrites.map((w) => w.endpoints),
+      [[]],
+    );
     assert.deepEqual(report.tunnels, [], 'no metric series for a tunnel this node does not carry');
   });
 
   test('a problem is a Warning with its reason once; the same problem again is not repeated', async () => {
-    const bad = exampleTunnel((t) => { t.spec.endpoints[0]!.underlay!.interface = 'eth9'; });
+    const bad = exampleTunnel((t) => {
+      t.spec.endpoints[0]!.underlay!.interface = 'eth9';
+    });
     const { report } = await reportOf(bareKernel(), [bad]);
     assert.equal(report.result, 'requeue');
-    assert.deepEqual(report.events.map((e) => [e.type, e.reason, e.message]), [['Warning', 'UnderlayInterfaceNotFound', 'node node-a: interface eth9 does not exist on node node-a']]);
-    assert.deepEqual(report.statusWrites[0]!.endpoints.map((e) => [e.ready, e.reason]), [[false, 'UnderlayInterfaceNotFound']]);
+    assert.deepEqual(
+      report.events.map((e) => [e.type, e.reason, e.message]),
+      [['Warning', 'UnderlayInterfaceNotFound', 'node node-a: interface eth9 does not exist on node node-a']],
+    );
+    assert.deepEqual(
+      report.statusWrites[0]!.endpoints.map((e) => [e.ready, e.reason]),
+      [[false, 'UnderlayInterfaceNotFound']],
+    );
     const again = await reportOf(bareKernel(), [withEntryOf(bad, report.statusWrites[0]!.endpoints)]);
     assert.equal(again.report.result, 'requeue', 'the problem is still there');
     assert.deepEqual([again.report.events, again.report.statusWrites], [[], []]);
@@ -81,8 +115,21 @@ describe('the report of a reconcile', () => {
     dp.failWhen((a) => a.kind === 'route', 'RTNETLINK answers: Network is unreachable');
     const { report } = await reportOf(dp, [exampleTunnel()]);
     assert.equal(report.result, 'error');
-    assert.deepEqual(report.events.map((e) => [e.type, e.reason]), [['Normal', 'Programmed'], ['Warning', 'KernelError']]);
-    assert.match(report.events[1]!.message, /ip route replace 172\.0\.0\.0\/24 dev ipiptun proto 203: RTNETLINK answers: Network is unreachable/);
-    assert.deepEqual(countChanges(report.changes).route, { create: 0, update: 0, delete: 0 }, 'the failed change is not counted');
+    assert.deepEqual(
+      report.events.map((e) => [e.type, e.reason]),
+      [
+        ['Normal', 'Programmed'],
+        ['Warning', 'KernelError'],
+      ],
+    );
+    assert.match(
+      report.events[1]!.message,
+      /ip route replace 172\.0\.0\.0\/24 dev ipiptun proto 203: RTNETLINK answers: Network is unreachable/,
+    );
+    assert.deepEqual(
+      countChanges(report.changes).route,
+      { create: 0, update: 0, delete: 0 },
+      'the failed change is not counted',
+    );
   });
 });

@@ -24,8 +24,12 @@ function gatedWork(result: () => number | undefined = () => undefined) {
   let concurrent = 0;
   let maxConcurrent = 0;
   return {
-    get runs() { return runs; },
-    get maxConcurrent() { return maxConcurrent; },
+    get runs() {
+      return runs;
+    },
+    get maxConcurrent() {
+      return maxConcurrent;
+    },
     finish: () => gates.shift()?.(),
     work: async () => {
       runs += 1;
@@ -44,7 +48,13 @@ describe('CoalescingRunner', () => {
 
   test('a burst of requests is one run, after the debounce', async () => {
     let runs = 0;
-    const runner = new CoalescingRunner(async () => { runs += 1; return undefined; }, { debounceMs: 20 });
+    const runner = new CoalescingRunner(
+      async () => {
+        runs += 1;
+        return undefined;
+      },
+      { debounceMs: 20 },
+    );
     for (let i = 0; i < 50; i++) runner.request();
     await advance(19);
     assert.equal(runs, 0, 'not before the debounce');
@@ -75,7 +85,13 @@ describe('CoalescingRunner', () => {
 
   test('a retry waits its delay, and an event before it runs at once', async () => {
     let runs = 0;
-    const runner = new CoalescingRunner(async () => { runs += 1; return runs === 1 ? 10_000 : undefined; }, { debounceMs: 5 });
+    const runner = new CoalescingRunner(
+      async () => {
+        runs += 1;
+        return runs === 1 ? 10_000 : undefined;
+      },
+      { debounceMs: 5 },
+    );
     runner.request(0);
     await advance(0);
     assert.equal(runs, 1);
@@ -91,7 +107,13 @@ describe('CoalescingRunner', () => {
 
   test('a retry runs when its delay is up', async () => {
     let runs = 0;
-    const runner = new CoalescingRunner(async () => { runs += 1; return runs < 3 ? 1000 : undefined; }, { debounceMs: 5 });
+    const runner = new CoalescingRunner(
+      async () => {
+        runs += 1;
+        return runs < 3 ? 1000 : undefined;
+      },
+      { debounceMs: 5 },
+    );
     runner.request(0);
     await advance(0);
     await advance(999);
@@ -111,7 +133,9 @@ describe('CoalescingRunner', () => {
     runner.request(0);
     await advance(0);
     let stopped = false;
-    const stopping = runner.stop().then(() => { stopped = true; });
+    const stopping = runner.stop().then(() => {
+      stopped = true;
+    });
     await settle();
     assert.equal(stopped, false, 'stop waits for the run');
     w.finish();
@@ -122,6 +146,9 @@ describe('CoalescingRunner', () => {
   });
 
   test('backoff doubles from 1 s to at most 5 min', () => {
-    assert.deepEqual([1, 2, 3, 10, 20].map((n) => backoffMs(n)), [1000, 2000, 4000, 300_000, 300_000]);
+    assert.deepEqual(
+      [1, 2, 3, 10, 20].map((n) => backoffMs(n)),
+      [1000, 2000, 4000, 300_000, 300_000],
+    );
   });
 });

@@ -6,9 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { EndpointStatus, IpipTunnel } from '../../src/api/types.ts';
 import { resolve } from '../../src/resolve/resolve.ts';
-import {
-  aggregateStatus, endpointEntry, nodeFieldManager, sameAggregate, sameEntry,
-} from '../../src/report/status.ts';
+import { aggregateStatus, endpointEntry, nodeFieldManager, sameAggregate, sameEntry } from '../../src/report/status.ts';
 import { bareKernel, exampleTunnel } from './builders.ts';
 
 const T0 = new Date('2026-11-25T10:00:00.123Z');
@@ -21,8 +19,14 @@ function withEntries(generation: number, entries: EndpointStatus[]): IpipTunnel 
   });
 }
 
-const readyEntry = (nodeName: string, observedGeneration = 1): EndpointStatus =>
-  ({ nodeName, ready: true, reason: 'Programmed', message: 'up', observedGeneration, linkName: 'ipiptun' });
+const readyEntry = (nodeName: string, observedGeneration = 1): EndpointStatus => ({
+  nodeName,
+  ready: true,
+  reason: 'Programmed',
+  message: 'up',
+  observedGeneration,
+  linkName: 'ipiptun',
+});
 
 function resolutionFor(t: IpipTunnel, node = 'node-a') {
   const r = resolve({ nodeName: node, tunnels: [t], kernel: bareKernel(), nodeAddresses: new Map() })[0]!;
@@ -32,11 +36,18 @@ function resolutionFor(t: IpipTunnel, node = 'node-a') {
 
 describe('endpoint entry', () => {
   test('a programmed endpoint is ready, names its link and underlay, at the tunnel generation', () => {
-    const t = exampleTunnel((x) => { x.metadata.generation = 3; });
+    const t = exampleTunnel((x) => {
+      x.metadata.generation = 3;
+    });
     const entry = endpointEntry('node-a', t, resolutionFor(t), undefined);
     assert.deepEqual(entry, {
-      nodeName: 'node-a', linkName: 'ipiptun', ready: true, reason: 'Programmed',
-      message: 'link ipiptun up, 192.168.40.2 -> 192.168.40.3', observedGeneration: 3, underlayAddress: '192.168.40.2',
+      nodeName: 'node-a',
+      linkName: 'ipiptun',
+      ready: true,
+      reason: 'Programmed',
+      message: 'link ipiptun up, 192.168.40.2 -> 192.168.40.3',
+      observedGeneration: 3,
+      underlayAddress: '192.168.40.2',
     });
   });
 
@@ -54,7 +65,11 @@ describe('endpoint entry', () => {
 
   test('a kernel error or conflict makes a resolved endpoint not ready, with that reason', () => {
     const t = exampleTunnel();
-    const entry = endpointEntry('node-a', t, resolutionFor(t), { tunnel: 'lab', reason: 'LinkNameTaken', message: 'ipiptun is not ours' });
+    const entry = endpointEntry('node-a', t, resolutionFor(t), {
+      tunnel: 'lab',
+      reason: 'LinkNameTaken',
+      message: 'ipiptun is not ours',
+    });
     assert.equal(entry.ready, false);
     assert.equal(entry.reason, 'LinkNameTaken');
     assert.equal(entry.message, 'ipiptun is not ours');
@@ -63,7 +78,13 @@ describe('endpoint entry', () => {
   test('an entry equals itself with missing fields as undefined, and differs in any written field', () => {
     const a = readyEntry('node-a');
     assert.ok(sameEntry(a, { ...a }));
-    assert.ok(sameEntry({ nodeName: 'n', ready: false }, JSON.parse('{"nodeName":"n","ready":false,"underlayAddress":null}') as EndpointStatus), 'null from the server');
+    assert.ok(
+      sameEntry(
+        { nodeName: 'n', ready: false },
+        JSON.parse('{"nodeName":"n","ready":false,"underlayAddress":null}') as EndpointStatus,
+      ),
+      'null from the server',
+    );
     assert.ok(!sameEntry(a, { ...a, observedGeneration: 2 }));
     assert.ok(!sameEntry(a, { ...a, message: 'other' }));
     assert.ok(!sameEntry(a, undefined));
@@ -86,7 +107,14 @@ describe('aggregate status', () => {
     assert.equal(s.totalEndpoints, 2);
     assert.equal(s.observedGeneration, 1);
     const ready = s.conditions.find((c) => c.type === 'Ready')!;
-    assert.deepEqual(ready, { type: 'Ready', status: 'True', reason: 'AllEndpointsReady', message: '2/2 endpoints ready', observedGeneration: 1, lastTransitionTime: '2026-11-25T10:00:00Z' });
+    assert.deepEqual(ready, {
+      type: 'Ready',
+      status: 'True',
+      reason: 'AllEndpointsReady',
+      message: '2/2 endpoints ready',
+      observedGeneration: 1,
+      lastTransitionTime: '2026-11-25T10:00:00Z',
+    });
     assert.equal(s.conditions.find((c) => c.type === 'Degraded')!.status, 'False');
   });
 
@@ -100,12 +128,35 @@ describe('aggregate status', () => {
   });
 
   test('a missing report and a waiting endpoint are not Ready but not Degraded; an error is Degraded with its reason', () => {
-    const waiting = aggregateStatus(withEntries(1, [{ nodeName: 'node-a', ready: false, reason: 'RemoteUnderlayUnknown', message: 'waiting', observedGeneration: 1 }]), T0);
+    const waiting = aggregateStatus(
+      withEntries(1, [
+        {
+          nodeName: 'node-a',
+          ready: false,
+          reason: 'RemoteUnderlayUnknown',
+          message: 'waiting',
+          observedGeneration: 1,
+        },
+      ]),
+      T0,
+    );
     assert.equal(waiting.readySummary, '0/2');
     assert.match(waiting.conditions[0]!.message, /node-b: no report from its agent yet/);
     assert.equal(waiting.conditions.find((c) => c.type === 'Degraded')!.status, 'False');
 
-    const broken = aggregateStatus(withEntries(1, [readyEntry('node-a'), { nodeName: 'node-b', ready: false, reason: 'UnderlayInterfaceNotFound', message: 'interface eth9 does not exist on node node-b', observedGeneration: 1 }]), T0);
+    const broken = aggregateStatus(
+      withEntries(1, [
+        readyEntry('node-a'),
+        {
+          nodeName: 'node-b',
+          ready: false,
+          reason: 'UnderlayInterfaceNotFound',
+          message: 'interface eth9 does not exist on node node-b',
+          observedGeneration: 1,
+        },
+      ]),
+      T0,
+    );
     const degraded = broken.conditions.find((c) => c.type === 'Degraded')!;
     assert.equal(degraded.status, 'True');
     assert.equal(degraded.reason, 'UnderlayInterfaceNotFound');
@@ -113,7 +164,10 @@ describe('aggregate status', () => {
   });
 
   test('entries of nodes no longer in the spec do not count', () => {
-    const s = aggregateStatus(withEntries(1, [readyEntry('node-a'), readyEntry('node-b'), readyEntry('node-gone')]), T0);
+    const s = aggregateStatus(
+      withEntries(1, [readyEntry('node-a'), readyEntry('node-b'), readyEntry('node-gone')]),
+      T0,
+    );
     assert.equal(s.readySummary, '2/2');
   });
 
@@ -129,6 +183,10 @@ describe('aggregate status', () => {
     const changed = aggregateStatus(t, T1);
     assert.ok(!sameAggregate(t.status, changed));
     assert.equal(changed.conditions.find((c) => c.type === 'Ready')!.lastTransitionTime, '2026-11-25T10:05:00Z');
-    assert.equal(changed.conditions.find((c) => c.type === 'Degraded')!.lastTransitionTime, '2026-11-25T10:00:00Z', 'Degraded stayed False');
+    assert.equal(
+      changed.conditions.find((c) => c.type === 'Degraded')!.lastTransitionTime,
+      '2026-11-25T10:00:00Z',
+      'Degraded stayed False',
+    );
   });
 });

@@ -30,6 +30,14 @@ export interface IpDriverOptions {
 
 const BATCH_PREFIX = 'ipip-operator-batch-';
 
+/** What one `ip` process left behind. */
+interface IpResult {
+  exitCode?: number | undefined;
+  timedOut: boolean;
+  stdout: unknown;
+  stderr: unknown;
+}
+
 /**
  * Batch files older than this are left by an agent killed during a write (a live write
  * takes at most the `ip` timeout); a new agent removes them.
@@ -101,9 +109,14 @@ export class IpDriver implements Driver<IpAction> {
     }
   }
 
-  private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<{ exitCode?: number | undefined; timedOut: boolean; stdout: unknown; stderr: unknown }> {
+  private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<IpResult> {
     const started = process.hrtime.bigint();
-    const result = await execa(this.ip, args, { ...(input === undefined ? { stdin: 'ignore' as const } : { input }), reject: false, timeout: this.timeoutMs, stripFinalNewline: false });
+    const result = await execa(this.ip, args, {
+      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+      reject: false,
+      timeout: this.timeoutMs,
+      stripFinalNewline: false,
+    });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.options.onCommand?.('ip', purpose, seconds, result.exitCode === 0);
     return result;
@@ -114,10 +127,15 @@ export class IpDriver implements Driver<IpAction> {
     // name must be seen. `route show` is IPv4 by default. -N: numbers, not names from /etc/iproute2.
     // -s: each link's kernel counters (stats64) for the metrics, in the same read; it does
     // not change `route show` (checked on 6.1).
-    const result = await this.run('observe', ['-json', '-details', '-N', '-s', '-batch', '-'],
-      'address show\nroute show table main\n');
+    const result = await this.run(
+      'observe',
+      ['-json', '-details', '-N', '-s', '-batch', '-'],
+      'address show\nroute show table main\n',
+    );
     if (result.exitCode !== 0 || result.timedOut) {
-      throw new Error(`ip: reading links and routes failed: ${String(result.stderr).trim() || `exit ${result.exitCode}`}`);
+      throw new Error(
+        `ip: reading links and routes failed: ${String(result.stderr).trim() || `exit ${result.exitCode}`}`,
+      );
     }
     return parseObserveOutput(String(result.stdout));
   }
@@ -140,7 +158,7 @@ export class IpDriver implements Driver<IpAction> {
       return actions.map((action) => ({ action, error: message }));
     }
     // -force: keep going past a failed line, so one bad object does not block the others.
-    let result;
+    let result: IpResult;
     try {
       result = await this.run('apply', ['-force', '-batch', file]);
     } finally {
@@ -162,7 +180,11 @@ export class IpDriver implements Driver<IpAction> {
       // and route types as numbers. Only whether an event concerns us matters: reconcile
       // reads everything.
       const started = process.hrtime.bigint();
-      const child = execa(this.ip, ['-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], { buffer: false, reject: false, stdin: 'ignore' });
+      const child = execa(this.ip, ['-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
+        buffer: false,
+        reject: false,
+        stdin: 'ignore',
+      });
       kill = () => child.kill();
       const lines = createInterface({ input: child.stdout });
       lines.on('line', (line) => {
@@ -173,7 +195,9 @@ export class IpDriver implements Driver<IpAction> {
         // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.
         this.options.onCommand?.('ip', 'monitor', Number(process.hrtime.bigint() - started) / 1e9, stopped);
         if (stopped) return;
-        this.options.onMonitorError?.(`ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`);
+        this.options.onMonitorError?.(
+          `ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`,
+        );
         setTimeout(start, restartDelay).unref();
         restartDelay = Math.min(restartDelay * 2, 60_000);
       });

@@ -11,7 +11,16 @@ type Json = Record<string, unknown>;
 const SCOPE_NAMES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
 const PROTOCOL_NAMES: Record<string, number> = { unspec: 0, redirect: 1, kernel: 2, boot: 3, static: 4 };
 const GROUP_NAMES: Record<string, number> = { default: 0 };
-const TYPE_NAMES: Record<string, number> = { unicast: 1, local: 2, broadcast: 3, anycast: 4, multicast: 5, blackhole: 6, unreachable: 7, prohibit: 8 };
+const TYPE_NAMES: Record<string, number> = {
+  unicast: 1,
+  local: 2,
+  broadcast: 3,
+  anycast: 4,
+  multicast: 5,
+  blackhole: 6,
+  unreachable: 7,
+  prohibit: 8,
+};
 
 /** Numbers come as numbers or numeric strings; names only if -N was not honoured. */
 function toNumber(value: unknown, names: Record<string, number>, fallback: number): number {
@@ -50,10 +59,16 @@ function parseStats(raw: unknown): LinkStats | undefined {
   const { rx, tx } = (raw ?? {}) as { rx?: Json; tx?: Json };
   if (rx === undefined || tx === undefined) return undefined;
   const stats = {
-    rxBytes: rx.bytes, rxPackets: rx.packets, rxErrors: rx.errors, rxDropped: rx.dropped,
-    txBytes: tx.bytes, txPackets: tx.packets, txErrors: tx.errors, txDropped: tx.dropped,
+    rxBytes: rx.bytes,
+    rxPackets: rx.packets,
+    rxErrors: rx.errors,
+    rxDropped: rx.dropped,
+    txBytes: tx.bytes,
+    txPackets: tx.packets,
+    txErrors: tx.errors,
+    txDropped: tx.dropped,
   };
-  return Object.values(stats).every((n) => typeof n === 'number') ? stats as LinkStats : undefined;
+  return Object.values(stats).every((n) => typeof n === 'number') ? (stats as LinkStats) : undefined;
 }
 
 /** An address attribute of info_data: iproute2 prints "any" for an unset one. */
@@ -70,7 +85,13 @@ function tunnelAttrs(kind: string | undefined, data: Json): TunnelAttrs | undefi
   switch (kind) {
     case 'ipip':
       // iproute2 prints no ttl for "inherit" (0).
-      return { mode: 'ipip', local: tunnelAddress(data.local), remote: tunnelAddress(data.remote), ttl: typeof data.ttl === 'number' ? data.ttl : 0, underlayDevice: str(data.link) };
+      return {
+        mode: 'ipip',
+        local: tunnelAddress(data.local),
+        remote: tunnelAddress(data.remote),
+        ttl: typeof data.ttl === 'number' ? data.ttl : 0,
+        underlayDevice: str(data.link),
+      };
     default:
       return undefined;
   }

@@ -9,7 +9,8 @@ import type { TunnelAttrs } from '../../model/tunnel.ts';
 const SAFE_TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]*$/;
 
 export function assertSafeToken(token: string): string {
-  if (!SAFE_TOKEN.test(token)) throw new Error(`refusing to pass ${JSON.stringify(token)} to ip: not a plain name, address or number`);
+  if (!SAFE_TOKEN.test(token))
+    throw new Error(`refusing to pass ${JSON.stringify(token)} to ip: not a plain name, address or number`);
   return token;
 }
 
@@ -34,7 +35,17 @@ function tunnelArgs(t: TunnelAttrs, changing: boolean): string[] {
 export function ipArgv(o: IpOperation): string[] {
   switch (o.op) {
     case 'link-add':
-      return ['link', 'add', 'name', o.link.name, 'mtu', String(o.link.mtu), 'group', String(o.group), ...tunnelArgs(o.link.tunnel, false)];
+      return [
+        'link',
+        'add',
+        'name',
+        o.link.name,
+        'mtu',
+        String(o.link.mtu),
+        'group',
+        String(o.group),
+        ...tunnelArgs(o.link.tunnel, false),
+      ];
     case 'link-set-alias':
       return ['link', 'set', 'dev', o.name, 'alias', o.alias];
     case 'link-set-tunnel':
@@ -54,7 +65,17 @@ export function ipArgv(o: IpOperation): string[] {
     case 'route-replace': {
       const r = o.route;
       const via = r.via === undefined ? [] : ['via', r.via];
-      return ['route', 'replace', r.dst, ...via, 'dev', r.dev, ...(r.onlink === true ? ['onlink'] : []), 'proto', String(o.protocol)];
+      return [
+        'route',
+        'replace',
+        r.dst,
+        ...via,
+        'dev',
+        r.dev,
+        ...(r.onlink === true ? ['onlink'] : []),
+        'proto',
+        String(o.protocol),
+      ];
     }
     case 'route-del': {
       const args = ['route', 'del', o.dst, 'proto', String(o.protocol)];
