@@ -2,6 +2,8 @@
 // host-a (node-a, 192.168.40.2) and host-b (node-b, 192.168.40.3), each with an eth1,
 // joined by a veth pair. Used by the kernel tests and the benchmarks.
 
+import { stringify } from 'yaml';
+import type { IpipTunnel } from '../../src/api/types.ts';
 import { namespaceShell } from './uml.ts';
 import type { Guest, Shell } from './uml.ts';
 
@@ -45,4 +47,49 @@ export async function startBackgroundAgent(guest: Guest, node: LabNode, args: st
   const agent = { log: `/run/lab/agent-${node}.log`, pidFile: `/run/lab/agent-${node}.pid` };
   await guest.ok(`(${agentCommand(node, args)} > ${agent.log} 2>&1 & echo $! > ${agent.pidFile})`);
   return agent;
+}
+
+/** Writes a manifest of these tunnels where a node's agent reads it, /run/lab/NAME.yaml in the guest. */
+export async function writeManifest(guest: Guest, name: string, tunnels: readonly IpipTunnel[]): Promise<string> {
+  const path = `/run/lab/${name}.yaml`;
+  await guest.writeFile(path, tunnels.map((t) => stringify(t)).join('---\n'));
+  return path;
+}
+
+/** What `agent --once` printed: its exit code, its JSON summary, its log. */
+export interface OnceResult {
+  code: number;
+  summary: {
+    changes: Record<string, Record<string, number>>;
+    errors: Array<{ tunnel: string; reason: string; message: string }>;
+  };
+  stderr: string;
+}
+
+/** `agent --once` on a node with these tunnels. */
+export async function agentOnce(guest: Guest, node: LabNode, tunnels: readonly IpipTunnel[], timeoutMs = 60_000): Promise<OnceResult> {
+  const manifest = await writeManifest(guest, node, tunnels);
+  const r = await guest.sh(agentCommand(node, `--once --manifest ${manifest} --log-format text`), timeoutMs);
+  const last = r.stdout.trim().split('\n').at(-1) ?? '';
+  let summary: OnceResult['summary'];
+  try {
+    summary = JSON.parse(last) as OnceResult['summary'];
+  } catch {
+    throw new Error(`agent --once printed no summary (exit ${r.code})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  }
+  return { code: r.code, summary, stderr: r.stderr };
+}
+
+/** A summary's non-zero counts, as "object/action=n", for short assertions. */
+export function changed(once: OnceResult): string[] {
+  return Object.entries(once.summary.changes).flatMap(([object, actions]) =>
+    Object.entries(actions)
+      .filter(([, n]) => n > 0)
+      .map(([action, n]) => `${object}/${action}=${n}`),
+  );
+}
+
+/** The problems of a summary as "tunnel:Reason". */
+export function refusals(once: OnceResult): string[] {
+  return once.summary.errors.map((e) => `${e.tunnel}:${e.reason}`);
 }

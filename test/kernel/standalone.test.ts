@@ -8,48 +8,23 @@ import type { IpipTunnel } from '../../src/api/types.ts';
 import { link as linkOf, ping as pingFrom, routes as routesOf, startIpipCapture } from '../harness/probes.ts';
 import { exampleTunnel as example } from '../harness/repo.ts';
 import { eventually } from '../harness/support.ts';
-import { agentCommand, HOSTS, hostShell, setUpTwoHosts, startBackgroundAgent } from '../harness/two-hosts.ts';
-import type { LabNode as Node } from '../harness/two-hosts.ts';
+import {
+  agentCommand,
+  agentOnce as agentOnceIn,
+  changed,
+  HOSTS,
+  hostShell,
+  setUpTwoHosts,
+  startBackgroundAgent,
+  writeManifest as writeManifestIn,
+} from '../harness/two-hosts.ts';
+import type { LabNode as Node, OnceResult as Once } from '../harness/two-hosts.ts';
 import { Guest } from '../harness/uml.ts';
 
 let guest: Guest;
 
-async function writeManifest(node: Node, tunnels: IpipTunnel[]): Promise<string> {
-  const path = `/run/lab/${node}.yaml`;
-  await guest.writeFile(path, tunnels.map((t) => stringify(t)).join('---\n'));
-  return path;
-}
-
-interface Once {
-  code: number;
-  summary: {
-    changes: Record<string, Record<string, number>>;
-    errors: Array<{ tunnel: string; reason: string; message: string }>;
-  };
-  stderr: string;
-}
-
-async function agentOnce(node: Node, tunnels: IpipTunnel[]): Promise<Once> {
-  const manifest = await writeManifest(node, tunnels);
-  const r = await guest.sh(agentCommand(node, `--once --manifest ${manifest} --log-format text`));
-  const last = r.stdout.trim().split('\n').at(-1) ?? '';
-  let summary: Once['summary'];
-  try {
-    summary = JSON.parse(last) as Once['summary'];
-  } catch {
-    throw new Error(`agent --once printed no summary (exit ${r.code})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  }
-  return { code: r.code, summary, stderr: r.stderr };
-}
-
-/** The summary's non-zero counts, as "object/action=n", for short assertions. */
-function changed(once: Once): string[] {
-  return Object.entries(once.summary.changes).flatMap(([object, actions]) =>
-    Object.entries(actions)
-      .filter(([, n]) => n > 0)
-      .map(([action, n]) => `${object}/${action}=${n}`),
-  );
-}
+const writeManifest = (node: Node, tunnels: IpipTunnel[]) => writeManifestIn(guest, node, tunnels);
+const agentOnce = (node: Node, tunnels: IpipTunnel[]) => agentOnceIn(guest, node, tunnels);
 
 async function bothOnce(tunnels: IpipTunnel[]): Promise<[Once, Once]> {
   return [await agentOnce('node-a', tunnels), await agentOnce('node-b', tunnels)];
