@@ -14,6 +14,7 @@ import { startFullLab } from '../harness/full-lab.ts';
 import type { FullLab } from '../harness/full-lab.ts';
 import {
   AGENT_METRICS_PORT,
+  agentReady,
   link as linkOf,
   metricSum,
   metricValue,
@@ -22,6 +23,7 @@ import {
   startIpipCapture,
 } from '../harness/probes.ts';
 import { EXAMPLE, exampleTunnel as example } from '../harness/repo.ts';
+import { AS_THE_CHART_RUNS_IT, NET_ADMIN_ONLY, privilegesOf } from '../harness/privileges.ts';
 import { eventually as waitUntil, StartedByTest } from '../harness/support.ts';
 
 const NODES = ['node-a', 'node-b'] as const;
@@ -53,6 +55,41 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     curlInNetns(L().cluster.netns, `http://${ADDRESS[node]}:${AGENT_METRICS_PORT}/metrics`);
   const ready = (): Promise<IpipTunnel> => L().cluster.waitTunnelReady('lab');
 
+  /**
+   * What a real host has that is not the agent's, and looks like it: a routing daemon's
+   * route with a metric, a veth carrying the agent's alias, a route with the agent's
+   * protocol on the underlay. Added at boot; compared after every fault.
+   */
+  const FOREIGN = [
+    'ip route add 10.9.0.0/16 via 192.168.40.1 dev eth1 proto bird metric 50',
+    'ip link add vmark type veth peer name vmark-peer',
+    'ip link set vmark alias ipip-operator/lab',
+    'ip route add 10.77.0.0/16 dev eth1 proto 203',
+  ].join(' && ');
+  const foreign = async (node: Node): Promise<string> =>
+    (await sh(node, 'ip -d link show vmark; ip route show 10.9.0.0/16; ip route show 10.77.0.0/16')).stdout;
+  const foreignBefore: Partial<Record<Node, string>> = {};
+  async function foreignUntouched(): Promise<void> {
+    for (const node of NODES)
+      assert.equal(await foreign(node), foreignBefore[node], `${node}: foreign objects untouched`);
+  }
+  /** Warning Events of the tunnel, as `kubectl get events` counts them. */
+  async function warnings(): Promise<number> {
+    const list = JSON.parse(
+      await kubectl([
+        'get',
+        'events',
+        '-n',
+        'default',
+        '--field-selector',
+        'involvedObject.name=lab,type=Warning',
+        '-o',
+        'json',
+      ]),
+    ) as { items: Array<{ count?: number }> };
+    return list.items.reduce((n, e) => n + (e.count ?? 1), 0);
+  }
+
   test(
     'lab up: API server, two UML nodes with strict rp_filter, the chart installed with helm, ' +
       'an agent per node as its ServiceAccount, Prometheus scraping both',
@@ -75,6 +112,31 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
       assert.deepEqual(await L().prometheus.targetHealth(), { 'node-a': 'up', 'node-b': 'up' });
     },
   );
+
+  test('the agents run as the chart runs them: only CAP_NET_ADMIN (bounding, permitted, effective), no_new_privs, a read-only root', async () => {
+    for (const node of NODES) {
+      const pid = L().cluster.agentPid(node);
+      assert.ok(pid !== undefined, `the agent of ${node} runs`);
+      const privileges = privilegesOf((await sh(node, `cat /proc/${pid}/status`)).stdout);
+      assert.deepEqual(
+        privileges,
+        {
+          CapInh: '0000000000000000',
+          CapPrm: NET_ADMIN_ONLY,
+          CapEff: NET_ADMIN_ONLY,
+          CapBnd: NET_ADMIN_ONLY,
+          CapAmb: '0000000000000000',
+          NoNewPrivs: '1',
+        },
+        node,
+      );
+      const write = await sh(node, `${AS_THE_CHART_RUNS_IT.join(' ')} touch /ipip-operator-probe`);
+      assert.notEqual(write.code, 0, 'the root filesystem is read-only');
+      assert.match(write.stderr, /Read-only file system/);
+      await sh(node, FOREIGN).then((r) => assert.equal(r.code, 0, r.stderr));
+      foreignBefore[node] = await foreign(node);
+    }
+  });
 
   test('kubectl apply the example -> Ready 2/2, ping both ways, the capture shows IPIP (proto 4) packets', async () => {
     await kubectl(['apply', '-f', EXAMPLE]);
@@ -258,6 +320,110 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     await ready();
   });
 
+  test("a node reboots: its kernel starts empty and its agent fresh, every tunnel comes back; the peer's link keeps its ifindex", async () => {
+    const peer = await link('node-b');
+    assert.ok(peer !== undefined);
+    await L().rebootNode('node-a', async () => {
+      assert.equal(await link('node-a'), undefined, 'the new kernel starts without the tunnel');
+      await sh('node-a', FOREIGN).then((r) => assert.equal(r.code, 0, r.stderr));
+      foreignBefore['node-a'] = await foreign('node-a');
+    });
+    await ready();
+    assert.ok((await link('node-a'))?.ifalias === 'ipip-operator/lab', 'node-a has its tunnel again');
+    assert.deepEqual(await routes('node-a'), ['10.99.0.0/24', '172.0.0.0/24']);
+    assert.equal((await link('node-b'))?.ifindex, peer.ifindex, "the peer's link was not recreated");
+    assert.ok(await ping('node-a', OVERLAY['node-b']));
+    assert.ok(await ping('node-b', OVERLAY['node-a']));
+    await foreignUntouched();
+  });
+
+  test('an agent that starts while the API server is away changes nothing until it has listed, then converges', async () => {
+    await L().cluster.stopAgent('node-a');
+    // What the new agent will find: its link set down by hand, and a link of a tunnel deleted meanwhile.
+    await sh(
+      'node-a',
+      'ip link set ipiptun down && ip link add name ipipgone group 203 type ipip local 192.168.40.2 remote 192.168.40.99 ttl 64 dev eth1 && ' +
+        'ip link set ipipgone alias ipip-operator/gone',
+    );
+    const kernelBefore = (await sh('node-a', 'ip -d link show; ip route show')).stdout;
+    await L().cluster.api.pause();
+    try {
+      await L().startAgent('node-a');
+      await eventually('the agent tried to list and could not', async () =>
+        /list failed; keeping the last known state/.test(await L().cluster.agentLog('node-a')),
+      );
+      assert.equal(await agentReady(L().cluster.guest('node-a')), false, 'not ready before it has listed');
+      assert.equal(
+        (await sh('node-a', 'ip -d link show; ip route show')).stdout,
+        kernelBefore,
+        'and it changed nothing',
+      );
+    } finally {
+      await L().cluster.api.resume();
+    }
+    await L().waitAgentReady('node-a');
+    await eventually(
+      'node-a converged: its link up, the stray link gone',
+      async () =>
+        (await link('node-a'))?.flags?.includes('UP') === true && (await link('node-a', 'ipipgone')) === undefined,
+    );
+    await ready();
+    assert.ok(await ping('node-a', OVERLAY['node-b']));
+    await foreignUntouched();
+  });
+
+  test('the API server and etcd restart: nothing is torn down, and the agents catch up', async () => {
+    const before = await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex));
+    await L().cluster.api.restartAll();
+    assert.deepEqual(await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex)), before, 'the links stayed');
+    await apply(
+      example((t) => {
+        t.spec.ttl = 48;
+        t.spec.routes = ['172.0.0.0/24', '10.99.0.0/24'];
+      }),
+    );
+    await ready();
+    for (const node of NODES) {
+      await eventually(`ttl 48 on ${node}`, async () => (await link(node))?.linkinfo?.info_data?.ttl === 48);
+    }
+    assert.deepEqual(await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex)), before, 'changed in place');
+    await foreignUntouched();
+  });
+
+  test('the underlay link goes down and up: traffic resumes, with no error storm and nothing repaired', async () => {
+    const metricsBefore = await agentMetrics('node-a');
+    const warningsBefore = await warnings();
+    const index = (await link('node-a'))?.ifindex;
+    await sh('node-a', 'ip link set eth1 down');
+    await eventually(
+      'the agent looked at the kernel after eth1 went down',
+      async () =>
+        metricValue(await agentMetrics('node-a'), 'ipip_operator_kernel_events_total', { outcome: 'reconcile' }) >
+        metricValue(metricsBefore, 'ipip_operator_kernel_events_total', { outcome: 'reconcile' }),
+    ).catch(async (error: unknown) => {
+      await sh('node-a', 'ip link set eth1 up');
+      throw error;
+    });
+    assert.equal(await ping('node-a', OVERLAY['node-b']), false, 'no traffic while the underlay is down');
+    await sh('node-a', 'ip link set eth1 up');
+    await eventually('traffic resumes', () => ping('node-a', OVERLAY['node-b']), 30_000);
+    const metricsAfter = await agentMetrics('node-a');
+    for (const [name, labels] of [
+      ['ipip_operator_reconcile_total', { result: 'error' }],
+      ['ipip_operator_drift_corrections_total', {}],
+    ] as const) {
+      assert.equal(
+        metricSum(metricsAfter, name, labels),
+        metricSum(metricsBefore, name, labels),
+        `${name} did not rise`,
+      );
+    }
+    assert.equal(await warnings(), warningsBefore, 'no Warning Event');
+    assert.equal((await link('node-a'))?.ifindex, index, 'the tunnel link stayed');
+    await ready();
+    await foreignUntouched();
+  });
+
   test('kubectl delete the tunnel -> links and routes gone on both nodes', async () => {
     await kubectl(['delete', 'ipiptunnel', 'lab', '--wait=true']);
     for (const node of NODES) {
@@ -266,5 +432,6 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
       assert.equal(r.stdout.trim(), '', `no tunnel routes left on ${node}`);
     }
     assert.equal(await L().cluster.tunnel('lab'), undefined);
+    await foreignUntouched();
   });
 });

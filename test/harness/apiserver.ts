@@ -64,6 +64,8 @@ export interface ApiServer {
   resume(): Promise<void>;
   /** pause() then resume(). */
   restart(): Promise<void>;
+  /** etcd and kube-apiserver both stopped and started again, with etcd's data and the same ports. */
+  restartAll(): Promise<void>;
   /** Kills etcd and kube-apiserver and removes dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -190,23 +192,22 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
 
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
     const etcdLog = join(dir, 'etcd.log');
-    etcd = startChild(
-      join(binDir, 'etcd'),
-      [
-        '--name=test',
-        `--data-dir=${join(dir, 'etcd')}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-cluster=test=http://127.0.0.1:${etcdPeer}`,
-        // Throwaway data: fsync only slows tests down.
-        '--unsafe-no-fsync',
-        '--log-level=warn',
-      ],
-      etcdLog,
-      netns,
-    );
+    const etcdArgs = [
+      '--name=test',
+      `--data-dir=${join(dir, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=test=http://127.0.0.1:${etcdPeer}`,
+      // Throwaway data: fsync only slows tests down.
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ];
+    const startEtcd = () => {
+      etcd = startChild(join(binDir, 'etcd'), etcdArgs, etcdLog, netns);
+    };
+    startEtcd();
 
     const hostForUrl = bindAddress === '0.0.0.0' || bindAddress === '::' ? '127.0.0.1' : bindAddress;
     const server = `https://${hostForUrl.includes(':') ? `[${hostForUrl}]` : hostForUrl}:${apiPort}`;
@@ -285,6 +286,18 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
       await pause();
       await resume();
     };
+    // The whole control plane down and up: the API server first (it needs etcd), then etcd,
+    // which comes back with its data; the same ports, so clients need no new config.
+    const restartAll = async () => {
+      if (stopped) throw new Error('restartAll(): the API server was stopped');
+      await terminate(apiserver);
+      await terminate(etcd);
+      startEtcd();
+      startApiserver();
+      await waitReady(server, readyz, watched()).catch((err: unknown) => {
+        throw err instanceof PortClashError ? new Error(err.message) : err;
+      });
+    };
 
     return {
       kubeconfig,
@@ -299,6 +312,7 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
       pause,
       resume,
       restart,
+      restartAll,
       stop,
     };
   } catch (err) {

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { kubeconfigYaml, kubectlOk, run, startApiServer } from './apiserver.ts';
 import type { ApiServer } from './apiserver.ts';
+import { AS_THE_CHART_RUNS_IT } from './privileges.ts';
 import { agentReady } from './probes.ts';
 import { isAlive, onProcessExit } from './process-guard.ts';
 import { REPO } from './repo.ts';
@@ -97,6 +98,7 @@ export class ClusterLab {
   readonly nodes: Readonly<Record<string, string>>;
   private apiServer: ApiServer | undefined;
   private readonly guests = new Map<string, Guest>();
+  private guestMemMB = 512;
   /** "node/name" -> pid in that guest, for everything startInGuest started and nobody stopped. */
   private readonly processes = new Map<string, number>();
   private readonly unregister: () => void;
@@ -123,6 +125,7 @@ export class ClusterLab {
 
   /** Used by startClusterLab only. */
   async start(guestMemMB: number): Promise<void> {
+    this.guestMemMB = guestMemMB;
     const nodes = Object.keys(this.nodes);
     const ns = this.netns;
     await ip(['netns', 'add', ns]);
@@ -164,6 +167,21 @@ export class ClusterLab {
       }),
     );
     for (const node of nodes) await this.setNodeInternalIP(node, this.nodes[node]!);
+  }
+
+  /**
+   * A node reboots: its kernel powers off (everything in it, the agent included, is gone)
+   * and a fresh one boots on the same tap with the same eth1 address. Nothing else of the
+   * lab notices but the network going quiet for a while.
+   */
+  async rebootNode(node: string): Promise<void> {
+    const index = Object.keys(this.nodes).indexOf(node);
+    if (index < 0) throw new Error(`cluster lab: no node ${node}`);
+    await this.guest(node).stop();
+    for (const key of [...this.processes.keys()]) if (key.startsWith(`${node}/`)) this.processes.delete(key);
+    const guest = await Guest.boot({ hostNetns: this.netns, tap: `tap${index}`, memMB: this.guestMemMB });
+    this.guests.set(node, guest);
+    await this.configureGuest(node, index);
   }
 
   /** vec0 (the tap) becomes eth1 with the node's address, and the bridge must answer. */
@@ -325,14 +343,22 @@ export class ClusterLab {
     return r.code === 0 ? r.stdout : `(no log: ${r.stderr.trim()})`;
   }
 
-  /** `node src/cli/main.ts agent --node-name NODE ...args` in that node's guest; log /run/lab/agent-NODE.log. */
+  /**
+   * `node src/cli/main.ts agent --node-name NODE ...args` in that node's guest, as the chart
+   * runs it (only CAP_NET_ADMIN, no_new_privs); log /run/lab/agent-NODE.log.
+   */
   startAgent(node: string, args: string[], opts: StartInGuestOptions = {}): Promise<number> {
     return this.startInGuest(
       node,
       agentName(node),
-      ['node', 'src/cli/main.ts', 'agent', '--node-name', node, ...args],
+      [...AS_THE_CHART_RUNS_IT, 'node', 'src/cli/main.ts', 'agent', '--node-name', node, ...args],
       opts,
     );
+  }
+
+  /** The pid in its guest of the agent startAgent started, while it runs. */
+  agentPid(node: string): number | undefined {
+    return this.processes.get(`${node}/${agentName(node)}`);
   }
 
   stopAgent(node: string, signal = 'TERM', graceMs = 10_000): Promise<GuestExit> {

@@ -29,7 +29,19 @@ export interface FullLab {
   helm(args: string[]): Promise<KubectlResult>;
   startAgent(node: string): Promise<number>;
   waitAgentReady(node: string): Promise<void>;
+  /**
+   * The node reboots: a fresh kernel with strict rp_filter, `boot` (what the host's own
+   * configuration brings back), then its agent, started as the DaemonSet's pod would be.
+   */
+  rebootNode(node: string, boot?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** What every lab node is set to at boot: strict reverse-path filtering. */
+async function prepareNode(cluster: ClusterLab, node: string): Promise<void> {
+  await cluster
+    .guest(node)
+    .ok('sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1 net.ipv4.conf.eth1.rp_filter=1');
 }
 
 export type Progress = (line: string) => void;
@@ -51,13 +63,7 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
   const helm = (args: string[]): Promise<KubectlResult> => runHelm(args, { home: helmHome, api: cluster.api });
   try {
     progress('strict reverse-path filtering on both nodes (net.ipv4.conf.{all,default}.rp_filter=1)');
-    for (const node of nodes) {
-      await cluster
-        .guest(node)
-        .ok(
-          'sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1 net.ipv4.conf.eth1.rp_filter=1',
-        );
-    }
+    for (const node of nodes) await prepareNode(cluster, node);
     progress(
       `helm install ${RELEASE.name} deploy/helm/ipip-operator --namespace ${RELEASE.namespace} --create-namespace`,
     );
@@ -108,6 +114,13 @@ export async function startFullLab(progress: Progress = () => {}): Promise<FullL
       helm,
       startAgent,
       waitAgentReady,
+      rebootNode: async (node, boot) => {
+        await cluster.rebootNode(node);
+        await prepareNode(cluster, node);
+        await boot?.();
+        await startAgent(node);
+        await waitAgentReady(node);
+      },
       stop: async () => {
         await prom.stop().catch(() => {});
         await cluster.stop();

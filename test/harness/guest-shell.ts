@@ -28,6 +28,18 @@ function run(req: Request): void {
   child.stdout.on('data', (d: Buffer) => out.push(d));
   child.stderr.on('data', (d: Buffer) => err.push(d));
   const timer = setTimeout(() => child.kill('SIGKILL'), req.timeoutMs);
+  // A command that cannot even start (E2BIG: an argument over 128 KiB) is answered too, or
+  // the host would wait for it forever.
+  child.on('error', (error) => {
+    clearTimeout(timer);
+    answer({
+      id: req.id,
+      code: -1,
+      signal: null,
+      stdout: '',
+      stderr: `guest-shell: cannot run the command: ${error.message}`,
+    });
+  });
   child.on('close', (code, signal) => {
     clearTimeout(timer);
     answer({
@@ -41,14 +53,22 @@ function run(req: Request): void {
 }
 
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+/** The parts of a request so far: uml.ts sends long requests in lines, each but the last starting with "+". */
+let parts: string[] = [];
 lines.on('line', (line) => {
   const text = line.replace(/\r/g, '').trim();
   if (text === '') return;
   if (text === 'exit') {
     process.exit(0);
   }
+  if (text.startsWith('+')) {
+    parts.push(text.slice(1));
+    return;
+  }
+  const whole = [...parts, text].join('');
+  parts = [];
   try {
-    run(JSON.parse(Buffer.from(text, 'base64').toString()) as Request);
+    run(JSON.parse(Buffer.from(whole, 'base64').toString()) as Request);
   } catch (error) {
     answer({ id: -1, code: -1, stdout: '', stderr: `guest-shell: bad request: ${String(error)}` });
   }

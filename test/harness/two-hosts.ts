@@ -4,6 +4,7 @@
 
 import { stringify } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
+import { AS_THE_CHART_RUNS_IT } from './privileges.ts';
 import { namespaceShell } from './uml.ts';
 import type { Guest, Shell } from './uml.ts';
 
@@ -31,9 +32,9 @@ export function hostShell(guest: Guest, node: LabNode): Shell {
   return namespaceShell(guest, HOSTS[node]);
 }
 
-/** The agent's CLI, run inside a host's namespace, from the checkout. */
+/** The agent's CLI, run inside a host's namespace, from the checkout, as the chart runs it (only CAP_NET_ADMIN). */
 export function agentCommand(node: LabNode, args: string): string {
-  return `ip netns exec ${HOSTS[node]} node src/cli/main.ts agent --node-name ${node} ${args}`;
+  return `ip netns exec ${HOSTS[node]} ${AS_THE_CHART_RUNS_IT.join(' ')} node src/cli/main.ts agent --node-name ${node} ${args}`;
 }
 
 /** A standalone agent started in the background in a host's namespace: its log and pid files in the guest. */
@@ -67,7 +68,12 @@ export interface OnceResult {
 }
 
 /** `agent --once` on a node with these tunnels. */
-export async function agentOnce(guest: Guest, node: LabNode, tunnels: readonly IpipTunnel[], timeoutMs = 60_000): Promise<OnceResult> {
+export async function agentOnce(
+  guest: Guest,
+  node: LabNode,
+  tunnels: readonly IpipTunnel[],
+  timeoutMs = 60_000,
+): Promise<OnceResult> {
   const manifest = await writeManifest(guest, node, tunnels);
   const r = await guest.sh(agentCommand(node, `--once --manifest ${manifest} --log-format text`), timeoutMs);
   const last = r.stdout.trim().split('\n').at(-1) ?? '';

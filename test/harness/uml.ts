@@ -4,7 +4,8 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { inNetns, withPdeathsig } from './process-guard.ts';
@@ -65,6 +66,12 @@ export function requireUml(): void {
   requireCommands(['linux.uml', 'tcpdump', 'ping', 'insmod', 'ip'], INSTALL_HINT);
 }
 
+/** Characters of a request per console line: under the 4095 a tty in canonical mode keeps of a line. */
+const REQUEST_LINE = 2048;
+
+/** The longest request (base64) sent over the console; a few lines, well within what it carries. */
+const MAX_REQUEST = 8 * 1024;
+
 export class Guest implements Shell {
   private readonly proc: ChildProcessWithoutNullStreams;
   private nextId = 1;
@@ -72,6 +79,8 @@ export class Guest implements Shell {
   private readonly console: string[] = [];
   private exited = false;
 
+  /** A host dir (under /var/tmp, which the guest sees) for files too big for the console. */
+  private staging: string | undefined;
   private constructor(proc: ChildProcessWithoutNullStreams) {
     this.proc = proc;
   }
@@ -140,13 +149,28 @@ export class Guest implements Shell {
     done({ code: payload.code, stdout: payload.stdout, stderr: payload.stderr });
   }
 
-  /** Runs a shell command in the guest (as root, cwd the checkout). */
+  /**
+   * Runs a shell command in the guest (as root, cwd the checkout). The console carries a
+   * few KiB at a time and drops what overflows it, so a longer command is refused here
+   * rather than left to hang: big data goes through writeFile.
+   */
   sh(cmd: string, timeoutMs = 60_000): Promise<CommandResult> {
     if (this.exited) return Promise.resolve({ code: -1, stdout: '', stderr: 'guest has exited' });
+    const request = Buffer.from(JSON.stringify({ id: this.nextId, cmd, timeoutMs })).toString('base64');
+    if (request.length > MAX_REQUEST) {
+      throw new Error(
+        `guest: a command of ${cmd.length} characters is more than the console carries; write the data with writeFile`,
+      );
+    }
     const id = this.nextId++;
     return new Promise((done) => {
       this.waiting.set(id, done);
-      this.proc.stdin.write(`${Buffer.from(JSON.stringify({ id, cmd, timeoutMs })).toString('base64')}\n`);
+      // The console may be a tty in canonical mode, whose lines hold at most 4095
+      // characters (the rest is dropped): a request goes in lines of at most REQUEST_LINE,
+      // each but the last marked "+" (guest-shell.ts joins them).
+      const lines: string[] = [];
+      for (let at = 0; at < request.length; at += REQUEST_LINE) lines.push(request.slice(at, at + REQUEST_LINE));
+      this.proc.stdin.write(lines.map((l, i) => `${i < lines.length - 1 ? '+' : ''}${l}\n`).join(''));
     });
   }
 
@@ -155,8 +179,24 @@ export class Guest implements Shell {
     return shOk(this, cmd, timeoutMs);
   }
 
+  /**
+   * Writes a file in the guest. Small content goes over the console; more is written on
+   * the host under /var/tmp, which the guest sees through its hostfs root, and copied there.
+   */
   async writeFile(path: string, content: string): Promise<void> {
-    await this.ok(`printf %s '${Buffer.from(content).toString('base64')}' | base64 -d > '${path}'`);
+    const encoded = Buffer.from(content).toString('base64');
+    if (encoded.length <= MAX_REQUEST / 2) {
+      await this.ok(`printf %s '${encoded}' | base64 -d > '${path}'`);
+      return;
+    }
+    this.staging ??= mkdtempSync(join(existsSync('/var/tmp') ? '/var/tmp' : tmpdir(), 'ipip-guest-files-'));
+    const staged = join(this.staging, `file-${this.nextId}`);
+    writeFileSync(staged, content);
+    try {
+      await this.ok(`cp '${staged}' '${path}'`);
+    } finally {
+      rmSync(staged, { force: true });
+    }
   }
 
   /** False once the guest's kernel has exited (powered off, crashed or killed). */
@@ -169,6 +209,7 @@ export class Guest implements Shell {
   }
 
   async stop(): Promise<void> {
+    if (this.staging !== undefined) rmSync(this.staging, { recursive: true, force: true });
     if (this.exited) return;
     const gone = new Promise<void>((done) => this.proc.once('exit', () => done()));
     this.proc.stdin.write('exit\n');

@@ -18,7 +18,12 @@ describe('README', () => {
     const rows = section
       .split('\n')
       .filter((l) => /^\| `/.test(l))
-      .map((l) => l.split('|').slice(1, 5).map((c) => c.trim().replace(/`/g, '')));
+      .map((l) =>
+        l
+          .split('|')
+          .slice(1, 5)
+          .map((c) => c.trim().replace(/`/g, '')),
+      );
     const expected = Object.entries(REASONS).map(([reason, r]) => [reason, r.cause, r.fix, HANDLING[r.class]]);
     assert.deepEqual(rows, expected);
   });
