@@ -168,7 +168,7 @@ describe('never harm the host, on a real kernel', { timeout: 900_000 }, () => {
     );
   });
 
-  test("a device of another kind with the agent's alias, and a route with its protocol on a device not its own, are someone else's: never changed", async () => {
+  test("a device of another kind with the agent's alias, a route with its protocol on a device not its own: someone else's, never changed", async () => {
     await refusedAndUnchanged(
       [
         tunnel('marked', 10, (t) => {
@@ -196,7 +196,7 @@ describe('never harm the host, on a real kernel', { timeout: 900_000 }, () => {
     );
   });
 
-  test('two tunnels on one underlay pair: the older keeps it, also when both are created again after a reboot; the newer is refused, not a kernel error', async () => {
+  test('two tunnels on one underlay pair: the older keeps it, also after a reboot; the newer is refused, not a kernel error', async () => {
     const older = tunnel('z-older', 12, (t) => {
       t.metadata.creationTimestamp = '2026-01-01T00:00:00Z';
     });
@@ -239,7 +239,7 @@ describe('never harm the host, on a real kernel', { timeout: 900_000 }, () => {
     assert.equal((await guest.sh('ip -n host-a link show harm14')).code, 1);
   });
 
-  test("SIGKILL in the middle of programming 1,500 tunnels, three times: what is left is the agent's or nothing, a rerun converges, removal leaves nothing", async (t) => {
+  test("SIGKILL while programming 1,500 tunnels, three times: what is left is the agent's or nothing, a rerun converges, removal leaves nothing", async (t) => {
     const before = await hostState();
     const tunnels = manyTunnels(1500);
     const manifest = await writeManifest(guest, 'many', tunnels);
