@@ -143,6 +143,27 @@ describe('the agent loop', () => {
     assert.equal(dp.observes, passes + 1, 'the resync (after the debounce)');
   });
 
+  test('a refused tunnel is not retried in a loop: the next look is the resync (or a change)', async () => {
+    const k = bareKernel();
+    k.links.push({ index: 20, name: 'ipiptun', kind: 'veth', group: 0, up: true, mtu: 1500, addresses: [] });
+    const dp = new RecordingDataplane(k);
+    const sink = recordingSink();
+    start(dp, fixedSource([exampleTunnel()]), sink);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, 1, 'the first pass ran');
+    assert.equal(sink.reports[0]!.result, 'requeue', 'refused: LinkNameTaken, not an error pass');
+    assert.deepEqual(
+      sink.reports[0]!.events.map((e) => e.reason),
+      ['LinkNameTaken'],
+    );
+    await advance(RESYNC_MS - Date.now() - 1);
+    assert.equal(dp.observes, 1, 'no backoff retries before the resync');
+    await advance(1);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, 2, 'the resync looks again');
+    assert.deepEqual(dp.applied, [], 'and still changes nothing');
+  });
+
   test('an agent that starts on a kernel it programmed before adopts it and changes nothing', async () => {
     const dp = new RecordingDataplane(programmedKernel());
     const sink = recordingSink();

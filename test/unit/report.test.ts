@@ -110,6 +110,18 @@ describe('the report of a reconcile', () => {
     assert.deepEqual([again.report.events, again.report.statusWrites], [[], []]);
   });
 
+  test('waiting for a peer to publish its address is normal convergence: the entry says so, no Warning', async () => {
+    const waiting = exampleTunnel((t) => {
+      t.spec.endpoints[1]!.underlay = { interface: 'eth1' };
+    });
+    const { report } = await reportOf(bareKernel(), [waiting]);
+    assert.deepEqual(
+      report.statusWrites[0]!.endpoints.map((e) => [e.ready, e.reason, e.underlayAddress]),
+      [[false, 'RemoteUnderlayUnknown', '192.168.40.2']],
+    );
+    assert.deepEqual(report.events, [], 'no Event at all');
+  });
+
   test('a command the kernel refused is a KernelError and an error pass; the rest of the tunnel is still reported', async () => {
     const dp = new RecordingDataplane(bareKernel());
     dp.failWhen((a) => a.kind === 'route', 'RTNETLINK answers: Network is unreachable');
