@@ -6,6 +6,7 @@
 import type { Action } from '../model/action.ts';
 import type { DesiredAddress } from '../model/desired.ts';
 import type { ObservedAddress } from '../model/kernel.ts';
+import { groupBy } from './group.ts';
 import type { KindPlanner } from './planner.ts';
 
 /** An observed address with the link it is on. */
@@ -33,11 +34,7 @@ export const addressPlanner: KindPlanner<
   observedKey: key,
   owner: (o, links) => links(o.dev),
   parentLink: (o) => o.dev,
-  index(observed) {
-    const byLocal = new Map<string, AddressOnLink[]>();
-    for (const a of observed) byLocal.set(a.local, [...(byLocal.get(a.local) ?? []), a]);
-    return byLocal;
-  },
+  index: (observed) => groupBy(observed, (a) => a.local),
 
   conflict(tunnel, d, byLocal, links) {
     const holder = byLocal.get(d.local)?.find((a) => links(a.dev) === undefined);

@@ -9,6 +9,7 @@ import type { ObservedLink } from '../model/kernel.ts';
 import { LINK_GROUP, linkOwner, NO_TUNNEL, ownerAlias } from '../model/ownership.ts';
 import { tunnelAttrChanges } from '../model/tunnel.ts';
 import type { TunnelAttrs } from '../model/tunnel.ts';
+import { groupBy } from './group.ts';
 import type { KindPlanner, LinkOwners } from './planner.ts';
 
 function createLink(tunnel: string, l: DesiredLink): Action {
@@ -66,14 +67,10 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
   owner: linkOwner,
   parentLink: () => undefined,
 
-  index(observed) {
-    const byPair = new Map<string, ObservedLink[]>();
-    for (const l of observed) {
-      const key = l.tunnel === undefined ? undefined : pairKey(l.tunnel);
-      if (key !== undefined) byPair.set(key, [...(byPair.get(key) ?? []), l]);
-    }
-    return { byName: new Map(observed.map((l) => [l.name, l])), byPair };
-  },
+  index: (observed) => ({
+    byName: new Map(observed.map((l) => [l.name, l])),
+    byPair: groupBy(observed, (l) => (l.tunnel === undefined ? undefined : pairKey(l.tunnel))),
+  }),
 
   conflict(tunnel, d, index) {
     const named = index.byName.get(d.name);

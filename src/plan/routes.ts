@@ -7,6 +7,7 @@ import type { Action } from '../model/action.ts';
 import type { DesiredRoute } from '../model/desired.ts';
 import type { ObservedRoute } from '../model/kernel.ts';
 import { ROUTE_PROTOCOL, routeOwner } from '../model/ownership.ts';
+import { groupBy } from './group.ts';
 import type { KindPlanner } from './planner.ts';
 
 /** The metric the agent's routes have: the kernel's default for IPv4. */
@@ -41,11 +42,7 @@ export const routePlanner: KindPlanner<DesiredRoute, ObservedRoute, ReadonlyMap<
   parentLink: (o) => o.dev,
 
   /** Every route by destination, whatever its metric. */
-  index(observed) {
-    const byDst = new Map<string, ObservedRoute[]>();
-    for (const r of observed) byDst.set(r.dst, [...(byDst.get(r.dst) ?? []), r]);
-    return byDst;
-  },
+  index: (observed) => groupBy(observed, (r) => r.dst),
 
   conflict(tunnel, d, byDst, links) {
     const foreign = byDst.get(d.dst)?.find((r) => routeOwner(r, links) === undefined);

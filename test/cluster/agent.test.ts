@@ -146,17 +146,7 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
       NODES.includes(lease.spec.holderIdentity as Node),
       `one agent holds the lease: ${lease.spec.holderIdentity}`,
     );
-    const events = await kubectl([
-      'get',
-      'events',
-      '-n',
-      'default',
-      '--field-selector',
-      'involvedObject.kind=IpipTunnel,involvedObject.name=lab',
-      '-o',
-      'json',
-    ]);
-    const programmed = (JSON.parse(events) as { items: Array<{ reason: string; source: { host: string } }> }).items
+    const programmed = (await L().tunnelEvents('lab'))
       .filter((e) => e.reason === 'Programmed')
       .map((e) => e.source.host)
       .sort();
@@ -320,18 +310,7 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     });
     assert.equal(t.status?.conditions?.find((c) => c.type === 'Degraded')?.reason, 'UnderlayInterfaceNotFound');
     assert.equal(await link('node-a', 'ipipbad'), undefined);
-    const events = JSON.parse(
-      await kubectl([
-        'get',
-        'events',
-        '-n',
-        'default',
-        '--field-selector',
-        'involvedObject.name=bad-iface',
-        '-o',
-        'json',
-      ]),
-    ) as { items: Array<{ type: string; reason: string; message: string }> };
+    const events = { items: await L().tunnelEvents('bad-iface') };
     const warning = events.items.find((e) => e.type === 'Warning' && e.reason === 'UnderlayInterfaceNotFound');
     assert.match(warning?.message ?? '', /node node-a: interface eth9 does not exist/);
     await kubectl(['delete', 'ipiptunnel', 'bad-iface']);

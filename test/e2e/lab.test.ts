@@ -76,19 +76,7 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   }
   /** Warning Events of the tunnel, as `kubectl get events` counts them. */
   async function warnings(): Promise<number> {
-    const list = JSON.parse(
-      await kubectl([
-        'get',
-        'events',
-        '-n',
-        'default',
-        '--field-selector',
-        'involvedObject.name=lab,type=Warning',
-        '-o',
-        'json',
-      ]),
-    ) as { items: Array<{ count?: number }> };
-    return list.items.reduce((n, e) => n + (e.count ?? 1), 0);
+    return (await L().cluster.tunnelEvents('lab', 'Warning')).reduce((n, e) => n + (e.count ?? 1), 0);
   }
 
   test(

@@ -76,6 +76,10 @@ export const badTunnels: BadTunnel[] = [
     (m) => (m.spec.endpoints[0].overlayAddress = '172.0.0.2/24'),
   ),
   bad('overlay address missing', `${ep0}.overlayAddress`, (m) => delete m.spec.endpoints[0].overlayAddress),
+  // The overlay would carry the tunnel's own outer packets: the two nodes lose each other.
+  bad('an overlay address that is the underlay address of an endpoint', 'spec.endpoints', (m) => {
+    m.spec.endpoints[1].overlayAddress = '192.168.40.2';
+  }),
   bad(
     'underlay address malformed',
     `${ep0}.underlay.address`,

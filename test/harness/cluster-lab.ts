@@ -49,6 +49,15 @@ export interface NodeAddress {
   address: string;
 }
 
+/** An Event as the tests read it. */
+export interface TunnelEvent {
+  type: string;
+  reason: string;
+  message: string;
+  count?: number;
+  source: { host: string };
+}
+
 export interface StartInGuestOptions {
   /** Extra environment, on top of the guest shell's (PATH has node_modules/.bin first). */
   env?: Record<string, string>;
@@ -153,18 +162,12 @@ export class ClusterLab {
     const applied = await this.api.kubectl(['apply', '-f', join(REPO, 'crds')]);
     if (applied.code !== 0) throw new Error(`kubectl apply -f crds/ failed:\n${applied.stderr}`);
     await kubectlOk(this.api, ['wait', '--for=condition=Established', `crd/${CRD_NAME}`, '--timeout=60s']);
-    await kubectlOk(
-      this.api,
-      ['apply', '-f', '-'],
-      JSON.stringify({
+    await this.applyObjects(
+      nodes.map((node) => ({
         apiVersion: 'v1',
-        kind: 'List',
-        items: nodes.map((node) => ({
-          apiVersion: 'v1',
-          kind: 'Node',
-          metadata: { name: node, labels: { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' } },
-        })),
-      }),
+        kind: 'Node',
+        metadata: { name: node, labels: { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' } },
+      })),
     );
     for (const node of nodes) await this.setNodeInternalIP(node, this.nodes[node]!);
   }
@@ -249,18 +252,31 @@ export class ClusterLab {
 
   /** Creates the namespace and ServiceAccount if missing (no controller-manager does it here). */
   async ensureServiceAccount(namespace: string, name: string): Promise<void> {
-    await kubectlOk(
-      this.api,
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'List',
-        items: [
-          { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
-          { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
-        ],
-      }),
-    );
+    await this.applyObjects([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
+    ]);
+  }
+
+  /** `kubectl apply` of these objects, as one List. */
+  async applyObjects(items: object[]): Promise<void> {
+    await kubectlOk(this.api, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+  }
+
+  /** The Events of an IpipTunnel, as `kubectl get events` lists them (namespace default, where they live). */
+  async tunnelEvents(name: string, type?: 'Normal' | 'Warning'): Promise<TunnelEvent[]> {
+    const selector = `involvedObject.kind=IpipTunnel,involvedObject.name=${name}${type === undefined ? '' : `,type=${type}`}`;
+    const out = await kubectlOk(this.api, [
+      'get',
+      'events',
+      '-n',
+      'default',
+      '--field-selector',
+      selector,
+      '-o',
+      'json',
+    ]);
+    return (JSON.parse(out) as { items: TunnelEvent[] }).items;
   }
 
   /**

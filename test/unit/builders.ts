@@ -1,6 +1,7 @@
 // Small builders for unit tests: the example tunnel, and node kernels.
 
-import type { KernelState, ObservedLink, ObservedRoute } from '../../src/model/kernel.ts';
+import type { KernelState, LinkStats, ObservedLink, ObservedRoute } from '../../src/model/kernel.ts';
+import type { TunnelMetrics } from '../../src/report/metrics.ts';
 
 /** The example tunnel of examples/tunnel.yaml (node-a <-> node-b), changed by `mutate`. */
 export { exampleTunnel } from '../harness/repo.ts';
@@ -74,3 +75,45 @@ export function programmedKernel(): KernelState {
   });
   return k;
 }
+
+/** A link's kernel counters, each a different number so a mix-up shows. */
+export const STATS: LinkStats = {
+  rxBytes: 1234,
+  rxPackets: 12,
+  rxErrors: 1,
+  rxDropped: 2,
+  txBytes: 5678,
+  txPackets: 34,
+  txErrors: 3,
+  txDropped: 4,
+};
+
+/** A host's default route from DHCP: via the bridge, protocol dhcp (16), metric 100. */
+export function dhcpDefaultRoute(): ObservedRoute {
+  return { dst: '0.0.0.0/0', dev: 'eth1', gateway: '192.168.40.1', protocol: 16, metric: 100, scope: 0, type: 1 };
+}
+
+/** Someone else's ipip tunnel on node-a (no alias, group 0), to the remote given. */
+export function foreignTunnel(remote: string, addresses: ObservedLink['addresses'] = []): ObservedLink {
+  return {
+    index: 20,
+    name: 'foreign0',
+    kind: 'ipip',
+    group: 0,
+    up: true,
+    mtu: 1480,
+    tunnel: { mode: 'ipip', local: '192.168.40.2', remote, ttl: 0, underlayDevice: undefined },
+    addresses,
+  };
+}
+
+/** The example tunnel on node-a as the metrics show it. */
+export const LAB_METRICS: TunnelMetrics = {
+  tunnel: 'lab',
+  link: 'ipiptun',
+  mode: 'ipip',
+  local: '192.168.40.2',
+  remote: '192.168.40.3',
+  up: true,
+  stats: STATS,
+};

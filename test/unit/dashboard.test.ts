@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { Action } from '../../src/model/action.ts';
 import { AgentMetrics } from '../../src/report/metrics.ts';
+import { LAB_METRICS } from './builders.ts';
 
 const REPO = new URL('../../', import.meta.url).pathname;
 const DASHBOARD_FILE = join(REPO, 'deploy/helm/ipip-operator/dashboards/ipip-operator.json');
@@ -81,31 +82,10 @@ function variableQuery(v: Variable): string {
 
 // ---- What the agent exports -------------------------------------------------------------
 
-const STATS = {
-  rxBytes: 1234,
-  rxPackets: 12,
-  rxErrors: 1,
-  rxDropped: 2,
-  txBytes: 5678,
-  txPackets: 34,
-  txErrors: 3,
-  txDropped: 4,
-};
-
 /** An AgentMetrics with a series in every family: each record method called once. */
 async function populatedExposition(): Promise<string> {
   const metrics = new AgentMetrics();
-  metrics.setTunnels([
-    {
-      tunnel: 'lab',
-      link: 'ipiptun',
-      mode: 'ipip',
-      local: '192.168.40.2',
-      remote: '192.168.40.3',
-      up: true,
-      stats: STATS,
-    },
-  ]);
+  metrics.setTunnels([LAB_METRICS]);
   metrics.recordReconcile('success', 0.01);
   const action: Action = {
     tool: 'ip',

@@ -4,10 +4,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
-import type { LinkStats } from '../../src/model/kernel.ts';
 import type { Action, ActionResult } from '../../src/model/action.ts';
 import { AgentMetrics } from '../../src/report/metrics.ts';
-import type { TunnelMetrics } from '../../src/report/metrics.ts';
+import { LAB_METRICS, STATS } from './builders.ts';
 
 /** The sample lines of the exposition (no # HELP / # TYPE), as Prometheus would ingest them. */
 async function samples(metrics: AgentMetrics): Promise<string[]> {
@@ -21,26 +20,7 @@ async function family(metrics: AgentMetrics, name: string): Promise<string[]> {
   );
 }
 
-const STATS: LinkStats = {
-  rxBytes: 1234,
-  rxPackets: 12,
-  rxErrors: 1,
-  rxDropped: 2,
-  txBytes: 5678,
-  txPackets: 34,
-  txErrors: 3,
-  txDropped: 4,
-};
-
-const LAB: TunnelMetrics = {
-  tunnel: 'lab',
-  link: 'ipiptun',
-  mode: 'ipip',
-  local: '192.168.40.2',
-  remote: '192.168.40.3',
-  up: true,
-  stats: STATS,
-};
+const LAB = LAB_METRICS;
 
 function result(kind: Action['kind'], verb: Action['verb'], error?: string): ActionResult {
   const action: Action = { tool: 'ip', kind, verb, tunnel: 'lab', link: 'ipiptun', detail: '', ops: [] };

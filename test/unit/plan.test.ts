@@ -9,7 +9,15 @@ import type { KernelState } from '../../src/model/kernel.ts';
 import { plan } from '../../src/plan/engine.ts';
 import { resolve } from '../../src/resolve/resolve.ts';
 import { applyModel } from '../harness/kernel-model.ts';
-import { bareKernel, exampleTunnel, labLink, ourRoute, programmedKernel } from './builders.ts';
+import {
+  bareKernel,
+  dhcpDefaultRoute,
+  exampleTunnel,
+  foreignTunnel,
+  labLink,
+  ourRoute,
+  programmedKernel,
+} from './builders.ts';
 
 interface Case {
   name: string;
@@ -34,16 +42,7 @@ function kernel(edit: (k: KernelState) => void): KernelState {
 }
 
 const withForeign = (k: KernelState) => {
-  k.links.push({
-    index: 20,
-    name: 'foreign0',
-    kind: 'ipip',
-    group: 0,
-    up: true,
-    mtu: 1480,
-    tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '192.168.40.7', ttl: 0, underlayDevice: undefined },
-    addresses: [{ local: '10.99.0.1', prefixlen: 32, scope: 0 }],
-  });
+  k.links.push(foreignTunnel('192.168.40.7', [{ local: '10.99.0.1', prefixlen: 32, scope: 0 }]));
   k.routes.push({
     dst: '10.9.0.0/16',
     dev: 'eth1',
@@ -416,15 +415,7 @@ const cases: Case[] = [
       }),
     ],
     kernel: kernel((k) => {
-      k.routes.push({
-        dst: '0.0.0.0/0',
-        dev: 'eth1',
-        gateway: '192.168.40.1',
-        protocol: 16,
-        metric: 100,
-        scope: 0,
-        type: 1,
-      });
+      k.routes.push(dhcpDefaultRoute());
     }),
     commands: [],
     conflicts: ['lab:RouteTaken'],

@@ -7,7 +7,7 @@ import type { IpipTunnel } from '../../src/api/types.ts';
 import { concernsNode, nodesReadBy, resolve } from '../../src/resolve/resolve.ts';
 import type { ResolveInput } from '../../src/resolve/resolve.ts';
 import type { TunnelResolution } from '../../src/model/problem.ts';
-import { bareKernel, exampleTunnel, programmedKernel } from './builders.ts';
+import { bareKernel, dhcpDefaultRoute, exampleTunnel, foreignTunnel, programmedKernel } from './builders.ts';
 
 function one(t: IpipTunnel, extra: Partial<ResolveInput> = {}): TunnelResolution {
   return resolve({ nodeName: 'node-a', tunnels: [t], kernel: bareKernel(), nodeAddresses: new Map(), ...extra })[0]!;
@@ -288,15 +288,7 @@ describe('never harm the host: the path to every underlay address stays as it is
   /** node-a with a default route via the bridge (a DHCP one, with a metric) and a remote peer beyond it. */
   function routedKernel() {
     const k = bareKernel();
-    k.routes.push({
-      dst: '0.0.0.0/0',
-      dev: 'eth1',
-      gateway: '192.168.40.1',
-      protocol: 16,
-      metric: 100,
-      scope: 0,
-      type: 1,
-    });
+    k.routes.push(dhcpDefaultRoute());
     return k;
   }
   const far = (mutate: (t: IpipTunnel) => void = () => {}) =>
@@ -386,16 +378,7 @@ describe('never harm the host: the path to every underlay address stays as it is
 
   test("the underlay of someone else's tunnel device on the node is protected too", () => {
     const k = routedKernel();
-    k.links.push({
-      index: 20,
-      name: 'foreign0',
-      kind: 'ipip',
-      group: 0,
-      up: true,
-      mtu: 1480,
-      tunnel: { mode: 'ipip', local: '192.168.40.2', remote: '10.7.7.7', ttl: 0, underlayDevice: undefined },
-      addresses: [],
-    });
+    k.links.push(foreignTunnel('10.7.7.7'));
     assert.equal(
       verdict(
         exampleTunnel((t) => {
