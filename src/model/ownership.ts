@@ -4,7 +4,7 @@
 // and a mark counts only on a kind of object the agent creates.
 
 import { MAX_TUNNEL_NAME, objectNameProblem } from '../api/names.ts';
-import type { ObservedLink, ObservedRoute } from './kernel.ts';
+import type { KernelState, ObservedLink, ObservedRoute } from './kernel.ts';
 
 /** The link alias that marks a link as created by this operator for one tunnel. */
 const ALIAS_PREFIX = 'ipip-operator/';
@@ -48,7 +48,17 @@ export function linkOwner(link: ObservedLink): string | undefined {
   return tunnelOfAlias(link.alias) ?? (link.group === LINK_GROUP ? NO_TUNNEL : undefined);
 }
 
-/** Whether a route carries the agent's mark and is on a link of the agent's (`owners`: link name -> owner). */
+/** The owner of every link of the agent's on a node, by link name (see linkOwner). */
+export function linkOwnersOf(state: KernelState): Map<string, string> {
+  const owners = new Map<string, string>();
+  for (const l of state.links) {
+    const owner = linkOwner(l);
+    if (owner !== undefined) owners.set(l.name, owner);
+  }
+  return owners;
+}
+
+/** The owner of a route that carries the agent's mark and is on a link of the agent's (`owners`: link name -> owner). */
 export function routeOwner(route: ObservedRoute, owners: (linkName: string) => string | undefined): string | undefined {
   if (route.protocol !== ROUTE_PROTOCOL || route.dev === undefined) return undefined;
   return owners(route.dev);

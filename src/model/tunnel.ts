@@ -23,6 +23,15 @@ export type TunnelMode = TunnelAttrs['mode'];
 /** Bytes each mode's outer headers add: the tunnel's MTU is the underlay's minus this. */
 export const TUNNEL_OVERHEAD: Readonly<Record<TunnelMode, number>> = { ipip: 20 };
 
+/**
+ * The underlay address pair of a tunnel, by which the kernel gives a device its packets
+ * (`ip_tunnel_lookup`): two devices of one mode on the same pair fight over one flow.
+ * undefined for a device with no local address (it matches any).
+ */
+export function underlayPair(t: TunnelAttrs): string | undefined {
+  return t.local === undefined ? undefined : `${t.mode} ${t.local} -> ${t.remote ?? 'any'}`;
+}
+
 export interface AttrChange {
   attr: string;
   from: unknown;

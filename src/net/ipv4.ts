@@ -16,6 +16,23 @@ export function numberToIPv4(n: number): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
 }
 
+/** How many addresses a prefix of this length holds. */
+export function prefixSize(length: number): number {
+  return 2 ** (32 - length);
+}
+
+/** The network of an address (as a number) for a prefix length: its host bits cleared. */
+export function networkOf(address: number, length: number): number {
+  return address - (address % prefixSize(length));
+}
+
+/** "a.b.c.d/len" (or a bare address, as /32) as its network number and length; host bits are cleared. */
+export function parsePrefix(prefix: string): { network: number; length: number } {
+  const [address, length] = prefix.split('/');
+  const len = Number(length ?? 32);
+  return { network: networkOf(ipv4ToNumber(address!), len), length: len };
+}
+
 /** An IPv4 network prefix "a.b.c.d/len" with no host bits set. */
 export function isIPv4Prefix(text: string): boolean {
   const slash = text.indexOf('/');
@@ -23,9 +40,7 @@ export function isIPv4Prefix(text: string): boolean {
   const addr = text.slice(0, slash);
   const lenText = text.slice(slash + 1);
   if (!isIPv4(addr) || !/^(3[0-2]|[12]?[0-9])$/.test(lenText)) return false;
-  const len = Number(lenText);
-  const hostBits = 2 ** (32 - len);
-  return ipv4ToNumber(addr) % hostBits === 0;
+  return ipv4ToNumber(addr) % prefixSize(Number(lenText)) === 0;
 }
 
 /** The form `ip -json route` uses for a destination: host routes have no "/32", default is "default". */

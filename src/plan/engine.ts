@@ -13,7 +13,7 @@ import type { Action } from '../model/action.ts';
 import type { DesiredTunnel } from '../model/desired.ts';
 import type { KernelState } from '../model/kernel.ts';
 import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
-import { linkOwner } from '../model/ownership.ts';
+import { linkOwnersOf } from '../model/ownership.ts';
 import { addressPlanner } from './addresses.ts';
 import { linkPlanner } from './links.ts';
 import type { KindPlanner, LinkOwners, Owned } from './planner.ts';
@@ -33,11 +33,7 @@ type AnyPlanner = KindPlanner<any, any, any>;
 const PLANNERS: readonly AnyPlanner[] = [linkPlanner, addressPlanner, routePlanner];
 
 export function plan(resolutions: readonly TunnelResolution[], observed: KernelState): Plan {
-  const ownerByLink = new Map<string, string>();
-  for (const l of observed.links) {
-    const owner = linkOwner(l);
-    if (owner !== undefined) ownerByLink.set(l.name, owner);
-  }
+  const ownerByLink = linkOwnersOf(observed);
   const links: LinkOwners = (name) => ownerByLink.get(name);
   const passes = PLANNERS.map((planner) => {
     const objects = planner.observed(observed);

@@ -7,8 +7,7 @@ import type { Action } from '../model/action.ts';
 import type { DesiredLink } from '../model/desired.ts';
 import type { ObservedLink } from '../model/kernel.ts';
 import { LINK_GROUP, linkOwner, NO_TUNNEL, ownerAlias } from '../model/ownership.ts';
-import { tunnelAttrChanges } from '../model/tunnel.ts';
-import type { TunnelAttrs } from '../model/tunnel.ts';
+import { tunnelAttrChanges, underlayPair } from '../model/tunnel.ts';
 import { groupBy } from './group.ts';
 import type { KindPlanner, LinkOwners } from './planner.ts';
 
@@ -35,14 +34,6 @@ function deleteLink(tunnel: string, name: string, why: string): Action {
   return { tool: 'ip', kind: 'link', verb: 'delete', tunnel, link: name, detail: why, ops: [{ op: 'link-del', name }] };
 }
 
-/**
- * The underlay address pair of a tunnel link, by which the kernel gives it its packets
- * (`ip_tunnel_lookup`): two devices of one mode on the same pair fight over one flow.
- */
-function pairKey(t: TunnelAttrs): string | undefined {
-  return t.local === undefined ? undefined : `${t.mode} ${t.local} ${t.remote ?? 'any'}`;
-}
-
 /** How an attribute reads in a change's detail: the `ip` keyword, "any" for unset. */
 const ATTR_LABEL: Readonly<Record<string, string>> = { underlayDevice: 'dev' };
 const shown = (v: unknown): string => (v === undefined ? 'any' : String(v));
@@ -53,7 +44,7 @@ interface LinkIndex {
 }
 
 function holdersOfPair(d: DesiredLink, index: LinkIndex): readonly ObservedLink[] {
-  const key = pairKey(d.tunnel);
+  const key = underlayPair(d.tunnel);
   return key === undefined ? [] : (index.byPair.get(key) ?? []);
 }
 
@@ -69,7 +60,7 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
 
   index: (observed) => ({
     byName: new Map(observed.map((l) => [l.name, l])),
-    byPair: groupBy(observed, (l) => (l.tunnel === undefined ? undefined : pairKey(l.tunnel))),
+    byPair: groupBy(observed, (l) => (l.tunnel === undefined ? undefined : underlayPair(l.tunnel))),
   }),
 
   conflict(tunnel, d, index) {

@@ -2,7 +2,7 @@
 // Events to record, this node's status entries to write (only those that changed), the
 // metric samples, and the pass's result. The controller delivers it; nothing here does I/O.
 
-import type { IpipTunnel } from '../api/types.ts';
+import type { EndpointStatus, IpipTunnel } from '../api/types.ts';
 import type { ActionResult, ObjectKind, Verb } from '../model/action.ts';
 import { OBJECT_KINDS, VERBS } from '../model/action.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
@@ -11,7 +11,6 @@ import type { TunnelProblem } from '../model/problem.ts';
 import type { TunnelEvent } from './events.ts';
 import type { ReconcileResult, TunnelMetrics } from './metrics.ts';
 import { endpointEntry, entryOf, sameEntry } from './status.ts';
-import type { EndpointStatus } from '../api/types.ts';
 
 /** One status write: this node's entries of a tunnel (empty: remove its entry). */
 export interface StatusWrite {

@@ -6,9 +6,10 @@ import type { EffectiveSpec, EndpointSpec, IpipTunnel } from '../api/types.ts';
 import type { DesiredTunnel } from '../model/desired.ts';
 import { SCOPE_GLOBAL } from '../model/kernel.ts';
 import type { KernelState, ObservedLink } from '../model/kernel.ts';
-import { linkOwner, ROUTE_PROTOCOL } from '../model/ownership.ts';
+import { linkOwnersOf, routeOwner } from '../model/ownership.ts';
 import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
-import { TUNNEL_OVERHEAD } from '../model/tunnel.ts';
+import { TUNNEL_OVERHEAD, underlayPair } from '../model/tunnel.ts';
+import type { TunnelAttrs } from '../model/tunnel.ts';
 import { harmTo, hostPaths } from './underlay.ts';
 import type { HostPaths, UnderlayAddress } from './underlay.ts';
 /** The underlay MTU assumed when the kernel is not read (plan --from-scratch). */
@@ -187,6 +188,12 @@ const nameClaim = (linkName: string): Claim => ({
   field: 'spec.linkName',
   what: `link name ${linkName}`,
 });
+const pairClaim = (t: TunnelAttrs, field: string): Claim | undefined => {
+  const pair = underlayPair(t);
+  return pair === undefined
+    ? undefined
+    : { key: `pair ${pair}`, reason: 'UnderlayPairInUse', field, what: `the underlay pair ${pair}` };
+};
 const routeClaim = (dst: string, field: string): Claim => ({
   key: `route ${dst}`,
   reason: 'RouteInUse',
@@ -274,36 +281,28 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
     ],
     routes,
   };
-  claims.push({
-    key: `pair ${spec.mode} ${local.address} ${remoteAddress}`,
-    reason: 'UnderlayPairInUse',
-    field: `spec.endpoints[${remoteIndex}].underlay`,
-    what: `the underlay pair ${local.address} -> ${remoteAddress}`,
-  });
+  claims.push(pairClaim(desired.link.tunnel, `spec.endpoints[${remoteIndex}].underlay`)!);
   return { resolution: { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address }, claims };
 }
 
-/** What a tunnel holds in the kernel now: its links (name, pair) and the routes on them. */
-function heldClaims(tunnel: string, kernel: KernelState | undefined): Claim[] {
-  if (kernel === undefined) return [];
-  const held: Claim[] = [];
-  const links = new Set<string>();
+/** What each tunnel holds in the kernel now, by tunnel: its links (name, pair) and its routes on them. */
+function heldClaims(kernel: KernelState, owners: ReadonlyMap<string, string>): Map<string, Claim[]> {
+  const held = new Map<string, Claim[]>();
+  const add = (tunnel: string, claim: Claim | undefined) => {
+    if (claim === undefined) return;
+    const list = held.get(tunnel);
+    if (list === undefined) held.set(tunnel, [claim]);
+    else list.push(claim);
+  };
   for (const l of kernel.links) {
-    if (linkOwner(l) !== tunnel || l.tunnel === undefined) continue;
-    links.add(l.name);
-    held.push(nameClaim(l.name));
-    if (l.tunnel.local !== undefined) {
-      held.push({
-        key: `pair ${l.tunnel.mode} ${l.tunnel.local} ${l.tunnel.remote ?? 'any'}`,
-        reason: 'UnderlayPairInUse',
-        field: 'spec.endpoints',
-        what: `the underlay pair ${l.tunnel.local} -> ${l.tunnel.remote ?? 'any'}`,
-      });
-    }
+    const tunnel = owners.get(l.name);
+    if (tunnel === undefined || l.tunnel === undefined) continue;
+    add(tunnel, nameClaim(l.name));
+    add(tunnel, pairClaim(l.tunnel, 'spec.endpoints'));
   }
   for (const r of kernel.routes) {
-    if (r.dev !== undefined && links.has(r.dev) && r.protocol === ROUTE_PROTOCOL)
-      held.push(routeClaim(r.dst, 'spec.routes'));
+    const tunnel = routeOwner(r, (name) => owners.get(name));
+    if (tunnel !== undefined) add(tunnel, routeClaim(r.dst, 'spec.routes'));
   }
   return held;
 }
@@ -396,7 +395,9 @@ function byAge(a: IpipTunnel, b: IpipTunnel): number {
 export function resolve(input: ResolveInput): TunnelResolution[] {
   const node = input.kernel === undefined ? undefined : indexNode(input.kernel);
   const resolved = [...input.tunnels].sort(byAge).map((tunnel) => resolveOne(tunnel, input, node));
-  const paths = input.kernel === undefined ? undefined : hostPaths(input.kernel, underlaysOf(resolved));
+  const owners = input.kernel === undefined ? new Map<string, string>() : linkOwnersOf(input.kernel);
+  const paths = input.kernel === undefined ? undefined : hostPaths(input.kernel, owners, underlaysOf(resolved));
+  const held = input.kernel === undefined ? new Map<string, Claim[]>() : heldClaims(input.kernel, owners);
   const holders = new Map<string, string>();
   const results: TunnelResolution[] = [];
   for (const { resolution, claims } of resolved) {
@@ -426,8 +427,8 @@ export function resolve(input: ResolveInput): TunnelResolution[] {
     }
     // A desired tunnel holds what it claims; one that is not holds what its spec claims
     // and what it has in the kernel, so a newer tunnel cannot take it meanwhile.
-    const held = result.outcome === 'desired' ? claims : [...claims, ...heldClaims(result.tunnel, input.kernel)];
-    for (const c of held) if (!holders.has(c.key)) holders.set(c.key, result.tunnel);
+    const holds = result.outcome === 'desired' ? claims : [...claims, ...(held.get(result.tunnel) ?? [])];
+    for (const c of holds) if (!holders.has(c.key)) holders.set(c.key, result.tunnel);
     results.push(result);
   }
   return results.sort((a, b) => (a.tunnel < b.tunnel ? -1 : a.tunnel > b.tunnel ? 1 : 0));

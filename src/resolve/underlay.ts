@@ -8,8 +8,8 @@
 
 import type { KernelState, ObservedRoute } from '../model/kernel.ts';
 import { SCOPE_GLOBAL } from '../model/kernel.ts';
-import { linkOwner, routeOwner } from '../model/ownership.ts';
-import { ipv4ToNumber, numberToIPv4 } from '../net/ipv4.ts';
+import { routeOwner } from '../model/ownership.ts';
+import { ipv4ToNumber, networkOf, numberToIPv4, parsePrefix, prefixSize } from '../net/ipv4.ts';
 
 /** An underlay address in use on this node, and what it is, for messages. */
 export interface UnderlayAddress {
@@ -41,15 +41,6 @@ export interface HostPaths {
   subnets: Subnet[];
 }
 
-const size = (length: number) => 2 ** (32 - length);
-const networkOf = (address: number, length: number) => address - (address % size(length));
-
-function parsePrefix(prefix: string): { network: number; length: number } {
-  const [address, length] = prefix.split('/');
-  const len = Number(length ?? 32);
-  return { network: networkOf(ipv4ToNumber(address!), len), length: len };
-}
-
 function routeText(r: ObservedRoute): string {
   return `${r.dst}${r.gateway === undefined ? '' : ` via ${r.gateway}`}${r.dev === undefined ? '' : ` dev ${r.dev}`}`;
 }
@@ -60,22 +51,21 @@ function routeText(r: ObservedRoute): string {
  * and everyone else's) and of every tunnel resolve wants; the subnets: the prefixes of the
  * devices that hold the local ones.
  */
-export function hostPaths(kernel: KernelState, wanted: readonly UnderlayAddress[]): HostPaths {
+export function hostPaths(
+  kernel: KernelState,
+  owners: ReadonlyMap<string, string>,
+  wanted: readonly UnderlayAddress[],
+): HostPaths {
   const inUse: UnderlayAddress[] = [...wanted];
   for (const l of kernel.links) {
     if (l.tunnel === undefined) continue;
-    const whose = linkOwner(l) === undefined ? `the tunnel device ${l.name}` : `the agent's tunnel link ${l.name}`;
+    const whose = owners.has(l.name) ? `the agent's tunnel link ${l.name}` : `the tunnel device ${l.name}`;
     if (l.tunnel.local !== undefined)
       inUse.push({ address: l.tunnel.local, role: `the local underlay address of ${whose}` });
     if (l.tunnel.remote !== undefined)
       inUse.push({ address: l.tunnel.remote, role: `the remote underlay address of ${whose}` });
   }
   // The host's own routes (not the agent's), by prefix length, for longest-prefix matches.
-  const owners = new Map<string, string>();
-  for (const l of kernel.links) {
-    const owner = linkOwner(l);
-    if (owner !== undefined) owners.set(l.name, owner);
-  }
   const byLength = new Map<number, Map<number, ObservedRoute>>();
   for (const r of kernel.routes) {
     if (routeOwner(r, (name) => owners.get(name)) !== undefined || r.dst.includes(':')) continue;
@@ -125,7 +115,7 @@ export function hostPaths(kernel: KernelState, wanted: readonly UnderlayAddress[
  */
 export function harmTo(paths: HostPaths, prefix: string): string | undefined {
   const { network, length } = parsePrefix(prefix);
-  const end = network + size(length);
+  const end = network + prefixSize(length);
   // The first protected address at or after the network, then every one inside it.
   let lo = 0;
   let hi = paths.addresses.length;

@@ -65,12 +65,19 @@ export function parseBatchErrors(stderr: string): Map<number, string> {
   return errors;
 }
 
-/** Maps batch line errors back to the actions whose commands those lines were. */
-export function resultsFromBatch(actions: readonly IpAction[], errors: Map<number, string>): ActionResult[] {
+/**
+ * Maps batch line errors back to the actions whose commands those lines were; `lines`
+ * are each action's batch lines, as apply wrote them.
+ */
+export function resultsFromBatch(
+  actions: readonly IpAction[],
+  errors: Map<number, string>,
+  lines: readonly (readonly string[])[] = actions.map(ipLines),
+): ActionResult[] {
   let line = 0;
-  return actions.map((action) => {
+  return actions.map((action, i) => {
     const messages: string[] = [];
-    for (const text of ipLines(action)) {
+    for (const text of lines[i]!) {
       line += 1;
       const error = errors.get(line);
       if (error === undefined) continue;
@@ -88,16 +95,19 @@ export class IpDriver implements Driver<IpAction> {
   private readonly options: IpDriverOptions;
 
   private readonly batchDir: string;
+  /** Set once the batch files of an earlier, killed agent have been looked for (at the first write). */
+  private staleBatchesRemoved = false;
 
   constructor(options: IpDriverOptions = {}) {
     this.ip = options.ipPath ?? 'ip';
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
     this.batchDir = options.batchDir ?? tmpdir();
-    this.removeStaleBatches();
   }
 
   private removeStaleBatches(): void {
+    if (this.staleBatchesRemoved) return;
+    this.staleBatchesRemoved = true;
     try {
       for (const name of readdirSync(this.batchDir)) {
         if (!name.startsWith(BATCH_PREFIX)) continue;
@@ -149,10 +159,11 @@ export class IpDriver implements Driver<IpAction> {
    */
   async apply(actions: readonly IpAction[]): Promise<ActionResult[]> {
     if (actions.length === 0) return [];
-    const lines = actions.flatMap(ipLines);
+    this.removeStaleBatches();
+    const lines = actions.map(ipLines);
     const file = join(this.batchDir, `${BATCH_PREFIX}${process.pid}-${randomUUID()}`);
     try {
-      await writeFile(file, `${lines.join('\n')}\n`, { flag: 'wx', mode: 0o600 });
+      await writeFile(file, `${lines.flat().join('\n')}\n`, { flag: 'wx', mode: 0o600 });
     } catch (error) {
       const message = `cannot write the ip batch to ${this.batchDir}: ${(error as Error).message}`;
       return actions.map((action) => ({ action, error: message }));
@@ -167,7 +178,7 @@ export class IpDriver implements Driver<IpAction> {
     if (result.timedOut) {
       return actions.map((action) => ({ action, error: `ip -batch timed out after ${this.timeoutMs} ms` }));
     }
-    return resultsFromBatch(actions, parseBatchErrors(String(result.stderr)));
+    return resultsFromBatch(actions, parseBatchErrors(String(result.stderr)), lines);
   }
 
   watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
