@@ -10,6 +10,7 @@ import { after, describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { run } from '../harness/apiserver.ts';
 import { curlInNetns, LAB_NODES } from '../harness/cluster-lab.ts';
+import { lookalikeCommands } from '../harness/foreign.ts';
 import { startFullLab } from '../harness/full-lab.ts';
 import type { FullLab } from '../harness/full-lab.ts';
 import {
@@ -63,9 +64,7 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
    */
   const FOREIGN = [
     'ip route add 10.9.0.0/16 via 192.168.40.1 dev eth1 proto bird metric 50',
-    'ip link add vmark type veth peer name vmark-peer',
-    'ip link set vmark alias ipip-operator/lab',
-    'ip route add 10.77.0.0/16 dev eth1 proto 203',
+    ...lookalikeCommands('ip'),
   ].join(' && ');
   const foreign = async (node: Node): Promise<string> =>
     (await sh(node, 'ip -d link show vmark; ip route show 10.9.0.0/16; ip route show 10.77.0.0/16')).stdout;

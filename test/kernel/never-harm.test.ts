@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
+import { foreignTunnelCommands, lookalikeCommands } from '../harness/foreign.ts';
 import { ping } from '../harness/probes.ts';
 import { exampleTunnel } from '../harness/repo.ts';
 import { eventually } from '../harness/support.ts';
@@ -78,14 +79,8 @@ describe('never harm the host, on a real kernel', { timeout: 900_000 }, () => {
         // route with a metric, someone else's ipip tunnel with an address and a route.
         'ip -n host-a route add default via 192.168.40.1 dev eth1 proto dhcp metric 100',
         'ip -n host-a route add 10.9.0.0/16 via 192.168.40.3 dev eth1 proto bird metric 50',
-        'ip -n host-a link add name foreign0 type ipip local 192.168.40.2 remote 192.168.40.7 ttl 0',
-        'ip -n host-a addr add 10.99.0.1/32 dev foreign0',
-        'ip -n host-a link set foreign0 up',
-        'ip -n host-a route add 10.99.0.0/16 dev foreign0',
-        // Things that carry the agent's marks but are not of a kind it creates, or not on its links.
-        'ip -n host-a link add vmark type veth peer name vmark-peer',
-        'ip -n host-a link set vmark alias ipip-operator/lab',
-        'ip -n host-a route add 10.77.0.0/16 dev eth1 proto 203',
+        ...foreignTunnelCommands('ip -n host-a'),
+        ...lookalikeCommands('ip -n host-a'),
       ].join(' && '),
     );
   });

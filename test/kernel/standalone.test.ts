@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
+import { foreignTunnelCommands } from '../harness/foreign.ts';
 import { link as linkOf, ping as pingFrom, routes as routesOf, startIpipCapture } from '../harness/probes.ts';
 import { exampleTunnel as example } from '../harness/repo.ts';
 import { eventually } from '../harness/support.ts';
@@ -51,10 +52,7 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
     await guest.ok(
       [
         // Someone else's tunnel, address and routes on node-a: never to be touched.
-        'ip -n host-a link add name foreign0 type ipip local 192.168.40.2 remote 192.168.40.7 ttl 0',
-        'ip -n host-a addr add 10.99.0.1/32 dev foreign0',
-        'ip -n host-a link set foreign0 up',
-        'ip -n host-a route add 10.99.0.0/16 dev foreign0',
+        ...foreignTunnelCommands('ip -n host-a'),
         'ip -n host-a route add 10.9.0.0/16 via 192.168.40.3 dev eth1',
       ].join(' && '),
     );
