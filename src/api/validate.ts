@@ -2,14 +2,20 @@
 // (crds/ipiptunnels.yaml) so that input which never passed an API server (standalone
 // manifests) is held to the same rules, with the same field paths in the messages.
 
-import { isIPv4, isIPv4Prefix } from '../net/ipv4.ts';
+import { isIPv4, isIPv4Prefix, prefixContains } from '../net/ipv4.ts';
 import { defaultLinkName, linkNameProblem, MAX_TUNNEL_NAME, objectNameProblem } from './names.ts';
 import { API_VERSION, KIND } from './types.ts';
 import type { EffectiveSpec, EndpointSpec, FieldError, IpipTunnel } from './types.ts';
 
 export const DEFAULT_TTL = 64;
 export const MIN_ENDPOINTS = 2;
-export const MAX_ENDPOINTS = 64;
+/**
+ * The CRD's limits. The CEL rules that compare endpoints with each other cost
+ * endpoints^2 x networks; the API server refuses a CRD whose estimated cost is over its
+ * budget, and 200 endpoints of 8 networks each is what fits (measured on 1.34).
+ */
+export const MAX_ENDPOINTS = 200;
+export const MAX_NETWORKS = 8;
 export const MAX_PREFIXES = 64;
 export const MIN_MTU = 68;
 export const MAX_MTU = 65515;
@@ -70,13 +76,13 @@ function checkIPv4(c: Collector, field: string, value: Json, example: string): v
   else if (!isIPv4(value)) c.add(field, `must be an IPv4 address like ${example}, got "${value}"`);
 }
 
-function checkPrefixList(c: Collector, field: string, value: Json, example: string): void {
+function checkPrefixList(c: Collector, field: string, value: Json, example: string, max: number): void {
   if (value === undefined) return;
   if (!Array.isArray(value)) {
     c.add(field, 'must be a list of IPv4 prefixes');
     return;
   }
-  if (value.length > MAX_PREFIXES) c.add(field, `must have at most ${MAX_PREFIXES} items`);
+  if (value.length > max) c.add(field, `must have at most ${max} items`);
   const seen = new Set<string>();
   value.forEach((item: Json, i) => {
     const f = `${field}[${i}]`;
@@ -122,7 +128,7 @@ function checkEndpoint(c: Collector, field: string, e: Json): void {
       }
     }
   }
-  checkPrefixList(c, `${field}.networks`, e.networks, '10.20.0.0/16');
+  checkPrefixList(c, `${field}.networks`, e.networks, '10.20.0.0/16', MAX_NETWORKS);
 }
 
 /**
@@ -161,7 +167,7 @@ export function validateTunnel(obj: Json): FieldError[] {
     c.add('spec.mtu', `must be an integer from ${MIN_MTU} to ${MAX_MTU}, got ${JSON.stringify(spec.mtu)}`);
   }
   if (spec.linkName !== undefined) checkLinkName(c, 'spec.linkName', spec.linkName);
-  checkPrefixList(c, 'spec.routes', spec.routes, '172.0.0.0/24');
+  checkPrefixList(c, 'spec.routes', spec.routes, '172.0.0.0/24', MAX_PREFIXES);
 
   const endpoints = spec.endpoints;
   if (!Array.isArray(endpoints)) {
@@ -173,6 +179,14 @@ export function validateTunnel(obj: Json): FieldError[] {
   }
   if (endpoints.length > MAX_ENDPOINTS) {
     c.add('spec.endpoints', `must have at most ${MAX_ENDPOINTS} endpoints, got ${endpoints.length}`);
+  }
+  // In a mesh a prefix must say which endpoint it goes to, which a shared list cannot.
+  if (endpoints.length > 2 && Array.isArray(spec.routes) && spec.routes.length > 0) {
+    c.add(
+      'spec.routes',
+      `routes into the tunnel are for a point-to-point tunnel of 2 endpoints; a mesh of ${endpoints.length} ` +
+        'routes each prefix to the endpoint whose networks list it',
+    );
   }
   const nodes = new Map<string, number>();
   const overlays = new Map<string, number>();
@@ -213,7 +227,37 @@ export function validateTunnel(obj: Json): FieldError[] {
       );
     }
   });
+  checkNetworksAcrossEndpoints(c, endpoints);
   return c.errors;
+}
+
+/**
+ * Across endpoints: a network belongs to one endpoint (every other routes it there), and no
+ * network may hold an overlay address (the overlay's own /32 routes would fight it).
+ */
+function checkNetworksAcrossEndpoints(c: Collector, endpoints: Json[]): void {
+  const overlays = endpoints
+    .map((e, i) => ({ address: isObject(e) && typeof e.overlayAddress === 'string' ? e.overlayAddress : '', i }))
+    .filter((o) => isIPv4(o.address));
+  const owner = new Map<string, number>();
+  endpoints.forEach((e: Json, i) => {
+    if (!isObject(e) || !Array.isArray(e.networks)) return;
+    e.networks.forEach((n: Json, j) => {
+      if (typeof n !== 'string' || !isIPv4Prefix(n)) return;
+      const field = `spec.endpoints[${i}].networks[${j}]`;
+      const first = owner.get(n);
+      if (first !== undefined && first !== i) {
+        c.add(field, `${n} is already a network of spec.endpoints[${first}]; a network is behind one endpoint`);
+      } else owner.set(n, i);
+      const inside = overlays.find((o) => prefixContains(n, o.address));
+      if (inside !== undefined) {
+        c.add(
+          field,
+          `${n} holds ${inside.address}, the overlayAddress of spec.endpoints[${inside.i}]; networks must be outside the overlay addresses`,
+        );
+      }
+    });
+  });
 }
 
 /** The spec with every default applied. Call only on a tunnel that validated. */

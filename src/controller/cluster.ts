@@ -140,7 +140,10 @@ export function informerSource(
       if (!tunnels.synced || !nodes.synced) return undefined;
       const nodeAddresses = new Map<string, string>();
       for (const n of nodes.items()) if (n.internalIP !== undefined) nodeAddresses.set(n.name, n.internalIP);
-      return { tunnels: tunnels.items(), nodeAddresses };
+      const byName = new Map(tunnels.items().map((t) => [t.metadata.name, t]));
+      const published = (tunnel: string, node: string) =>
+        byName.get(tunnel)?.status?.endpoints?.find((e) => e.nodeName === node)?.underlayAddress;
+      return { tunnels: tunnels.items(), nodeAddresses, published };
     },
     ready: () => {
       if (!tunnels.synced) return 'ipiptunnels not listed yet';

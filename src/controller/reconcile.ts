@@ -13,11 +13,14 @@ import { normalizePrefix } from '../net/ipv4.ts';
 import { plan } from '../plan/engine.ts';
 import type { Logger } from '../report/log.ts';
 import { resolve } from '../resolve/resolve.ts';
+import type { PublishedUnderlay } from '../resolve/resolve.ts';
 
 export interface ReconcileInput {
   nodeName: string;
   tunnels: readonly IpipTunnel[];
   nodeAddresses: ReadonlyMap<string, string>;
+  /** What other nodes' agents published (cluster mode). */
+  published?: PublishedUnderlay;
 }
 
 export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log: Logger): Promise<ReconcileOutcome> {

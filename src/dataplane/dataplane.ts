@@ -6,6 +6,7 @@
 
 import type { Action, ActionResult, Tool } from '../model/action.ts';
 import type { KernelInterest, KernelState } from '../model/kernel.ts';
+import type { SysctlReader } from './sysctl/driver.ts';
 
 export interface Dataplane {
   /** Reads links, addresses and routes: one consistent-enough snapshot. */
@@ -39,6 +40,8 @@ export interface Driver<A extends Action> {
 /** Every tool's driver: the Dataplane the agent runs on a real node. */
 export interface Drivers {
   ip: Driver<Extract<Action, { tool: 'ip' }>>;
+  /** Settings read, never written; absent: not read. */
+  sysctl?: SysctlReader;
 }
 
 export class KernelDataplane implements Dataplane {
@@ -48,8 +51,12 @@ export class KernelDataplane implements Dataplane {
     this.drivers = drivers;
   }
 
-  observe(): Promise<KernelState> {
-    return this.drivers.ip.observe();
+  async observe(): Promise<KernelState> {
+    const [state, ipv4Forwarding] = await Promise.all([
+      this.drivers.ip.observe(),
+      this.drivers.sysctl?.ipv4Forwarding(),
+    ]);
+    return ipv4Forwarding === undefined ? state : { ...state, ipv4Forwarding };
   }
 
   /**

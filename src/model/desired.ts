@@ -7,6 +7,12 @@ export interface DesiredLink {
   name: string;
   mtu: number;
   tunnel: TunnelAttrs;
+  /**
+   * For an any-remote (mesh) link: the underlay addresses of the peers its routes go to,
+   * sorted. Not an attribute of the link; the kernel gives an incoming packet to the device
+   * that matches its addresses best, so which other devices match these peers matters.
+   */
+  peers?: readonly string[];
 }
 
 export interface DesiredAddress {

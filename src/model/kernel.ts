@@ -65,6 +65,11 @@ export interface ObservedRoute {
 export interface KernelState {
   links: ObservedLink[];
   routes: ObservedRoute[];
+  /**
+   * net.ipv4.ip_forward: whether the node forwards packets (an endpoint with networks
+   * behind it needs it); undefined when not read.
+   */
+  ipv4Forwarding?: boolean;
 }
 
 export const SCOPE_GLOBAL = 0;

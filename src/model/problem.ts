@@ -9,9 +9,11 @@ import type { DesiredTunnel } from './desired.ts';
  * - refused: the spec cannot be honoured on this node as things are; Degraded, a Warning
  *   Event, and no retry until the spec, the kernel or the cluster changes (each wakes the
  *   agent anyway);
+ * - degraded: programmed all the same (nothing is harmed by it), but a person must act
+ *   for the tunnel to do all it should; Degraded, a Warning Event, no retry;
  * - transient: the kernel said no to a command; retried with backoff.
  */
-export type ProblemClass = 'waiting' | 'refused' | 'transient';
+export type ProblemClass = 'waiting' | 'refused' | 'degraded' | 'transient';
 
 /** Every reason a tunnel is not programmed on a node: the README's "What it refuses" table. */
 export const REASONS = {
@@ -20,11 +22,6 @@ export const REASONS = {
     cause:
       'the spec breaks a schema rule (only a spec that bypassed the API server: a standalone manifest, an old object)',
     fix: 'correct the field the message names',
-  },
-  MeshNotSupported: {
-    class: 'refused',
-    cause: 'three or more endpoints: a full mesh, which this version cannot program yet',
-    fix: 'use point-to-point tunnels of two endpoints',
   },
   UnderlayInterfaceNotFound: {
     class: 'refused',
@@ -58,7 +55,10 @@ export const REASONS = {
   },
   UnderlayPairInUse: {
     class: 'refused',
-    cause: 'an older tunnel of this node joins the same local and remote underlay addresses',
+    cause:
+      'an older tunnel of this node joins the same local and remote underlay addresses: a point-to-point ' +
+      "tunnel to a peer of a mesh on the same local address would take that peer's mesh traffic, and two meshes " +
+      'cannot share a local address',
     fix: 'one tunnel per pair of underlay addresses: merge them, or use other addresses',
   },
   RouteInUse: {
@@ -81,7 +81,10 @@ export const REASONS = {
   },
   UnderlayPairTaken: {
     class: 'refused',
-    cause: 'a tunnel device that ipip-operator did not create already joins the same underlay addresses',
+    cause:
+      'a tunnel device that ipip-operator did not create already joins the same underlay addresses, or (for a ' +
+      "mesh) would take a peer's traffic from the mesh link or lose its own traffic to it (the kernel's lookup " +
+      'prefers exact pairs and devices bound to the underlay interface)',
     fix: 'remove that device, or use other addresses',
   },
   AddressTaken: {
@@ -94,6 +97,13 @@ export const REASONS = {
     cause:
       "a route that ipip-operator did not create goes to a wanted prefix, at any metric (a DHCP default route, a routing daemon's route)",
     fix: 'route another prefix, or remove that route',
+  },
+  ForwardingDisabled: {
+    class: 'degraded',
+    cause:
+      'this endpoint has networks behind it but the node does not forward packets (net.ipv4.ip_forward is 0): ' +
+      'the tunnel is programmed, the networks cannot be reached through it',
+    fix: 'turn forwarding on (sysctl -w net.ipv4.ip_forward=1); the agent never changes sysctls',
   },
   KernelError: {
     class: 'transient',
@@ -118,7 +128,8 @@ export interface TunnelProblem {
 }
 
 /**
- * - desired: this node is an endpoint and everything needed is known.
+ * - desired: this node is an endpoint and everything needed is known (in a mesh: for
+ *   the peers that are known; see caveats).
  * - waiting: an endpoint but something outside this node is not known yet (a remote
  *   underlay address another agent will publish); what exists stays as it is. Its own
  *   underlayAddress is still given when known: the peer may be waiting for it.
@@ -126,7 +137,18 @@ export interface TunnelProblem {
  * - absent: this node is not an endpoint; whatever it owns for the tunnel goes.
  */
 export type TunnelResolution =
-  | { tunnel: string; outcome: 'desired'; desired: DesiredTunnel; underlayAddress: string }
+  | {
+      tunnel: string;
+      outcome: 'desired';
+      desired: DesiredTunnel;
+      underlayAddress: string;
+      /**
+       * Problems that do not stop the tunnel being programmed, and keep it from being
+       * ready: mesh peers whose underlay is not known yet (their routes wait, the others
+       * are programmed), networks behind a node that does not forward.
+       */
+      caveats?: Array<Omit<TunnelProblem, 'tunnel'>>;
+    }
   | ({ outcome: 'waiting' | 'error'; underlayAddress?: string } & TunnelProblem)
   | { tunnel: string; outcome: 'absent' };
 
@@ -138,6 +160,7 @@ export function problemsOf(resolutions: readonly TunnelResolution[]): TunnelProb
       const { outcome: _outcome, underlayAddress: _address, ...problem } = r;
       problems.push(problem);
     }
+    if (r.outcome === 'desired') for (const c of r.caveats ?? []) problems.push({ tunnel: r.tunnel, ...c });
   }
   return problems;
 }

@@ -33,6 +33,12 @@ export function parsePrefix(prefix: string): { network: number; length: number }
   return { network: networkOf(ipv4ToNumber(address!), len), length: len };
 }
 
+/** Whether an address lies inside a prefix ("10.20.0.0/16" holds 10.20.3.4). */
+export function prefixContains(prefix: string, address: string): boolean {
+  const { network, length } = parsePrefix(prefix);
+  return networkOf(ipv4ToNumber(address), length) === network;
+}
+
 /** An IPv4 network prefix "a.b.c.d/len" with no host bits set. */
 export function isIPv4Prefix(text: string): boolean {
   const slash = text.indexOf('/');

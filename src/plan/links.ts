@@ -8,6 +8,7 @@ import type { DesiredLink } from '../model/desired.ts';
 import type { ObservedLink } from '../model/kernel.ts';
 import { LINK_GROUP, linkOwner, NO_TUNNEL, ownerAlias } from '../model/ownership.ts';
 import { tunnelAttrChanges, underlayPair } from '../model/tunnel.ts';
+import type { TunnelAttrs } from '../model/tunnel.ts';
 import { groupBy } from './group.ts';
 import type { KindPlanner, LinkOwners } from './planner.ts';
 
@@ -41,11 +42,69 @@ const shown = (v: unknown): string => (v === undefined ? 'any' : String(v));
 interface LinkIndex {
   byName: ReadonlyMap<string, ObservedLink>;
   byPair: ReadonlyMap<string, readonly ObservedLink[]>;
+  /** Tunnel links by mode and local address ("ipip 192.168.40.2", "ipip any"). */
+  byLocal: ReadonlyMap<string, readonly ObservedLink[]>;
 }
 
+const localKey = (t: TunnelAttrs) => `${t.mode} ${t.local ?? 'any'}`;
+
+/** The links on the underlay pairs d holds: its own pair, and for a mesh the pair to each peer. */
 function holdersOfPair(d: DesiredLink, index: LinkIndex): readonly ObservedLink[] {
-  const key = underlayPair(d.tunnel);
-  return key === undefined ? [] : (index.byPair.get(key) ?? []);
+  const pairs = [d.tunnel, ...(d.peers ?? []).map((remote) => ({ ...d.tunnel, remote }))];
+  return pairs.flatMap((t) => {
+    const key = underlayPair(t);
+    return key === undefined ? [] : (index.byPair.get(key) ?? []);
+  });
+}
+
+/**
+ * A device that is not ours and that the kernel's lookup (ip_tunnel_lookup) would set
+ * against a mesh link: it takes a peer's packets from the mesh link, or the mesh link takes
+ * its packets. The lookup prefers an exact local+remote match, then remote only, then
+ * local only (the mesh), then neither, and at each step a device bound to the interface
+ * the packet came in on returns at once, so a bound mesh link beats an unbound device
+ * whose match is better. Devices with another local address never meet it.
+ */
+function meshRival(d: DesiredLink, index: LinkIndex): { link: ObservedLink; why: string } | undefined {
+  const want = d.tunnel;
+  if (want.remote !== undefined || want.local === undefined) return undefined;
+  const peers = new Set(d.peers ?? []);
+  const candidates = [
+    ...(index.byLocal.get(localKey(want)) ?? []),
+    ...(index.byLocal.get(localKey({ ...want, local: undefined })) ?? []),
+  ];
+  for (const link of candidates) {
+    const t = link.tunnel!;
+    if (linkOwner(link) !== undefined) continue;
+    const from = t.local ?? 'any';
+    if (t.local === undefined && t.remote === undefined) {
+      // The fallback device (tunl0) only takes packets while it is up.
+      if (link.up)
+        return {
+          link,
+          why: `takes every ${t.mode} packet nobody else matches, and the mesh would take those to ${want.local}`,
+        };
+      continue;
+    }
+    if (t.remote !== undefined && peers.has(t.remote))
+      return {
+        link,
+        why: `joins ${from} and the mesh peer ${t.remote}: one of the two devices would lose that peer's packets`,
+      };
+    if (t.remote === undefined)
+      return {
+        link,
+        why: `also takes ${t.mode} from any remote to ${from}: the mesh would take its packets, or it the mesh's`,
+      };
+    if (t.underlayDevice !== want.underlayDevice)
+      return {
+        link,
+        why:
+          `joins ${from} and ${t.remote} ${t.underlayDevice === undefined ? 'unbound' : `bound to ${t.underlayDevice}`}, ` +
+          `and a mesh link bound to ${want.underlayDevice ?? 'no device'} would take its packets`,
+      };
+  }
+  return undefined;
 }
 
 export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
@@ -61,6 +120,7 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
   index: (observed) => ({
     byName: new Map(observed.map((l) => [l.name, l])),
     byPair: groupBy(observed, (l) => (l.tunnel === undefined ? undefined : underlayPair(l.tunnel))),
+    byLocal: groupBy(observed, (l) => (l.tunnel === undefined ? undefined : localKey(l.tunnel))),
   }),
 
   conflict(tunnel, d, index) {
@@ -85,6 +145,15 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
           `${holder.name}, a ${holder.kind} link that ipip-operator did not create, already carries ${d.tunnel.mode} ` +
           `from ${d.tunnel.local} to ${d.tunnel.remote ?? 'any'}; two devices on one underlay pair take ` +
           `each other's traffic, so it is left alone`,
+      };
+    }
+    const rival = meshRival(d, index);
+    if (rival !== undefined) {
+      return {
+        tunnel,
+        reason: 'UnderlayPairTaken',
+        field: 'spec.endpoints',
+        message: `${rival.link.name}, a ${rival.link.kind} link that ipip-operator did not create, ${rival.why}; it is left alone`,
       };
     }
     return undefined;

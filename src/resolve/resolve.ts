@@ -3,9 +3,9 @@
 
 import { effectiveSpec, validateTunnel } from '../api/validate.ts';
 import type { EffectiveSpec, EndpointSpec, IpipTunnel } from '../api/types.ts';
-import type { DesiredTunnel } from '../model/desired.ts';
+import type { DesiredRoute, DesiredTunnel } from '../model/desired.ts';
 import { SCOPE_GLOBAL } from '../model/kernel.ts';
-import type { KernelState, ObservedLink } from '../model/kernel.ts';
+import type { KernelState, ObservedLink, ObservedRoute } from '../model/kernel.ts';
 import { linkOwnersOf, routeOwner } from '../model/ownership.ts';
 import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
 import { TUNNEL_OVERHEAD, underlayPair } from '../model/tunnel.ts';
@@ -22,7 +22,15 @@ export interface ResolveInput {
   kernel: KernelState | undefined;
   /** Nodes' InternalIP by node name, from the API server; empty in standalone mode. */
   nodeAddresses: ReadonlyMap<string, string>;
+  /**
+   * The underlay address a node's agent resolved for a tunnel and published (cluster mode);
+   * undefined when none is known. Absent: nothing is published (standalone).
+   */
+  published?: PublishedUnderlay;
 }
+
+/** (tunnel name, node name) -> the underlay address that node's agent published for the tunnel. */
+export type PublishedUnderlay = (tunnel: string, node: string) => string | undefined;
 
 /** This node's interfaces, indexed once per resolve: by name, and by the addresses on them. */
 interface NodeIndex {
@@ -139,7 +147,7 @@ function localUnderlay(
 
 /**
  * How a remote endpoint's underlay is found: address, else the address its own agent
- * resolved from its interface and published in status, else its Node's InternalIP.
+ * resolved from its interface and published, else its Node's InternalIP.
  */
 function remoteUnderlay(
   tunnel: IpipTunnel,
@@ -149,7 +157,7 @@ function remoteUnderlay(
 ): string | Problem {
   if (endpoint.underlay?.address !== undefined) return endpoint.underlay.address;
   if (endpoint.underlay?.interface !== undefined) {
-    const published = tunnel.status?.endpoints?.find((s) => s.nodeName === endpoint.nodeName)?.underlayAddress;
+    const published = input.published?.(tunnel.metadata.name, endpoint.nodeName);
     if (published !== undefined) return published;
     return problem(
       'waiting',
@@ -221,19 +229,7 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
   }
   const spec: EffectiveSpec = effectiveSpec(tunnel);
   const linkName = spec.linkName;
-  if (spec.endpoints.length > 2) {
-    const resolution = {
-      tunnel: name,
-      ...problem(
-        'error',
-        'MeshNotSupported',
-        `${spec.endpoints.length} endpoints make a full mesh, which this version cannot program yet; ` +
-          `use point-to-point tunnels of 2 endpoints`,
-        'spec.endpoints',
-      ),
-    };
-    return { resolution, claims: [nameClaim(linkName)] };
-  }
+  if (spec.endpoints.length > 2) return resolveMesh(tunnel, spec, selfIndex, input, node);
   const self = spec.endpoints[selfIndex]!;
   const remoteIndex = selfIndex === 0 ? 1 : 0;
   const remote = spec.endpoints[remoteIndex]!;
@@ -282,7 +278,160 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
     routes,
   };
   claims.push(pairClaim(desired.link.tunnel, `spec.endpoints[${remoteIndex}].underlay`)!);
-  return { resolution: { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address }, claims };
+  const caveats = forwardingCaveat(self, selfIndex, input.kernel);
+  return {
+    resolution: { tunnel: name, outcome: 'desired', desired, underlayAddress: local.address, ...caveats },
+    claims,
+  };
+}
+
+/** Networks behind this endpoint need a node that forwards: a caveat when it does not (sysctls are not ours to set). */
+function forwardingCaveat(
+  self: EndpointSpec,
+  selfIndex: number,
+  kernel: KernelState | undefined,
+): { caveats?: Array<Omit<TunnelProblem, 'tunnel'>> } {
+  const networks = self.networks ?? [];
+  if (networks.length === 0 || kernel?.ipv4Forwarding !== false) return {};
+  return {
+    caveats: [
+      {
+        reason: 'ForwardingDisabled',
+        field: `spec.endpoints[${selfIndex}].networks`,
+        message:
+          `this node carries ${networks.join(', ')} for the tunnel but does not forward packets ` +
+          '(net.ipv4.ip_forward is 0): the tunnel is up, those networks are not reached through it; ' +
+          'turn forwarding on (sysctl -w net.ipv4.ip_forward=1), the agent does not change sysctls',
+      },
+    ],
+  };
+}
+
+/** At most this many peers are named in a message; the rest are counted. */
+const PEERS_NAMED = 3;
+
+/**
+ * A full mesh (three or more endpoints): one any-remote link bound to this node's
+ * underlay, its overlay address as a /32, and per peer a route to the peer's overlay
+ * address and to its networks via the peer's underlay address, onlink. A peer whose
+ * underlay is not known yet keeps whatever routes of ours it has and the others are
+ * programmed meanwhile; the tunnel is not ready until every peer is known.
+ */
+function resolveMesh(
+  tunnel: IpipTunnel,
+  spec: EffectiveSpec,
+  selfIndex: number,
+  input: ResolveInput,
+  node: NodeIndex | undefined,
+): Resolved {
+  const name = tunnel.metadata.name;
+  const linkName = spec.linkName;
+  const self = spec.endpoints[selfIndex]!;
+  const claims: Claim[] = [nameClaim(linkName)];
+  const local = localUnderlay(self, selfIndex, input, node);
+  // What a mesh will route is known from the spec alone: it claims it while it cannot program it.
+  spec.endpoints.forEach((peer, i) => {
+    if (i === selfIndex) return;
+    claims.push(routeClaim(`${peer.overlayAddress}/32`, `spec.endpoints[${i}].overlayAddress`));
+    (peer.networks ?? []).forEach((dst, j) => {
+      claims.push(routeClaim(dst, `spec.endpoints[${i}].networks[${j}]`));
+    });
+  });
+  if (isProblem(local)) return { resolution: { tunnel: name, ...local }, claims };
+
+  const attrs: TunnelAttrs = {
+    mode: spec.mode,
+    local: local.address,
+    remote: undefined,
+    ttl: spec.ttl,
+    underlayDevice: local.device,
+  };
+  claims.push(pairClaim(attrs, `spec.endpoints[${selfIndex}].underlay`)!);
+  const kept =
+    input.kernel === undefined ? new Map<string, ObservedRoute>() : ownRoutesOn(input.kernel, linkName, name);
+  const routes: DesiredRoute[] = [];
+  const pending: string[] = [];
+  const peers: string[] = [];
+  spec.endpoints.forEach((peer, i) => {
+    if (i === selfIndex) return;
+    const dsts = [
+      { dst: `${peer.overlayAddress}/32`, field: `spec.endpoints[${i}].overlayAddress` },
+      ...(peer.networks ?? []).map((dst, j) => ({ dst, field: `spec.endpoints[${i}].networks[${j}]` })),
+    ];
+    const underlay = remoteUnderlay(tunnel, peer, i, input);
+    if (typeof underlay !== 'string') {
+      pending.push(peer.nodeName);
+      // Not known now does not mean gone: what was programmed for the peer stays.
+      for (const { dst, field } of dsts) {
+        const have = kept.get(dst);
+        if (have !== undefined) routes.push(keptRoute(have, field));
+      }
+      return;
+    }
+    claims.push(pairClaim({ ...attrs, remote: underlay }, `spec.endpoints[${i}].underlay`)!);
+    peers.push(underlay);
+    for (const { dst, field } of dsts) routes.push({ dst, dev: linkName, via: underlay, onlink: true, field });
+  });
+  routes.sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0));
+
+  const desired: DesiredTunnel = {
+    tunnel: name,
+    link: {
+      name: linkName,
+      mtu: spec.mtu ?? local.mtu - TUNNEL_OVERHEAD[spec.mode],
+      tunnel: attrs,
+      peers: [...new Set(peers)].sort(),
+    },
+    addresses: [
+      {
+        dev: linkName,
+        local: self.overlayAddress,
+        prefixlen: 32,
+        field: `spec.endpoints[${selfIndex}].overlayAddress`,
+      },
+    ],
+    routes,
+  };
+  const caveats = forwardingCaveat(self, selfIndex, input.kernel).caveats ?? [];
+  if (pending.length > 0) {
+    const named = pending.slice(0, PEERS_NAMED).join(', ');
+    const more = pending.length > PEERS_NAMED ? ` and ${pending.length - PEERS_NAMED} more` : '';
+    caveats.unshift({
+      reason: 'RemoteUnderlayUnknown',
+      field: 'spec.endpoints',
+      message:
+        `waiting for the underlay address of ${pending.length} of ${spec.endpoints.length - 1} peers ` +
+        `(${named}${more}); the routes to the others are programmed`,
+    });
+  }
+  return {
+    resolution: {
+      tunnel: name,
+      outcome: 'desired',
+      desired,
+      underlayAddress: local.address,
+      ...(caveats.length > 0 ? { caveats } : {}),
+    },
+    claims,
+  };
+}
+
+/** The routes of a tunnel on its link now, by destination. */
+function ownRoutesOn(kernel: KernelState, linkName: string, tunnel: string): Map<string, ObservedRoute> {
+  const owners = new Map([[linkName, tunnel]]);
+  const routes = new Map<string, ObservedRoute>();
+  for (const r of kernel.routes) {
+    if (r.dev === linkName && routeOwner(r, (l) => owners.get(l)) === tunnel) routes.set(r.dst, r);
+  }
+  return routes;
+}
+
+/** A route as the kernel has it, wanted as it is. */
+function keptRoute(have: ObservedRoute, field: string): DesiredRoute {
+  const route: DesiredRoute = { dst: have.dst, dev: have.dev!, field };
+  if (have.gateway !== undefined) route.via = have.gateway;
+  if (have.onlink === true) route.onlink = true;
+  return route;
 }
 
 /** What each tunnel holds in the kernel now, by tunnel: its links (name, pair) and its routes on them. */
@@ -300,9 +449,15 @@ function heldClaims(kernel: KernelState, owners: ReadonlyMap<string, string>): M
     add(tunnel, nameClaim(l.name));
     add(tunnel, pairClaim(l.tunnel, 'spec.endpoints'));
   }
+  const byName = new Map(kernel.links.map((l) => [l.name, l]));
   for (const r of kernel.routes) {
     const tunnel = routeOwner(r, (name) => owners.get(name));
-    if (tunnel !== undefined) add(tunnel, routeClaim(r.dst, 'spec.routes'));
+    if (tunnel === undefined) continue;
+    add(tunnel, routeClaim(r.dst, 'spec.routes'));
+    // A mesh link's route via a peer holds that peer's pair.
+    const t = r.dev === undefined ? undefined : byName.get(r.dev)?.tunnel;
+    if (t !== undefined && t.remote === undefined && r.gateway !== undefined)
+      add(tunnel, pairClaim({ ...t, remote: r.gateway }, 'spec.endpoints'));
   }
   return held;
 }
@@ -444,6 +599,11 @@ function underlaysOf(resolved: readonly Resolved[]): UnderlayAddress[] {
       found.push({ address: t.local, role: `the local underlay address of tunnel ${r.tunnel}` });
     if (t.remote !== undefined)
       found.push({ address: t.remote, role: `the remote underlay address of tunnel ${r.tunnel}` });
+    // A mesh's peers: the next hops of its routes.
+    for (const route of r.desired.routes) {
+      if (route.via !== undefined && route.onlink === true)
+        found.push({ address: route.via, role: `the underlay address of a peer of tunnel ${r.tunnel}` });
+    }
   }
   return found;
 }

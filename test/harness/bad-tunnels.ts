@@ -104,6 +104,27 @@ export const badTunnels: BadTunnel[] = [
     (m) => (m.spec.endpoints[0].networks = ['10.20.0.0/33']),
   ),
   bad('network with host bits set', `${ep0}.networks[0]`, (m) => (m.spec.endpoints[0].networks = ['10.20.0.1/16'])),
+  bad('more than 8 networks on an endpoint', `${ep0}.networks`, (m) => {
+    m.spec.endpoints[0].networks = Array.from({ length: 9 }, (_, i) => `10.${20 + i}.0.0/16`);
+  }),
+  // Every other endpoint routes a network to the one that lists it: two cannot.
+  bad('a network behind two endpoints', 'spec.endpoints', (m) => (m.spec.endpoints[1].networks = ['10.20.0.0/16'])),
+  // The overlay's /32 routes and the network's route would fight over the address.
+  bad('a network that holds an overlay address', 'spec.endpoints', (m) => {
+    m.spec.endpoints[0].networks = ['172.0.0.0/24'];
+  }),
+  // In a mesh a prefix needs an endpoint to go to: spec.routes cannot say which.
+  bad('spec.routes in a mesh of three', 'spec.routes', (m) => {
+    m.spec.endpoints.push({ nodeName: 'node-c', underlay: { address: '192.168.40.4' }, overlayAddress: '172.0.0.4' });
+  }),
+  bad('more than 200 endpoints', 'spec.endpoints', (m) => {
+    delete m.spec.routes;
+    m.spec.endpoints = Array.from({ length: 201 }, (_, i) => ({
+      nodeName: `node-${i}`,
+      underlay: { address: `192.168.${40 + Math.floor(i / 200)}.${(i % 200) + 2}` },
+      overlayAddress: `172.0.${Math.floor(i / 250)}.${(i % 250) + 2}`,
+    }));
+  }),
 
   // linkName: a Linux interface name (IFNAMSIZ 16 with the NUL; dev_valid_name()).
   bad('linkName empty', 'spec.linkName', (m) => (m.spec.linkName = '')),

@@ -18,3 +18,13 @@ export function exampleTunnel(mutate: (t: IpipTunnel) => void = () => {}): IpipT
   mutate(t);
   return t;
 }
+
+/** examples/mesh.yaml: node-a, node-b and node-c in a full mesh, 10.30.0.0/24 behind node-c. */
+export const MESH_EXAMPLE = join(REPO, 'examples/mesh.yaml');
+
+/** A fresh copy of the mesh example, changed by `mutate`. */
+export function meshExample(mutate: (t: IpipTunnel) => void = () => {}): IpipTunnel {
+  const t = parseAllDocuments(readFileSync(MESH_EXAMPLE, 'utf8'))[0]!.toJS() as IpipTunnel;
+  mutate(t);
+  return t;
+}

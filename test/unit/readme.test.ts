@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { REASONS } from '../../src/model/problem.ts';
 import { REPO } from '../harness/repo.ts';
 
-const HANDLING = { waiting: 'waits', refused: 'refuses', transient: 'retries' } as const;
+const HANDLING = { waiting: 'waits', refused: 'refuses', degraded: 'programs, warns', transient: 'retries' } as const;
 
 describe('README', () => {
   test('"What it refuses" lists every reason, with its cause, its fix and what the agent does', () => {

@@ -71,8 +71,8 @@ const cases: Array<{ name: string; tunnel: IpipTunnel; extra?: Partial<ResolveIn
     name: 'remote interface: the address its agent published',
     tunnel: exampleTunnel((t) => {
       onlyInterface(1)(t);
-      t.status = { endpoints: [{ nodeName: 'node-b', underlayAddress: '192.168.40.33' }] };
     }),
+    extra: { published: (tunnel, node) => (tunnel === 'lab' && node === 'node-b' ? '192.168.40.33' : undefined) },
     want: 'desired local=192.168.40.2 remote=192.168.40.33 dev=eth1 mtu=1480',
   },
   {
@@ -125,11 +125,11 @@ const cases: Array<{ name: string; tunnel: IpipTunnel; extra?: Partial<ResolveIn
     want: 'error InvalidSpec spec.routes[0]',
   },
   {
-    name: 'three endpoints',
+    name: 'three endpoints with spec.routes: a mesh cannot say where they go',
     tunnel: exampleTunnel((t) => {
       t.spec.endpoints.push({ nodeName: 'node-c', overlayAddress: '172.0.0.4' });
     }),
-    want: 'error MeshNotSupported spec.endpoints',
+    want: 'error InvalidSpec spec.routes',
   },
   { name: 'not an endpoint', tunnel: exampleTunnel(), extra: { nodeName: 'node-c' }, want: 'absent' },
   {
