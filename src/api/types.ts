@@ -29,14 +29,43 @@ export interface IpipTunnelSpec {
   routes?: string[];
 }
 
-export interface EndpointStatus {
-  nodeName: string;
+/**
+ * One node's report on one tunnel, in that node's IpipNode (written only by the node's
+ * own agent): the underlay address it resolved (its peers read it from here) and whether
+ * the tunnel is programmed there.
+ */
+export interface NodeTunnelStatus {
+  /** The IpipTunnel's metadata.name. */
+  name: string;
   underlayAddress?: string;
   linkName?: string;
   ready?: boolean;
   reason?: string;
   message?: string;
+  /** The tunnel's generation this report is about. */
   observedGeneration?: number;
+}
+
+export const NODE_KIND = 'IpipNode';
+
+/**
+ * A node's facts for every tunnel it is an endpoint of: one object per node (named after
+ * the Node), the way Cilium keeps a CiliumNode. Peers learn each other's underlay
+ * addresses from here, so one agent's report is one small watch event per agent, not a
+ * write of a big tunnel object that every agent receives.
+ */
+export interface IpipNode {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    uid?: string;
+    resourceVersion?: string;
+    ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string }>;
+  };
+  tunnels?: NodeTunnelStatus[];
+  /** Ready tunnels of all listed, "2/3", for kubectl get. */
+  readySummary?: string;
 }
 
 export interface Condition {
@@ -54,7 +83,6 @@ export interface IpipTunnelStatus {
   totalEndpoints?: number;
   readySummary?: string;
   conditions?: Condition[];
-  endpoints?: EndpointStatus[];
 }
 
 export interface ObjectMeta {

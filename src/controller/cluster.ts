@@ -1,21 +1,27 @@
-// Cluster mode: the node agent of a DaemonSet. The tunnel source is a pair of informers
-// (supervised list+watch caches of IpipTunnels and Nodes) that ask for a reconcile only
-// for changes that concern this node; the report sink writes this node's status entries
-// (server-side apply, only where they changed) and records Events. The agent holding the
-// Lease also writes each tunnel's aggregate status. The loop itself is loop.ts, shared
-// with standalone mode.
+// Cluster mode: the node agent of a DaemonSet. The tunnel source is three informers
+// (supervised list+watch caches of IpipTunnels, IpipNodes and Nodes) that ask for a
+// reconcile only for changes that concern this node; the report sink writes this node's
+// IpipNode (server-side apply, only when it changed) and records Events. The agent holding
+// the Lease also writes each tunnel's aggregate status, from the IpipNodes. The loop
+// itself is loop.ts, shared with standalone mode.
 //
-// Nothing is swept before both caches have listed once, and the caches are only ever
+// Nothing is swept before every cache has listed once, and the caches are only ever
 // replaced by a successful list: an API server that goes away leaves the kernel as it is.
 
-import type { IpipTunnel, IpipTunnelStatus } from '../api/types.ts';
+import type { IpipNode, IpipTunnel, IpipTunnelStatus, NodeTunnelStatus } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
-import { ApiError, nodeAddressesOf, tunnelOf } from '../kube/client.ts';
+import { ApiError, ipipNodeOf, nodeAddressesOf, tunnelOf } from '../kube/client.ts';
 import type { KubeClient, NodeAddresses } from '../kube/client.ts';
 import { EventRecorder } from '../report/events.ts';
 import type { Logger } from '../report/log.ts';
 import type { AgentMetrics } from '../report/metrics.ts';
-import { AGGREGATE_FIELD_MANAGER, aggregateStatus, nodeFieldManager, sameAggregate } from '../report/status.ts';
+import {
+  AGGREGATE_FIELD_MANAGER,
+  aggregateStatus,
+  nodeFieldManager,
+  readySummaryOf,
+  sameAggregate,
+} from '../report/status.ts';
 import { concernsNode, nodesReadBy } from '../resolve/resolve.ts';
 import { LeaseElector } from './lease.ts';
 import { runAgentLoop } from './loop.ts';
@@ -39,6 +45,13 @@ export interface ClusterAgentOptions {
 /** Status writes in flight at once: many tunnels changing together should not queue one by one. */
 const WRITE_CONCURRENCY = 8;
 
+/**
+ * The Lease holder writes a tunnel's aggregate at most this often. Every write of an
+ * IpipTunnel reaches every agent, and a mesh's object grows with its endpoints: while N
+ * agents report, one write per report would make each agent receive N objects of size N.
+ */
+export const AGGREGATE_INTERVAL_MS = 1000;
+
 /** Runs fn over items with at most `limit` at a time; resolves when all are done. */
 async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -53,20 +66,41 @@ export interface InformerSourceOptions {
   log: Logger;
   /** Told of every fresh list, by resource and why (metrics). */
   onList?: (resource: string, why: ListReason) => void;
-  /** Told of every change of any tunnel, this node's or not (the Lease holder's aggregates). */
+  /** Told of every change of any tunnel or any node's report, this node's or not (the Lease holder's aggregates). */
   onAnyTunnelChange?: () => void;
 }
 
 export interface InformerSource extends TunnelSource {
-  /** The IpipTunnel cache: status writes put their answers into it. */
+  /** The IpipTunnel cache: aggregate writes put their answers into it. */
   readonly tunnels: Reflector<IpipTunnel>;
+  /** The IpipNode cache: this node's writes put their answers into it. */
+  readonly ipipNodes: Reflector<IpipNode>;
+  /** The Node cache (names, uids, InternalIPs). */
+  readonly nodes: Reflector<NodeAddresses>;
 }
 
-/** The IpipTunnel and Node informers of a KubeClient. */
-export function clientSources(client: KubeClient): {
+export interface ClusterSources {
   tunnels: ReflectorSource<IpipTunnel>;
+  ipipNodes: ReflectorSource<IpipNode>;
   nodes: ReflectorSource<NodeAddresses>;
-} {
+}
+
+/** The underlay address a node published for each of its tunnels. */
+function publishedUnderlays(node: IpipNode | undefined): Map<string, string | undefined> {
+  return new Map((node?.tunnels ?? []).map((t) => [t.name, t.underlayAddress]));
+}
+
+/** Whether two versions of a node's IpipNode publish different underlay addresses for any tunnel. */
+function underlaysChanged(old: IpipNode | undefined, current: IpipNode | undefined): boolean {
+  const a = publishedUnderlays(old);
+  const b = publishedUnderlays(current);
+  if (a.size !== b.size) return true;
+  for (const [name, address] of a) if (b.get(name) !== address) return true;
+  return false;
+}
+
+/** The IpipTunnel, IpipNode and Node informers of a KubeClient. */
+export function clientSources(client: KubeClient): ClusterSources {
   return {
     tunnels: {
       what: 'ipiptunnels',
@@ -77,34 +111,41 @@ export function clientSources(client: KubeClient): {
       same: (a, b) => a.metadata.resourceVersion === b.metadata.resourceVersion,
       resourceVersion: (t) => t.metadata.resourceVersion,
     },
+    ipipNodes: {
+      what: 'ipipnodes',
+      list: () => client.listIpipNodes(),
+      watch: (rv, handlers) => client.watchIpipNodes(rv, handlers),
+      fromWatch: (object) => ipipNodeOf(object as unknown as IpipNode),
+      key: (n) => n.metadata.name,
+      same: (a, b) => a.metadata.resourceVersion === b.metadata.resourceVersion,
+      resourceVersion: (n) => n.metadata.resourceVersion,
+    },
     nodes: {
       what: 'nodes',
       list: () => client.listNodes(),
       watch: (rv, handlers) => client.watchNodes(rv, handlers),
       fromWatch: (object) => nodeAddressesOf(object),
       key: (n) => n.name,
-      // Only the address matters: Node status heartbeats change nothing here.
-      same: (a, b) => a.internalIP === b.internalIP,
+      // Only the address (and which Node it is) matters: Node status heartbeats change nothing here.
+      same: (a, b) => a.internalIP === b.internalIP && a.uid === b.uid,
       resourceVersion: () => undefined, // nothing is written to Nodes
     },
   };
 }
 
 /**
- * The tunnel source of a cluster: a cache of IpipTunnels and one of Nodes. It asks for a
- * reconcile only for changes that can change what resolve gives this node, and after every
- * fresh list; it has nothing to reconcile until both caches have listed once.
+ * The tunnel source of a cluster: caches of IpipTunnels, IpipNodes and Nodes. It asks for
+ * a reconcile only for changes that can change what resolve gives this node, or what it
+ * reports, and after every fresh list; it has nothing to reconcile until every cache has
+ * listed once.
  */
-export function informerSource(
-  sources: { tunnels: ReflectorSource<IpipTunnel>; nodes: ReflectorSource<NodeAddresses> },
-  o: InformerSourceOptions,
-): InformerSource {
+export function informerSource(sources: ClusterSources, o: InformerSourceOptions): InformerSource {
   const { nodeName, log } = o;
   let requestReconcile: () => void = () => {};
   const tunnels = new Reflector<IpipTunnel>(sources.tunnels, {
     log,
-    // Every agent sees every tunnel and every status write in the cluster; only those that
-    // name this node (before or after) can change its kernel or its entries.
+    // Every agent sees every tunnel and every aggregate write in the cluster; only those
+    // that name this node (before or after) can change its kernel or its entries.
     onChange: (changes) => {
       if (changes.some(({ old, current }) => concernsNode(old, nodeName) || concernsNode(current, nodeName)))
         requestReconcile();
@@ -114,6 +155,27 @@ export function informerSource(
     // at start it adopts and sweeps even when no tunnel names this node.
     onList: (why) => {
       o.onList?.('ipiptunnels', why);
+      requestReconcile();
+    },
+  });
+  const ipipNodes = new Reflector<IpipNode>(sources.ipipNodes, {
+    log,
+    // A peer's published underlay addresses are what resolve reads; its readiness only the
+    // aggregate does. This node's own object changed by someone else (or deleted) is
+    // written again by the next pass; its own writes are offered to the cache and change nothing.
+    onChange: (changes) => {
+      const read = nodesReadBy(tunnels.items(), nodeName);
+      if (
+        changes.some(({ old, current }) => {
+          const name = (current ?? old)!.metadata.name;
+          return name === nodeName || (read.has(name) && underlaysChanged(old, current));
+        })
+      )
+        requestReconcile();
+      o.onAnyTunnelChange?.();
+    },
+    onList: (why) => {
+      o.onList?.('ipipnodes', why);
       requestReconcile();
     },
   });
@@ -130,28 +192,42 @@ export function informerSource(
   });
   return {
     tunnels,
+    ipipNodes,
+    nodes,
     start: (changed) => {
       requestReconcile = changed;
       tunnels.start();
+      ipipNodes.start();
       nodes.start();
     },
     current: async () => {
-      // Both caches must have listed once: an empty cache would sweep every tunnel.
-      if (!tunnels.synced || !nodes.synced) return undefined;
+      // Every cache must have listed once: an empty cache would sweep every tunnel, or
+      // lose what this node has published.
+      if (!tunnels.synced || !ipipNodes.synced || !nodes.synced) return undefined;
       const nodeAddresses = new Map<string, string>();
       for (const n of nodes.items()) if (n.internalIP !== undefined) nodeAddresses.set(n.name, n.internalIP);
-      const byName = new Map(tunnels.items().map((t) => [t.metadata.name, t]));
-      const published = (tunnel: string, node: string) =>
-        byName.get(tunnel)?.status?.endpoints?.find((e) => e.nodeName === node)?.underlayAddress;
-      return { tunnels: tunnels.items(), nodeAddresses, published };
+      const byNode = new Map<string, Map<string, string | undefined>>();
+      const published = (tunnel: string, node: string): string | undefined => {
+        let underlays = byNode.get(node);
+        if (underlays === undefined) {
+          underlays = publishedUnderlays(ipipNodes.get(node));
+          byNode.set(node, underlays);
+        }
+        return underlays.get(tunnel);
+      };
+      const reported = new Map<string, NodeTunnelStatus>(
+        (ipipNodes.get(nodeName)?.tunnels ?? []).map((t) => [t.name, t]),
+      );
+      return { tunnels: tunnels.items(), nodeAddresses, published, reported };
     },
     ready: () => {
       if (!tunnels.synced) return 'ipiptunnels not listed yet';
+      if (!ipipNodes.synced) return 'ipipnodes not listed yet';
       if (!nodes.synced) return 'nodes not listed yet';
       return true;
     },
     stop: async () => {
-      await Promise.all([tunnels.stop(), nodes.stop()]);
+      await Promise.all([tunnels.stop(), ipipNodes.stop(), nodes.stop()]);
     },
   };
 }
@@ -161,7 +237,9 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
   const events = new EventRecorder(client, nodeName, log);
   let aggregateFailures = 0;
 
-  const aggregateRunner = new CoalescingRunner(() => writeAggregates(), { debounceMs: o.debounceMs });
+  const aggregateRunner = new CoalescingRunner(() => writeAggregates(), {
+    debounceMs: Math.max(o.debounceMs, AGGREGATE_INTERVAL_MS),
+  });
   const informers = informerSource(clientSources(client), {
     nodeName,
     log,
@@ -171,7 +249,7 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
       if (elector.isLeader) aggregateRunner.request();
     },
   });
-  const { tunnels } = informers;
+  const { tunnels, ipipNodes, nodes } = informers;
   const elector = new LeaseElector(client, {
     namespace: o.lease.namespace,
     name: o.lease.name,
@@ -199,21 +277,42 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
   const sink: ReportSink = {
     deliver: async (report) => {
       for (const e of report.events) void events.record(e);
-      let allWritten = true;
-      await eachLimited(report.statusWrites, WRITE_CONCURRENCY, async (w) => {
-        if (!(await writeStatus(w.tunnel, nodeFieldManager(nodeName), { endpoints: w.endpoints }))) allWritten = false;
-      });
+      const written = report.nodeStatus === undefined ? true : await writeNode(report.nodeStatus);
       // Each pass (the resync's too) gives the Lease holder a look at the aggregates.
       if (elector.isLeader) aggregateRunner.request();
-      return allWritten;
+      return written;
     },
   };
 
   /**
-   * Server-side apply of a status part. The answer goes into the cache at once: comparing
-   * the next wanted status with a cache that has not seen this write's watch event yet
-   * would write the same thing again.
+   * Server-side apply of this node's IpipNode, owned by its Node (so it goes when the Node
+   * goes). The answer goes into the cache at once: comparing the next report with a cache
+   * that has not seen this write's watch event yet would write the same thing again.
    */
+  async function writeNode(entries: NodeTunnelStatus[]): Promise<boolean> {
+    const uid = nodes.get(nodeName)?.uid;
+    try {
+      ipipNodes.offer(
+        await client.applyIpipNode(
+          nodeName,
+          nodeFieldManager(nodeName),
+          entries,
+          readySummaryOf(entries),
+          uid === undefined ? undefined : { uid },
+        ),
+      );
+      log.debug('node status written', { node: nodeName, tunnels: entries.length });
+      return true;
+    } catch (error) {
+      log.warn('node status not written; will retry', {
+        node: nodeName,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return false;
+    }
+  }
+
+  /** Server-side apply of a tunnel's aggregate; the answer goes into the cache at once, as above. */
   async function writeStatus(tunnel: IpipTunnel, manager: string, status: IpipTunnelStatus): Promise<boolean> {
     const name = tunnel.metadata.name;
     try {
@@ -233,12 +332,21 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
   }
 
   async function writeAggregates(): Promise<number | undefined> {
-    if (!elector.isLeader || !tunnels.synced) return undefined;
+    if (!elector.isLeader || !tunnels.synced || !ipipNodes.synced) return undefined;
     let failed = false;
     const now = new Date();
+    const reports = new Map<string, Map<string, NodeTunnelStatus>>();
+    const reportOf = (node: string, tunnel: string): NodeTunnelStatus | undefined => {
+      let byTunnel = reports.get(node);
+      if (byTunnel === undefined) {
+        byTunnel = new Map((ipipNodes.get(node)?.tunnels ?? []).map((t) => [t.name, t]));
+        reports.set(node, byTunnel);
+      }
+      return byTunnel.get(tunnel);
+    };
     const changed = tunnels
       .items()
-      .map((tunnel) => ({ tunnel, wanted: aggregateStatus(tunnel, now) }))
+      .map((tunnel) => ({ tunnel, wanted: aggregateStatus(tunnel, reportOf, now) }))
       .filter(({ tunnel, wanted }) => !sameAggregate(tunnel.status, wanted));
     await eachLimited(changed, WRITE_CONCURRENCY, async ({ tunnel, wanted }) => {
       if (!(await writeStatus(tunnel, AGGREGATE_FIELD_MANAGER, wanted))) failed = true;

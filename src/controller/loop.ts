@@ -96,7 +96,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       reconcilingSince = undefined;
     }
     interest = kernelInterest(outcome);
-    const report = reportReconcile(nodeName, input.tunnels, outcome, drift.update(outcome));
+    const report = reportReconcile(nodeName, input.tunnels, outcome, drift.update(outcome), input.reported);
     if (metrics !== undefined) {
       metrics.recordReconcile(report.result, (performance.now() - started) / 1000);
       metrics.recordChanges(report.changes);

@@ -1,7 +1,7 @@
 // One reconcile of this node: observe -> resolve -> plan -> apply. Level-based: it depends
 // on the current tunnels and kernel only, never on what event woke it.
 
-import type { IpipTunnel } from '../api/types.ts';
+import type { IpipTunnel, NodeTunnelStatus } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import { renderPlan } from '../dataplane/render.ts';
 import type { KernelInterest } from '../model/kernel.ts';
@@ -21,6 +21,8 @@ export interface ReconcileInput {
   nodeAddresses: ReadonlyMap<string, string>;
   /** What other nodes' agents published (cluster mode). */
   published?: PublishedUnderlay;
+  /** This node's own entries as its IpipNode has them, by tunnel (cluster mode); the report compares with them. */
+  reported?: ReadonlyMap<string, NodeTunnelStatus>;
 }
 
 export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log: Logger): Promise<ReconcileOutcome> {

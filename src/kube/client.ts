@@ -23,11 +23,12 @@ import type {
   V1Lease,
   V1Node,
 } from '@kubernetes/client-node';
-import { API_GROUP, KIND } from '../api/types.ts';
-import type { IpipTunnel, IpipTunnelStatus, ObjectMeta } from '../api/types.ts';
+import { API_GROUP, KIND, NODE_KIND } from '../api/types.ts';
+import type { IpipNode, IpipTunnel, IpipTunnelStatus, NodeTunnelStatus, ObjectMeta } from '../api/types.ts';
 
 export const TUNNEL_VERSION = 'v1alpha1';
 export const TUNNEL_PLURAL = 'ipiptunnels';
+export const NODE_PLURAL = 'ipipnodes';
 
 /** A failed API call: `status` is the HTTP status, 0 when no answer came (network, timeout). */
 export class ApiError extends Error {
@@ -65,6 +66,8 @@ export interface WatchHandlers {
 /** A Node as the agent needs it: nothing else of the (large) Node object is kept. */
 export interface NodeAddresses {
   name: string;
+  /** For the owner reference of the node's IpipNode, so it goes when the Node goes. */
+  uid?: string;
   internalIP?: string;
 }
 
@@ -93,7 +96,24 @@ export function nodeAddressesOf(node: Pick<V1Node, 'metadata' | 'status'>): Node
   const internal = node.status?.addresses?.find(
     (a) => a.type === 'InternalIP' && /^\d+\.\d+\.\d+\.\d+$/.test(a.address),
   );
-  return internal === undefined ? { name } : { name, internalIP: internal.address };
+  const uid = node.metadata?.uid;
+  return {
+    name,
+    ...(uid === undefined ? {} : { uid }),
+    ...(internal === undefined ? {} : { internalIP: internal.address }),
+  };
+}
+
+/** What the agent keeps of an IpipNode: no managedFields, labels or annotations. */
+export function ipipNodeOf(object: IpipNode): IpipNode {
+  const { name, uid, resourceVersion } = object.metadata;
+  const metadata: IpipNode['metadata'] = { name };
+  if (uid !== undefined) metadata.uid = uid;
+  if (resourceVersion !== undefined) metadata.resourceVersion = resourceVersion;
+  const node: IpipNode = { apiVersion: object.apiVersion, kind: object.kind, metadata };
+  if (object.tunnels !== undefined) node.tunnels = object.tunnels;
+  if (object.readySummary !== undefined) node.readySummary = object.readySummary;
+  return node;
 }
 
 function loadConfig(kubeconfig: string | undefined): KubeConfig {
@@ -237,11 +257,7 @@ export class KubeClient {
     return this.watch(`/apis/${API_GROUP}/${TUNNEL_VERSION}/${TUNNEL_PLURAL}`, resourceVersion, handlers);
   }
 
-  /**
-   * Server-side apply of the status subresource as `fieldManager`. With `endpoints` a
-   * map list keyed by nodeName, each manager owns only the entries it applies; an entry a
-   * manager stops applying is removed.
-   */
+  /** Server-side apply of the status subresource as `fieldManager` (the aggregate's). */
   async applyTunnelStatus(name: string, fieldManager: string, status: IpipTunnelStatus): Promise<IpipTunnel> {
     const body = { apiVersion: `${API_GROUP}/${TUNNEL_VERSION}`, kind: KIND, metadata: { name }, status };
     return tunnelOf(
@@ -256,6 +272,57 @@ export class KubeClient {
         [404],
       )) as IpipTunnel,
     ); // 404: deleted meanwhile, nothing left to report on
+  }
+
+  // --- IpipNodes ---
+
+  listIpipNodes(): Promise<ListPage<IpipNode>> {
+    return this.listPaged('list ipipnodes', async (page) => {
+      const list = (await this.custom.listClusterCustomObject(
+        { group: API_GROUP, version: TUNNEL_VERSION, plural: NODE_PLURAL, ...page },
+        this.options(),
+      )) as { items: IpipNode[]; metadata: { resourceVersion: string; continue?: string } };
+      return {
+        items: list.items.map(ipipNodeOf),
+        resourceVersion: list.metadata.resourceVersion,
+        next: list.metadata.continue,
+      };
+    });
+  }
+
+  watchIpipNodes(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
+    return this.watch(`/apis/${API_GROUP}/${TUNNEL_VERSION}/${NODE_PLURAL}`, resourceVersion, handlers);
+  }
+
+  /**
+   * Server-side apply of this node's whole IpipNode as `fieldManager` (created if it does
+   * not exist). The node's agent is its only writer; a tunnel entry it stops applying is
+   * removed.
+   */
+  async applyIpipNode(
+    name: string,
+    fieldManager: string,
+    tunnels: NodeTunnelStatus[],
+    readySummary: string,
+    owner: { uid: string } | undefined,
+  ): Promise<IpipNode> {
+    const metadata: IpipNode['metadata'] = { name };
+    if (owner !== undefined) metadata.ownerReferences = [{ apiVersion: 'v1', kind: 'Node', name, uid: owner.uid }];
+    const body: IpipNode = {
+      apiVersion: `${API_GROUP}/${TUNNEL_VERSION}`,
+      kind: NODE_KIND,
+      metadata,
+      tunnels,
+      readySummary,
+    };
+    return ipipNodeOf(
+      (await this.call('apply', `apply ipipnode ${name}`, () =>
+        this.custom.patchClusterCustomObject(
+          { group: API_GROUP, version: TUNNEL_VERSION, plural: NODE_PLURAL, name, body, fieldManager, force: true },
+          this.options(PatchStrategy.ServerSideApply),
+        ),
+      )) as IpipNode,
+    );
   }
 
   // --- Nodes ---

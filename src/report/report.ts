@@ -2,7 +2,7 @@
 // Events to record, this node's status entries to write (only those that changed), the
 // metric samples, and the pass's result. The controller delivers it; nothing here does I/O.
 
-import type { EndpointStatus, IpipTunnel } from '../api/types.ts';
+import type { IpipTunnel, NodeTunnelStatus } from '../api/types.ts';
 import type { ActionResult, ObjectKind, Verb } from '../model/action.ts';
 import { OBJECT_KINDS, VERBS } from '../model/action.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
@@ -10,13 +10,7 @@ import { problemClass } from '../model/problem.ts';
 import type { TunnelProblem } from '../model/problem.ts';
 import type { TunnelEvent } from './events.ts';
 import type { ReconcileResult, TunnelMetrics } from './metrics.ts';
-import { endpointEntry, entryOf, sameEntry } from './status.ts';
-
-/** One status write: this node's entries of a tunnel (empty: remove its entry). */
-export interface StatusWrite {
-  tunnel: IpipTunnel;
-  endpoints: EndpointStatus[];
-}
+import { sameEntries, sameEntry, tunnelEntry } from './status.ts';
 
 export interface NodeReport {
   result: ReconcileResult;
@@ -26,7 +20,11 @@ export interface NodeReport {
   /** Every tunnel link of this node, for tunnel_up, tunnel_info and the kernel counters. */
   tunnels: TunnelMetrics[];
   events: TunnelEvent[];
-  statusWrites: StatusWrite[];
+  /**
+   * This node's entries for its IpipNode, one per tunnel it is an endpoint of, when they
+   * differ from what it has published; undefined: nothing to write.
+   */
+  nodeStatus: NodeTunnelStatus[] | undefined;
 }
 
 export type ChangeCounts = Record<ObjectKind, Record<Verb, number>>;
@@ -40,14 +38,16 @@ export function countChanges(results: readonly ActionResult[]): ChangeCounts {
 }
 
 /**
- * The report of one reconcile. `tunnels` are those the reconcile ran with (their status as
- * the agent last saw it), `corrections` the drift corrections per tunnel (DriftTracker).
+ * The report of one reconcile. `tunnels` are those the reconcile ran with, `corrections`
+ * the drift corrections per tunnel (DriftTracker), `published` this node's entries as its
+ * IpipNode says now by tunnel name (undefined: nothing is published, standalone).
  */
 export function reportReconcile(
   nodeName: string,
   tunnels: readonly IpipTunnel[],
   outcome: ReconcileOutcome,
   corrections: ReadonlyMap<string, number>,
+  published: ReadonlyMap<string, NodeTunnelStatus> | undefined,
 ): NodeReport {
   const firstProblem = new Map<string, TunnelProblem>();
   for (const p of outcome.problems) if (!firstProblem.has(p.tunnel)) firstProblem.set(p.tunnel, p);
@@ -71,26 +71,25 @@ export function reportReconcile(
     driftCorrections: [...corrections.values()].reduce((a, b) => a + b, 0),
     tunnels: [],
     events: [],
-    statusWrites: [],
+    nodeStatus: undefined,
   };
+  const entries: NodeTunnelStatus[] = [];
 
   for (const tunnel of tunnels) {
     const name = tunnel.metadata.name;
     const resolution = resolutions.get(name);
     if (resolution === undefined) continue;
-    const mine = entryOf(tunnel, nodeName);
+    const mine = published?.get(name);
     const changes = changed.get(name);
     if (changes !== undefined) {
       const reason =
         resolution.outcome === 'absent' ? 'EndpointRemoved' : corrections.has(name) ? 'DriftCorrected' : 'Programmed';
       report.events.push({ tunnel, type: 'Normal', reason, message: `node ${nodeName}: ${changes.join('; ')}` });
     }
-    if (resolution.outcome === 'absent') {
-      // No longer an endpoint: its kernel objects went in this pass; the status entry goes too.
-      if (mine !== undefined) report.statusWrites.push({ tunnel, endpoints: [] });
-      continue;
-    }
-    const wanted = endpointEntry(nodeName, tunnel, resolution, firstProblem.get(name));
+    // No longer an endpoint: its kernel objects went in this pass; its entry is left out.
+    if (resolution.outcome === 'absent') continue;
+    const wanted = tunnelEntry(tunnel, resolution, firstProblem.get(name));
+    entries.push(wanted);
     if (resolution.outcome === 'desired') {
       const { link } = resolution.desired;
       const stats = linksByName.get(link.name)?.stats;
@@ -116,7 +115,8 @@ export function reportReconcile(
         message: `node ${nodeName}: ${wanted.message ?? ''}`,
       });
     }
-    report.statusWrites.push({ tunnel, endpoints: [wanted] });
   }
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (published !== undefined && !sameEntries([...published.values()], entries)) report.nodeStatus = entries;
   return report;
 }

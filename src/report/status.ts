@@ -1,14 +1,16 @@
-// What the agents write to an IpipTunnel's status, as pure functions of what they know.
-// Two writers, never overwriting each other (server-side apply, one field manager each):
-// - every node's agent owns its entry of status.endpoints (a map list keyed by nodeName);
-// - the agent holding the Lease owns the aggregate: observedGeneration, readyEndpoints,
-//   totalEndpoints, readySummary and the conditions (Ready, Degraded).
+// What the agents write, as pure functions of what they know. Two writers, never
+// overwriting each other:
+// - every node's agent owns its IpipNode (named after the node): one entry per tunnel it
+//   is an endpoint of, with the underlay address it resolved and whether it is programmed;
+// - the agent holding the Lease owns each IpipTunnel's aggregate status: observedGeneration,
+//   readyEndpoints, totalEndpoints, readySummary and the conditions (Ready, Degraded),
+//   computed from the IpipNodes of its endpoints.
 // Status is an observation written only when it changes: each writer compares what it
 // would write with what the object already says, so N agents do not wake each other.
 
 import { createHash } from 'node:crypto';
 import { defaultLinkName } from '../api/names.ts';
-import type { Condition, EndpointStatus, IpipTunnel, IpipTunnelStatus } from '../api/types.ts';
+import type { Condition, IpipTunnel, IpipTunnelStatus, NodeTunnelStatus } from '../api/types.ts';
 import { problemClass } from '../model/problem.ts';
 import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
 
@@ -18,7 +20,7 @@ const NODE_FIELD_MANAGER_PREFIX = 'ipip-operator-node/';
 /** The API server allows field manager names of at most 128 characters. */
 const MAX_FIELD_MANAGER = 128;
 
-/** One field manager per node, so each agent owns exactly its own endpoint entry. */
+/** One field manager per node: the writer of its IpipNode. */
 export function nodeFieldManager(nodeName: string): string {
   const plain = `${NODE_FIELD_MANAGER_PREFIX}${nodeName}`;
   if (plain.length <= MAX_FIELD_MANAGER) return plain;
@@ -30,17 +32,16 @@ export function nodeFieldManager(nodeName: string): string {
 export const PROGRAMMED = 'Programmed';
 
 /**
- * This node's status entry for a tunnel it is an endpoint of. `problem` is the first
- * problem this reconcile found for the tunnel (resolve, conflict or kernel error).
+ * This node's report on a tunnel it is an endpoint of. `problem` is the first problem
+ * this reconcile found for the tunnel (resolve, conflict, caveat or kernel error).
  */
-export function endpointEntry(
-  nodeName: string,
+export function tunnelEntry(
   tunnel: IpipTunnel,
   resolution: Exclude<TunnelResolution, { outcome: 'absent' }>,
   problem: TunnelProblem | undefined,
-): EndpointStatus {
-  const entry: EndpointStatus = {
-    nodeName,
+): NodeTunnelStatus {
+  const entry: NodeTunnelStatus = {
+    name: tunnel.metadata.name,
     linkName:
       resolution.outcome === 'desired'
         ? resolution.desired.link.name
@@ -54,7 +55,8 @@ export function endpointEntry(
   if (resolution.underlayAddress !== undefined) entry.underlayAddress = resolution.underlayAddress;
   if (resolution.outcome === 'desired' && problem === undefined) {
     const { link } = resolution.desired;
-    entry.message = `link ${link.name} up, ${link.tunnel.local ?? 'any'} -> ${link.tunnel.remote ?? 'any'}`;
+    const peers = link.tunnel.remote === undefined ? ` (a mesh of ${tunnel.spec.endpoints.length})` : '';
+    entry.message = `link ${link.name} up, ${link.tunnel.local ?? 'any'} -> ${link.tunnel.remote ?? 'any'}${peers}`;
   } else {
     const why = problem ?? (resolution.outcome === 'desired' ? undefined : resolution);
     entry.reason = why?.reason ?? 'Unknown';
@@ -64,7 +66,7 @@ export function endpointEntry(
 }
 
 const ENTRY_FIELDS = [
-  'nodeName',
+  'name',
   'underlayAddress',
   'linkName',
   'ready',
@@ -74,14 +76,25 @@ const ENTRY_FIELDS = [
 ] as const;
 
 /** Equal in every field the agent writes (a missing field equals undefined). */
-export function sameEntry(a: EndpointStatus | undefined, b: EndpointStatus | undefined): boolean {
+export function sameEntry(a: NodeTunnelStatus | undefined, b: NodeTunnelStatus | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return ENTRY_FIELDS.every((f) => (a[f] ?? undefined) === (b[f] ?? undefined));
 }
 
-export function entryOf(tunnel: IpipTunnel, nodeName: string): EndpointStatus | undefined {
-  return tunnel.status?.endpoints?.find((e) => e.nodeName === nodeName);
+/** The same entries, whatever their order. */
+export function sameEntries(have: readonly NodeTunnelStatus[], want: readonly NodeTunnelStatus[]): boolean {
+  if (have.length !== want.length) return false;
+  const byName = new Map(have.map((e) => [e.name, e]));
+  return want.every((w) => sameEntry(byName.get(w.name), w));
 }
+
+/** "ready/all" of a node's entries, for kubectl get ipipnodes. */
+export function readySummaryOf(entries: readonly NodeTunnelStatus[]): string {
+  return `${entries.filter((e) => e.ready === true).length}/${entries.length}`;
+}
+
+/** A node's report on a tunnel, from wherever the caller keeps the IpipNodes; undefined: none yet. */
+export type NodeReportOf = (nodeName: string, tunnel: string) => NodeTunnelStatus | undefined;
 
 /** metav1.Time: RFC 3339 in whole seconds. */
 export function metaTime(date: Date): string {
@@ -105,14 +118,14 @@ function listed(parts: string[]): string {
  * reported ready for the current generation, so a spec change makes the tunnel not Ready
  * until every endpoint has caught up. lastTransitionTime is kept unless the status changes.
  */
-export function aggregateStatus(tunnel: IpipTunnel, now: Date): AggregateStatus {
+export function aggregateStatus(tunnel: IpipTunnel, reportOf: NodeReportOf, now: Date): AggregateStatus {
   const generation = tunnel.metadata.generation ?? 0;
   const nodes = (tunnel.spec.endpoints ?? []).map((e) => e.nodeName);
   const notReady: string[] = [];
   const errors: Array<{ node: string; reason: string; message: string }> = [];
   let ready = 0;
   for (const node of nodes) {
-    const entry = entryOf(tunnel, node);
+    const entry = reportOf(node, tunnel.metadata.name);
     if (entry === undefined) notReady.push(`${node}: no report from its agent yet`);
     else if (entry.observedGeneration !== generation)
       notReady.push(`${node}: has not seen generation ${generation} yet`);

@@ -307,9 +307,6 @@ function forwardingCaveat(
   };
 }
 
-/** At most this many peers are named in a message; the rest are counted. */
-const PEERS_NAMED = 3;
-
 /**
  * A full mesh (three or more endpoints): one any-remote link bound to this node's
  * underlay, its overlay address as a /32, and per peer a route to the peer's overlay
@@ -394,14 +391,12 @@ function resolveMesh(
   };
   const caveats = forwardingCaveat(self, selfIndex, input.kernel).caveats ?? [];
   if (pending.length > 0) {
-    const named = pending.slice(0, PEERS_NAMED).join(', ');
-    const more = pending.length > PEERS_NAMED ? ` and ${pending.length - PEERS_NAMED} more` : '';
+    // The same words however many peers are missing: every change of this node's report
+    // is a watch event for every agent, and peers arriving one by one must not each make one.
     caveats.unshift({
       reason: 'RemoteUnderlayUnknown',
       field: 'spec.endpoints',
-      message:
-        `waiting for the underlay address of ${pending.length} of ${spec.endpoints.length - 1} peers ` +
-        `(${named}${more}); the routes to the others are programmed`,
+      message: 'waiting for peers to publish their underlay addresses; the routes to the known ones are programmed',
     });
   }
   return {
@@ -506,16 +501,12 @@ function endpointNodes(tunnel: IpipTunnel): string[] {
 
 /**
  * Whether a tunnel (one side of a change: before or after) can change what a node
- * programs or reports: the node is one of its endpoints, or it still has a status entry
- * there to remove. resolve() of that node gives the same answer for every other tunnel,
- * so a change that concerns the node on neither side needs no reconcile of it.
+ * programs or reports: the node is one of its endpoints. resolve() of that node gives the
+ * same answer for every other tunnel, so a change that concerns the node on neither side
+ * needs no reconcile of it (a tunnel that stops naming it named it before the change).
  */
 export function concernsNode(tunnel: IpipTunnel | undefined, nodeName: string): boolean {
-  if (tunnel === undefined) return false;
-  return (
-    endpointNodes(tunnel).includes(nodeName) ||
-    (tunnel.status?.endpoints?.some((e) => e.nodeName === nodeName) ?? false)
-  );
+  return tunnel !== undefined && endpointNodes(tunnel).includes(nodeName);
 }
 
 /**

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import type { IpipTunnel } from '../../src/api/types.ts';
+import type { IpipNode, IpipTunnel, NodeTunnelStatus } from '../../src/api/types.ts';
 import { kubectlOk } from '../harness/apiserver.ts';
 import { LAB_NODES, startClusterLab } from '../harness/cluster-lab.ts';
 import type { ClusterLab } from '../harness/cluster-lab.ts';
@@ -37,6 +37,16 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
   }
 
   const tunnel = (name: string): Promise<IpipTunnel | undefined> => L().tunnel(name);
+  /** A node's IpipNode as kubectl shows it; undefined when it has none. */
+  async function ipipNode(node: string): Promise<IpipNode | undefined> {
+    const r = await L().api.kubectl(['get', 'ipipnode', node, '-o', 'json']);
+    if (r.code !== 0 && /NotFound/.test(r.stderr)) return undefined;
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as IpipNode;
+  }
+  /** A node's entry for a tunnel, in its IpipNode. */
+  const entryOf = async (node: string, name: string): Promise<NodeTunnelStatus | undefined> =>
+    (await ipipNode(node))?.tunnels?.find((e) => e.name === name);
   /** The tunnel once its aggregate says Ready 2/2 at its current generation. */
   const readyTunnel = (name: string): Promise<IpipTunnel> => L().waitTunnelReady(name);
   /** eventually(), failing with the agents' last log lines. */
@@ -98,38 +108,29 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     },
   );
 
-  test('the example: both agents write their own status entry, the aggregate says 2/2, ping crosses the tunnel', async () => {
+  test('the example: each agent writes its own IpipNode, the aggregate says 2/2, ping crosses the tunnel', async () => {
     await apply(example());
     const t = await readyTunnel('lab');
-    const entries = Object.fromEntries((t.status?.endpoints ?? []).map((e) => [e.nodeName, e]));
-    assert.deepEqual(Object.keys(entries).sort(), ['node-a', 'node-b']);
     for (const node of NODES) {
-      assert.equal(entries[node]!.ready, true);
-      assert.equal(entries[node]!.reason, 'Programmed');
-      assert.equal(entries[node]!.underlayAddress, LAB_NODES[node]);
-      assert.equal(entries[node]!.observedGeneration, 1);
-    }
-    // Each agent owns exactly its own entry: one field manager per node, and the aggregate's.
-    const managed = JSON.parse(await kubectl(['get', 'ipiptunnel', 'lab', '-o', 'json', '--show-managed-fields'])) as {
-      metadata: { managedFields: Array<{ manager: string; subresource?: string; fieldsV1: object }> };
-    };
-    const statusManagers = managed.metadata.managedFields
-      .filter((f) => f.subresource === 'status')
-      .map((f) => f.manager)
-      .sort();
-    assert.deepEqual(statusManagers, [
-      'ipip-operator-aggregate',
-      'ipip-operator-node/node-a',
-      'ipip-operator-node/node-b',
-    ]);
-    for (const node of NODES) {
-      const own = managed.metadata.managedFields.find((f) => f.manager === `ipip-operator-node/${node}`)!;
+      const own = await ipipNode(node);
       assert.deepEqual(
-        Object.keys((own.fieldsV1 as any)['f:status']['f:endpoints']).filter((k) => k.startsWith('k:')),
-        [`k:{"nodeName":"${node}"}`],
+        own?.tunnels?.map((e) => [e.name, e.ready, e.reason, e.underlayAddress, e.observedGeneration]),
+        [['lab', true, 'Programmed', LAB_NODES[node], 1]],
       );
+      assert.equal(own?.readySummary, '1/1');
     }
+    // Each agent writes only its own IpipNode; the tunnel's status has the aggregate's manager alone.
+    const managers = async (args: string[]) => {
+      const o = JSON.parse(await kubectl(['get', ...args, '-o', 'json', '--show-managed-fields'])) as {
+        metadata: { managedFields: Array<{ manager: string; subresource?: string }> };
+      };
+      return o.metadata.managedFields.filter((f) => f.manager.startsWith('ipip-operator')).map((f) => f.manager);
+    };
+    assert.deepEqual(await managers(['ipiptunnel', 'lab']), ['ipip-operator-aggregate']);
+    for (const node of NODES) assert.deepEqual(await managers(['ipipnode', node]), [`ipip-operator-node/${node}`]);
+    assert.equal(t.status?.readySummary, '2/2');
     assert.match(await kubectl(['get', 'ipt', 'lab']), /^lab\s+ipip\s+2\/2\s/m, 'kubectl get ipt shows READY 2/2');
+    assert.match(await kubectl(['get', 'ipn']), /^node-a\s+1\/1\s/m, 'kubectl get ipn shows READY 1/1');
 
     for (const node of NODES) {
       const l = await link(node, 'ipiptun');
@@ -153,8 +154,9 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     assert.deepEqual(programmed, ['node-a', 'node-b'], 'a Programmed Event from each node');
   });
 
-  test('status is written only when it changes: resyncs every 3 s leave the object alone', async () => {
+  test('status is written only when it changes: resyncs every 3 s leave the tunnel and the IpipNodes alone', async () => {
     const before = (await tunnel('lab'))!.metadata.resourceVersion;
+    const nodesBefore = await Promise.all(NODES.map(async (n) => (await ipipNode(n))?.metadata.resourceVersion));
     // Not just time passing: each agent has reconciled at least twice more since.
     const base = await reconciles();
     const now = await eventually('two more reconciles on each node (resync every 3 s)', async () => {
@@ -165,6 +167,11 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
       (await tunnel('lab'))!.metadata.resourceVersion,
       before,
       `reconciles ${base.join(', ')} -> ${now.join(', ')} on ${NODES.join(', ')}`,
+    );
+    assert.deepEqual(
+      await Promise.all(NODES.map(async (n) => (await ipipNode(n))?.metadata.resourceVersion)),
+      nodesBefore,
+      'no IpipNode written either',
     );
   });
 
@@ -179,7 +186,7 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     assert.equal(t.metadata.generation, 2);
     assert.equal(t.status?.observedGeneration, 2);
     assert.ok(t.status?.conditions?.every((c) => c.observedGeneration === 2));
-    assert.ok(t.status?.endpoints?.every((e) => e.observedGeneration === 2));
+    for (const node of NODES) assert.equal((await entryOf(node, 'lab'))?.observedGeneration, 2);
     for (const [i, node] of NODES.entries()) {
       const l = await link(node, 'ipiptun');
       assert.equal(l?.linkinfo?.info_data?.ttl, 32);
@@ -237,7 +244,7 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     }
   });
 
-  test('a remote underlay given as an interface is read from the status its own agent published', async () => {
+  test('a remote underlay given as an interface is read from the IpipNode its own agent published', async () => {
     await apply(
       example((t) => {
         t.metadata.name = 'by-interface';
@@ -245,8 +252,8 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
         for (const e of t.spec.endpoints) e.underlay = { interface: 'eth1' };
       }),
     );
-    const t = await readyTunnel('by-interface');
-    for (const e of t.status!.endpoints!) assert.equal(e.underlayAddress, LAB_NODES[e.nodeName as Node]);
+    await readyTunnel('by-interface');
+    for (const node of NODES) assert.equal((await entryOf(node, 'by-interface'))?.underlayAddress, LAB_NODES[node]);
     assert.equal((await link('node-a', 'ipipif'))?.linkinfo?.info_data?.remote, LAB_NODES['node-b']);
     assert.ok(await ping('node-a', '172.0.0.3'));
     await deleteAndWaitClean('by-interface', 'ipipif');
@@ -279,15 +286,18 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     await eventually('node-b cleaned', async () =>
       (await link('node-b', 'ipipnode')) === undefined ? true : undefined,
     );
-    const t = await eventually('node-b entry gone, node-a waiting', async () => {
+    await eventually('node-b entry gone, node-a waiting', async () => {
       const x = await tunnel('by-node');
-      const a = x?.status?.endpoints?.find((e) => e.nodeName === 'node-a');
-      const b = x?.status?.endpoints?.find((e) => e.nodeName === 'node-b');
+      const a = await entryOf('node-a', 'by-node');
+      const b = await entryOf('node-b', 'by-node');
       return b === undefined && a?.reason === 'RemoteUnderlayUnknown' && a.observedGeneration === x?.metadata.generation
-        ? x
+        ? true
         : undefined;
     });
-    assert.equal(t.status?.readySummary, '0/2');
+    const t = await eventually('the aggregate 0/2 at the new generation', async () => {
+      const x = await tunnel('by-node');
+      return x?.status?.readySummary === '0/2' && x.status.observedGeneration === x.metadata.generation ? x : undefined;
+    });
     assert.ok(await link('node-a', 'ipipnode'), 'node-a keeps what it has while it waits');
     const ready = t.status?.conditions?.find((c) => c.type === 'Ready');
     const degraded = t.status?.conditions?.find((c) => c.type === 'Degraded');
@@ -346,10 +356,13 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     const can = async (args: string[]) => (await L().api.kubectl(['auth', 'can-i', '--as', as, ...args])).stdout.trim();
     assert.equal(await can(['watch', 'ipiptunnels.tunnel.ipip-operator.dev']), 'yes');
     assert.equal(await can(['patch', 'ipiptunnels.tunnel.ipip-operator.dev', '--subresource=status']), 'yes');
+    assert.equal(await can(['create', 'ipipnodes.tunnel.ipip-operator.dev']), 'yes');
+    assert.equal(await can(['patch', 'ipipnodes.tunnel.ipip-operator.dev']), 'yes');
     for (const denied of [
       ['update', 'ipiptunnels.tunnel.ipip-operator.dev'],
       ['delete', 'ipiptunnels.tunnel.ipip-operator.dev'],
       ['patch', 'ipiptunnels.tunnel.ipip-operator.dev'],
+      ['delete', 'ipipnodes.tunnel.ipip-operator.dev'],
       ['get', 'secrets', '-A'],
       ['patch', 'nodes'],
       ['create', 'events', '-n', 'kube-system'],

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -100,15 +100,20 @@ async function helmOk(args: string[], api?: ApiServer): Promise<string> {
 }
 
 describe('the Helm chart and the plain manifests', () => {
-  test("the chart's crds/ipiptunnels.yaml is a byte copy of crds/ipiptunnels.yaml", () => {
-    // Helm reads only files inside the chart, so the CRD is copied in; crds/ stays the source.
-    const source = readFileSync(join(REPO, 'crds/ipiptunnels.yaml'));
-    const copy = readFileSync(join(chart, 'crds/ipiptunnels.yaml'));
-    assert.ok(
-      source.equals(copy),
-      'deploy/helm/ipip-operator/crds/ipiptunnels.yaml differs from crds/ipiptunnels.yaml: cp crds/ipiptunnels.yaml ' +
-        'deploy/helm/ipip-operator/crds/ && scripts/render-manifests.sh',
-    );
+  test("the chart's crds/ are byte copies of crds/ (IpipTunnel and IpipNode), no more, no fewer", () => {
+    // Helm reads only files inside the chart, so the CRDs are copied in; crds/ stays the source.
+    const files = readdirSync(join(REPO, 'crds')).sort();
+    assert.deepEqual(files, ['ipipnodes.yaml', 'ipiptunnels.yaml']);
+    assert.deepEqual(readdirSync(join(chart, 'crds')).sort(), files);
+    for (const file of files) {
+      const source = readFileSync(join(REPO, 'crds', file));
+      const copy = readFileSync(join(chart, 'crds', file));
+      assert.ok(
+        source.equals(copy),
+        `deploy/helm/ipip-operator/crds/${file} differs from crds/${file}: cp crds/*.yaml ` +
+          'deploy/helm/ipip-operator/crds/ && scripts/render-manifests.sh',
+      );
+    }
   });
 
   test("Chart.yaml's appVersion (the default image tag) is package.json's version", () => {

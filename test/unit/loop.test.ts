@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
-import type { IpipTunnel } from '../../src/api/types.ts';
+import type { IpipNode, IpipTunnel, NodeTunnelStatus } from '../../src/api/types.ts';
 import { informerSource } from '../../src/controller/cluster.ts';
 import { runAgentLoop } from '../../src/controller/loop.ts';
 import type { AgentLoop, ReportSink, TunnelSource } from '../../src/controller/loop.ts';
@@ -37,14 +37,24 @@ async function advance(ms: number, stepMs = 100): Promise<void> {
   } while (done < ms);
 }
 
-/** A fixed list of tunnels, as a manifest that does not change; counts how often it is read. */
-function fixedSource(tunnels: IpipTunnel[]): TunnelSource & { reads: number } {
+/**
+ * A fixed list of tunnels, as a manifest that does not change; counts how often it is
+ * read. `published`: this node's IpipNode entries, as a recordingSink writes them.
+ */
+function fixedSource(
+  tunnels: IpipTunnel[],
+  published?: Map<string, NodeTunnelStatus>,
+): TunnelSource & { reads: number } {
   const source = {
     reads: 0,
     start: () => {},
     current: async () => {
       source.reads += 1;
-      return { tunnels, nodeAddresses: new Map<string, string>() };
+      return {
+        tunnels,
+        nodeAddresses: new Map<string, string>(),
+        ...(published === undefined ? {} : { reported: published }),
+      };
     },
     ready: () => true as const,
     stop: async () => {},
@@ -52,18 +62,16 @@ function fixedSource(tunnels: IpipTunnel[]): TunnelSource & { reads: number } {
   return source;
 }
 
-/** Keeps every report, and writes its status entries into the tunnels as the API server and the watch would. */
-function recordingSink(): ReportSink & { reports: NodeReport[] } {
+/** Keeps every report, and writes this node's entries into `published` as the API server and the watch would. */
+function recordingSink(published = new Map<string, NodeTunnelStatus>()): ReportSink & { reports: NodeReport[] } {
   const reports: NodeReport[] = [];
   return {
     reports,
     deliver: async (report) => {
       reports.push(report);
-      for (const w of report.statusWrites) {
-        const others = (w.tunnel.status?.endpoints ?? []).filter(
-          (e) => !w.endpoints.some((mine) => mine.nodeName === e.nodeName),
-        );
-        w.tunnel.status = { ...w.tunnel.status, endpoints: [...others, ...w.endpoints] };
+      if (report.nodeStatus !== undefined) {
+        published.clear();
+        for (const e of report.nodeStatus) published.set(e.name, e);
       }
       return true;
     },
@@ -179,11 +187,12 @@ describe('the agent loop', () => {
 
   test('a resync reads the kernel and writes nothing: no kernel change, no status write, no Event', async () => {
     const dp = new RecordingDataplane(bareKernel());
-    const sink = recordingSink();
-    start(dp, fixedSource([exampleTunnel()]), sink);
+    const published = new Map<string, NodeTunnelStatus>();
+    const sink = recordingSink(published);
+    start(dp, fixedSource([exampleTunnel()], published), sink);
     await advance(DEBOUNCE_MS);
     assert.equal(dp.applied.length, 1);
-    assert.equal(sink.reports[0]!.statusWrites.length, 1, 'the first pass wrote its entry');
+    assert.equal(sink.reports[0]!.nodeStatus?.length, 1, 'the first pass wrote its entry');
     assert.deepEqual(
       sink.reports[0]!.events.map((e) => e.reason),
       ['Programmed'],
@@ -192,7 +201,7 @@ describe('the agent loop', () => {
     await advance(RESYNC_MS);
     assert.equal(dp.observes, 2, 'the resync ran a pass');
     assert.equal(dp.applied.length, 1, 'no kernel write');
-    assert.deepEqual(sink.reports[1]!.statusWrites, [], 'no status write');
+    assert.equal(sink.reports[1]!.nodeStatus, undefined, 'no status write');
     assert.deepEqual(sink.reports[1]!.events, [], 'no Event');
   });
 
@@ -240,7 +249,16 @@ describe('the agent loop', () => {
       same: (a, b) => a.internalIP === b.internalIP,
       resourceVersion: () => undefined,
     };
-    const source = informerSource({ tunnels, nodes }, { nodeName: 'node-a', log });
+    const ipipNodes: ReflectorSource<IpipNode> = {
+      what: 'ipipnodes',
+      list: async () => ({ items: [], resourceVersion: '1' }),
+      watch: watchForever,
+      fromWatch: (o) => o as unknown as IpipNode,
+      key: (n) => n.metadata.name,
+      same: (a, b) => a.metadata.resourceVersion === b.metadata.resourceVersion,
+      resourceVersion: (n) => n.metadata.resourceVersion,
+    };
+    const source = informerSource({ tunnels, ipipNodes, nodes }, { nodeName: 'node-a', log });
     const reads = { n: 0 };
     const counted: TunnelSource = {
       ...source,

@@ -1,10 +1,10 @@
 // What one reconcile tells the world (report/report.ts, pure): the Events a person sees in
-// `kubectl describe ipt`, the status entries written (only when they change), the metric
+// `kubectl describe ipt`, this node's IpipNode entries written (only when they change), the metric
 // samples and the pass's result, from the outcome of a real pass over the kernel model.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { IpipTunnel } from '../../src/api/types.ts';
+import type { IpipTunnel, NodeTunnelStatus } from '../../src/api/types.ts';
 import { DriftTracker, reconcile } from '../../src/controller/reconcile.ts';
 import type { KernelState } from '../../src/model/kernel.ts';
 import { createLogger } from '../../src/report/log.ts';
@@ -14,19 +14,21 @@ import { bareKernel, exampleTunnel, programmedKernel } from './builders.ts';
 
 const log = createLogger({ format: 'json', level: 'error' });
 
-async function reportOf(kernel: KernelState | RecordingDataplane, tunnels: IpipTunnel[], drift = new DriftTracker()) {
+/** `published`: this node's IpipNode entries as the API server has them (none by default). */
+async function reportOf(
+  kernel: KernelState | RecordingDataplane,
+  tunnels: IpipTunnel[],
+  drift = new DriftTracker(),
+  published: NodeTunnelStatus[] = [],
+) {
   const dp = kernel instanceof RecordingDataplane ? kernel : new RecordingDataplane(kernel);
   const outcome = await reconcile(dp, { nodeName: 'node-a', tunnels, nodeAddresses: new Map() }, log);
-  return { dp, outcome, report: reportReconcile('node-a', tunnels, outcome, drift.update(outcome)) };
-}
-
-/** The tunnel as the API server shows it after this node's entry was written. */
-function withEntryOf(t: IpipTunnel, entries: NonNullable<IpipTunnel['status']>['endpoints']): IpipTunnel {
-  return { ...t, status: { endpoints: entries ?? [] } };
+  const byName = new Map(published.map((e) => [e.name, e]));
+  return { dp, outcome, report: reportReconcile('node-a', tunnels, outcome, drift.update(outcome), byName) };
 }
 
 describe('the report of a reconcile', () => {
-  test('programming a tunnel: one Normal Programmed Event listing the changes, the entry written ready, a metric sample, success', async () => {
+  test('programming a tunnel: one Normal Programmed Event listing the changes, its entry written ready, a metric sample, success', async () => {
     const { report } = await reportOf(bareKernel(), [exampleTunnel()]);
     assert.equal(report.result, 'success');
     assert.deepEqual(
@@ -39,10 +41,9 @@ describe('the report of a reconcile', () => {
         ],
       ],
     );
-    assert.equal(report.statusWrites.length, 1);
     assert.deepEqual(
-      report.statusWrites[0]!.endpoints.map((e) => [e.nodeName, e.ready, e.reason, e.underlayAddress]),
-      [['node-a', true, 'Programmed', '192.168.40.2']],
+      report.nodeStatus?.map((e) => [e.name, e.ready, e.reason, e.underlayAddress]),
+      [['lab', true, 'Programmed', '192.168.40.2']],
     );
     assert.deepEqual(
       report.tunnels.map((t) => [t.tunnel, t.link, t.mode, t.local, t.remote, t.up]),
@@ -53,10 +54,9 @@ describe('the report of a reconcile', () => {
 
   test('nothing changed and the entry already says so: no Event, no status write', async () => {
     const first = await reportOf(bareKernel(), [exampleTunnel()]);
-    const written = withEntryOf(exampleTunnel(), first.report.statusWrites[0]!.endpoints);
-    const { report, outcome } = await reportOf(first.dp, [written]);
+    const { report, outcome } = await reportOf(first.dp, [exampleTunnel()], undefined, first.report.nodeStatus);
     assert.equal(outcome.resolutions.length, 1, 'the pass resolved the tunnel');
-    assert.deepEqual([report.events, report.statusWrites, report.changes], [[], [], []]);
+    assert.deepEqual([report.events, report.nodeStatus, report.changes], [[], undefined, []]);
     assert.equal(report.tunnels.length, 1, 'the metrics still show it');
   });
 
@@ -73,21 +73,15 @@ describe('the report of a reconcile', () => {
   });
 
   test('a node that is no longer an endpoint: EndpointRemoved, and its entry removed', async () => {
-    const moved = withEntryOf(
-      exampleTunnel((t) => {
-        t.spec.endpoints[0]!.nodeName = 'node-c';
-      }),
-      [{ nodeName: 'node-a', ready: true }],
-    );
-    const { report } = await reportOf(programmedKernel(), [moved]);
+    const moved = exampleTunnel((t) => {
+      t.spec.endpoints[0]!.nodeName = 'node-c';
+    });
+    const { report } = await reportOf(programmedKernel(), [moved], undefined, [{ name: 'lab', ready: true }]);
     assert.deepEqual(
       report.events.map((e) => [e.type, e.reason]),
       [['Normal', 'EndpointRemoved']],
     );
-    assert.deepEqual(
-      report.statusWrites.map((w) => w.endpoints),
-      [[]],
-    );
+    assert.deepEqual(report.nodeStatus, []);
     assert.deepEqual(report.tunnels, [], 'no metric series for a tunnel this node does not carry');
   });
 
@@ -102,12 +96,12 @@ describe('the report of a reconcile', () => {
       [['Warning', 'UnderlayInterfaceNotFound', 'node node-a: interface eth9 does not exist on node node-a']],
     );
     assert.deepEqual(
-      report.statusWrites[0]!.endpoints.map((e) => [e.ready, e.reason]),
+      report.nodeStatus?.map((e) => [e.ready, e.reason]),
       [[false, 'UnderlayInterfaceNotFound']],
     );
-    const again = await reportOf(bareKernel(), [withEntryOf(bad, report.statusWrites[0]!.endpoints)]);
+    const again = await reportOf(bareKernel(), [bad], undefined, report.nodeStatus);
     assert.equal(again.report.result, 'requeue', 'the problem is still there');
-    assert.deepEqual([again.report.events, again.report.statusWrites], [[], []]);
+    assert.deepEqual([again.report.events, again.report.nodeStatus], [[], undefined]);
   });
 
   test('waiting for a peer to publish its address is normal convergence: the entry says so, no Warning', async () => {
@@ -116,7 +110,7 @@ describe('the report of a reconcile', () => {
     });
     const { report } = await reportOf(bareKernel(), [waiting]);
     assert.deepEqual(
-      report.statusWrites[0]!.endpoints.map((e) => [e.ready, e.reason, e.underlayAddress]),
+      report.nodeStatus?.map((e) => [e.ready, e.reason, e.underlayAddress]),
       [[false, 'RemoteUnderlayUnknown', '192.168.40.2']],
     );
     assert.deepEqual(report.events, [], 'no Event at all');
@@ -143,5 +137,24 @@ describe('the report of a reconcile', () => {
       { create: 0, update: 0, delete: 0 },
       'the failed change is not counted',
     );
+  });
+
+  test("an entry of a tunnel deleted while the agent was away is dropped; other tunnels' entries are kept as they are", async () => {
+    const first = await reportOf(bareKernel(), [exampleTunnel()]);
+    const published = [...first.report.nodeStatus!, { name: 'gone', ready: true, reason: 'Programmed' }];
+    const { report } = await reportOf(first.dp, [exampleTunnel()], undefined, published);
+    assert.deepEqual(report.nodeStatus, first.report.nodeStatus);
+  });
+
+  test('standalone (nothing published, nothing to compare with): no node status at all', async () => {
+    const dp = new RecordingDataplane(bareKernel());
+    const outcome = await reconcile(
+      dp,
+      { nodeName: 'node-a', tunnels: [exampleTunnel()], nodeAddresses: new Map() },
+      log,
+    );
+    const report = reportReconcile('node-a', [exampleTunnel()], outcome, new Map(), undefined);
+    assert.equal(outcome.results.length, 3, 'the pass programmed the tunnel (link, address, route)');
+    assert.equal(report.nodeStatus, undefined);
   });
 });

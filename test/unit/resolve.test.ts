@@ -233,12 +233,7 @@ describe('resolve', () => {
     );
   });
 
-  test('a tunnel still carrying a status entry of the node concerns it (the entry is to be removed)', () => {
-    const movedAway = exampleTunnel((t) => {
-      t.spec.endpoints[0]!.nodeName = 'node-c';
-      t.status = { endpoints: [{ nodeName: 'node-a', ready: true }] };
-    });
-    assert.equal(concernsNode(movedAway, 'node-a'), true);
+  test('a malformed spec concerns no node, and is not an error here', () => {
     assert.equal(
       concernsNode(
         exampleTunnel((t) => {
