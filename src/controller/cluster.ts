@@ -22,7 +22,7 @@ import {
   readySummaryOf,
   sameAggregate,
 } from '../report/status.ts';
-import { concernsNode, nodesReadBy } from '../resolve/resolve.ts';
+import { concernsNode, nodesReadBy, publishedReadBy } from '../resolve/resolve.ts';
 import { LeaseElector } from './lease.ts';
 import { runAgentLoop } from './loop.ts';
 import type { AgentLoop, ReportSink, TunnelSource } from './loop.ts';
@@ -90,13 +90,31 @@ function publishedUnderlays(node: IpipNode | undefined): Map<string, string | un
   return new Map((node?.tunnels ?? []).map((t) => [t.name, t.underlayAddress]));
 }
 
-/** Whether two versions of a node's IpipNode publish different underlay addresses for any tunnel. */
-function underlaysChanged(old: IpipNode | undefined, current: IpipNode | undefined): boolean {
+/** Whether two versions of a node's IpipNode publish a different underlay address for one of these tunnels. */
+function underlaysChanged(
+  old: IpipNode | undefined,
+  current: IpipNode | undefined,
+  tunnels: ReadonlySet<string>,
+): boolean {
   const a = publishedUnderlays(old);
   const b = publishedUnderlays(current);
-  if (a.size !== b.size) return true;
-  for (const [name, address] of a) if (b.get(name) !== address) return true;
+  for (const name of tunnels) if (a.get(name) !== b.get(name)) return true;
   return false;
+}
+
+/**
+ * Whether a change of a tunnel can change what a node does: added, deleted, its spec
+ * changed (the API server raises the generation on every spec change and never on a
+ * status write) or its deletion began. The Lease holder's aggregate writes reach every
+ * agent of a mesh, and none of them needs a reconcile for it.
+ */
+function specChanged({ old, current }: { old: IpipTunnel | undefined; current: IpipTunnel | undefined }): boolean {
+  return (
+    old === undefined ||
+    current === undefined ||
+    old.metadata.generation !== current.metadata.generation ||
+    old.metadata.deletionTimestamp !== current.metadata.deletionTimestamp
+  );
 }
 
 /** The IpipTunnel, IpipNode and Node informers of a KubeClient. */
@@ -147,7 +165,7 @@ export function informerSource(sources: ClusterSources, o: InformerSourceOptions
     // Every agent sees every tunnel and every aggregate write in the cluster; only those
     // that name this node (before or after) can change its kernel or its entries.
     onChange: (changes) => {
-      if (changes.some(({ old, current }) => concernsNode(old, nodeName) || concernsNode(current, nodeName)))
+      if (changes.some((c) => specChanged(c) && (concernsNode(c.old, nodeName) || concernsNode(c.current, nodeName))))
         requestReconcile();
       o.onAnyTunnelChange?.();
     },
@@ -164,11 +182,12 @@ export function informerSource(sources: ClusterSources, o: InformerSourceOptions
     // aggregate does. This node's own object changed by someone else (or deleted) is
     // written again by the next pass; its own writes are offered to the cache and change nothing.
     onChange: (changes) => {
-      const read = nodesReadBy(tunnels.items(), nodeName);
+      const read = publishedReadBy(tunnels.items(), nodeName);
       if (
         changes.some(({ old, current }) => {
           const name = (current ?? old)!.metadata.name;
-          return name === nodeName || (read.has(name) && underlaysChanged(old, current));
+          const reads = read.get(name);
+          return name === nodeName || (reads !== undefined && underlaysChanged(old, current, reads));
         })
       )
         requestReconcile();

@@ -522,6 +522,25 @@ export function nodesReadBy(tunnels: readonly IpipTunnel[], nodeName: string): S
   return read;
 }
 
+/**
+ * The published underlay addresses resolve() of this node reads, as peer node -> the
+ * tunnels it reads that peer's address for: a peer of one of its tunnels whose underlay
+ * names an interface and no address. Any other report of any node changes nothing here.
+ */
+export function publishedReadBy(tunnels: readonly IpipTunnel[], nodeName: string): Map<string, Set<string>> {
+  const read = new Map<string, Set<string>>();
+  for (const tunnel of tunnels) {
+    if (!endpointNodes(tunnel).includes(nodeName)) continue;
+    for (const e of tunnel.spec.endpoints) {
+      if (e.nodeName === nodeName || e.underlay?.address !== undefined || e.underlay?.interface === undefined) continue;
+      const names = read.get(e.nodeName) ?? new Set<string>();
+      names.add(tunnel.metadata.name);
+      read.set(e.nodeName, names);
+    }
+  }
+  return read;
+}
+
 /** Older tunnels keep what they claimed: creation time first, then name, so any order of input gives one answer. */
 function byAge(a: IpipTunnel, b: IpipTunnel): number {
   const ta = a.metadata.creationTimestamp ?? '';

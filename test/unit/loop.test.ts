@@ -10,10 +10,11 @@ import { informerSource } from '../../src/controller/cluster.ts';
 import { runAgentLoop } from '../../src/controller/loop.ts';
 import type { AgentLoop, ReportSink, TunnelSource } from '../../src/controller/loop.ts';
 import type { ReflectorSource } from '../../src/controller/reflector.ts';
-import type { ListPage, NodeAddresses } from '../../src/kube/client.ts';
+import type { ListPage, NodeAddresses, WatchHandlers } from '../../src/kube/client.ts';
 import { createLogger } from '../../src/report/log.ts';
 import type { NodeReport } from '../../src/report/report.ts';
 import { RecordingDataplane } from '../harness/recording-dataplane.ts';
+import { meshExample } from '../harness/repo.ts';
 import { bareKernel, exampleTunnel, programmedKernel } from './builders.ts';
 
 const log = createLogger({ format: 'json', level: 'error' });
@@ -286,5 +287,102 @@ describe('the agent loop', () => {
     await advance(DEBOUNCE_MS);
     assert.deepEqual(dp.applied, [['ip link del dev ipiptun']], 'after the list: the tunnel that is gone is swept');
     assert.equal(l.ready(), true);
+  });
+
+  test("in a mesh, only what changes resolve's answer wakes a pass: a spec change, a peer's published address; not an aggregate write", async () => {
+    // Scripted informers: each watch hands its handlers to the test, which plays events.
+    const emit = new Map<string, WatchHandlers>();
+    function scripted<T>(
+      what: string,
+      items: T[],
+      key: (t: T) => string,
+      rv: (t: T) => string | undefined,
+    ): ReflectorSource<T> {
+      return {
+        what,
+        list: async () => ({ items, resourceVersion: '10' }),
+        watch: async (_rv, handlers) => {
+          emit.set(what, handlers);
+          return () => {};
+        },
+        fromWatch: (o) => o as unknown as T,
+        key,
+        same: (a, b) => rv(a) === rv(b),
+        resourceVersion: rv,
+      };
+    }
+    const meshOf = (generation: number, readySummary?: string): IpipTunnel =>
+      meshExample((t) => {
+        t.metadata = {
+          name: 'mesh',
+          generation,
+          resourceVersion: String(100 + generation * 10 + (readySummary ? 1 : 0)),
+        };
+        t.spec.endpoints[1]!.underlay = { interface: 'eth1' };
+        if (readySummary !== undefined) t.status = { readySummary };
+      });
+    const ipipNodeOf = (name: string, rv: string, underlayAddress?: string): IpipNode => ({
+      apiVersion: 'tunnel.ipip-operator.dev/v1alpha1',
+      kind: 'IpipNode',
+      metadata: { name, resourceVersion: rv },
+      tunnels: [{ name: 'mesh', ...(underlayAddress === undefined ? {} : { underlayAddress }) }],
+    });
+    const source = informerSource(
+      {
+        tunnels: scripted(
+          'ipiptunnels',
+          [meshOf(1)],
+          (t) => t.metadata.name,
+          (t) => t.metadata.resourceVersion,
+        ),
+        ipipNodes: scripted<IpipNode>(
+          'ipipnodes',
+          [],
+          (n) => n.metadata.name,
+          (n) => n.metadata.resourceVersion,
+        ),
+        nodes: scripted<NodeAddresses>(
+          'nodes',
+          [],
+          (n) => n.name,
+          () => undefined,
+        ),
+      },
+      { nodeName: 'node-a', log },
+    );
+    const dp = new RecordingDataplane(bareKernel());
+    start(dp, source);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, 1, 'the first pass ran');
+    assert.deepEqual(
+      dp.state.routes.filter((r) => r.dev === 'ipipmesh').map((r) => r.dst),
+      ['10.30.0.0/24', '172.0.1.4/32'],
+      'node-b waits for its address; node-c is routed',
+    );
+
+    emit.get('ipiptunnels')!.onEvent('MODIFIED', meshOf(1, '0/3') as unknown as Record<string, unknown>);
+    emit
+      .get('ipipnodes')!
+      .onEvent('ADDED', ipipNodeOf('node-c', '20', '192.168.40.4') as unknown as Record<string, unknown>);
+    await advance(DEBOUNCE_MS * 2);
+    assert.equal(source.tunnels.get('mesh')?.status?.readySummary, '0/3', 'the aggregate write reached the cache');
+    assert.equal(
+      dp.observes,
+      1,
+      'neither an aggregate write nor a report that publishes nothing new to node-a woke a pass',
+    );
+
+    emit
+      .get('ipipnodes')!
+      .onEvent('ADDED', ipipNodeOf('node-b', '21', '192.168.40.3') as unknown as Record<string, unknown>);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, 2, "node-b's published address woke one pass");
+    assert.deepEqual(dp.applied.at(-1), [
+      'ip route replace 172.0.1.3/32 via 192.168.40.3 dev ipipmesh onlink proto 203',
+    ]);
+
+    emit.get('ipiptunnels')!.onEvent('MODIFIED', meshOf(2, '0/3') as unknown as Record<string, unknown>);
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, 3, 'a spec change (a new generation) woke one pass');
   });
 });

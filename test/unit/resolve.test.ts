@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { concernsNode, nodesReadBy, resolve } from '../../src/resolve/resolve.ts';
+import { concernsNode, nodesReadBy, publishedReadBy, resolve } from '../../src/resolve/resolve.ts';
 import type { ResolveInput } from '../../src/resolve/resolve.ts';
 import type { TunnelResolution } from '../../src/model/problem.ts';
 import { bareKernel, dhcpDefaultRoute, exampleTunnel, foreignTunnel, programmedKernel } from './builders.ts';
@@ -446,5 +446,32 @@ describe('claims between the tunnels of a node: the older keeps them, always', (
       'error InvalidSpec spec.ttl',
       'error RouteInUse spec.routes[0]',
     ]);
+  });
+
+  test("the published addresses a node reads: its peers' whose underlay names an interface and no address", () => {
+    const byInterface = exampleTunnel((t) => {
+      t.metadata.name = 'by-interface';
+      onlyInterface(0)(t);
+      onlyInterface(1)(t);
+    });
+    const elsewhere = exampleTunnel((t) => {
+      t.metadata.name = 'elsewhere';
+      t.spec.endpoints[0]!.nodeName = 'node-c';
+      onlyInterface(1)(t);
+    });
+    const read = publishedReadBy([exampleTunnel(), byInterface, elsewhere], 'node-a');
+    assert.deepEqual(
+      [...read].map(([node, tunnels]) => [node, [...tunnels]]),
+      [['node-b', ['by-interface']]],
+    );
+    // What resolve reads indeed: node-b's published address for by-interface is the remote.
+    const r = resolve({
+      nodeName: 'node-a',
+      tunnels: [byInterface],
+      kernel: bareKernel(),
+      nodeAddresses: new Map(),
+      published: (tunnel, node) => (tunnel === 'by-interface' && node === 'node-b' ? '192.168.40.9' : undefined),
+    })[0]!;
+    assert.ok(r.outcome === 'desired' && r.desired.link.tunnel.remote === '192.168.40.9');
   });
 });
