@@ -157,6 +157,10 @@ export class Reflector<T> {
       if (this.cache.delete(key)) this.options.onChange([{ old, current: undefined }]);
       return;
     }
+    // A write's answer offered to the cache is newer than the events of the writes before
+    // it, which may still be on their way: putting one of those back would show the cache
+    // a past that a reconcile would then write over again.
+    if (old !== undefined && isNewer(this.source.resourceVersion(old), this.source.resourceVersion(item))) return;
     this.cache.set(key, item);
     if (old === undefined || !this.source.same(old, item)) this.options.onChange([{ old, current: item }]);
   }

@@ -38,10 +38,10 @@ function scripted(lists: Array<ListPage<Item> | Error>, watches: WatchScript[]) 
         if (script !== undefined) setImmediate(() => script(h));
         return () => {};
       },
-      fromWatch: (o: Record<string, unknown>): Item => ({
-        name: (o.metadata as { name: string }).name,
-        v: String(o.v),
-      }),
+      fromWatch: (o: Record<string, unknown>): Item => {
+        const { name, resourceVersion } = o.metadata as { name: string; resourceVersion?: string };
+        return resourceVersion === undefined ? { name, v: String(o.v) } : { name, v: String(o.v), rv: resourceVersion };
+      },
       key: (i: Item) => i.name,
       same: (a: Item, b: Item) => a.v === b.v,
       resourceVersion: (i: Item) => i.rv,
@@ -227,6 +227,36 @@ describe('Reflector', () => {
     r.offer({ name: 'a', v: '4', rv: 'opaque-x' });
     r.offer({ name: 'b', v: '1', rv: '99' });
     assert.deepEqual([r.get('a')?.v, r.get('b'), changes], ['2', undefined, 2], 'older, unparsable, unknown: ignored');
+    await r.stop();
+  });
+
+  test("a watch event older than a write's answer already in the cache is not put back (the write's own event comes later)", async () => {
+    let deliver: () => void = () => {};
+    const written = new Promise<void>((done) => {
+      deliver = done;
+    });
+    const { source } = scripted(
+      [{ items: [{ name: 'a', v: '1', rv: '10' }], resourceVersion: '10' }],
+      [
+        // The events of the two writes arrive only after both answers were offered.
+        (h) =>
+          void written.then(() => {
+            h.onEvent('MODIFIED', obj('a', 'waiting', '11'));
+            h.onEvent('MODIFIED', obj('a', 'ready', '12'));
+            h.onEvent('MODIFIED', obj('a', 'changed by someone else', '13'));
+          }),
+      ],
+    );
+    const seen: string[] = [];
+    const r = new Reflector(source, { log, onChange: (cs) => seen.push(...cs.map((c) => c.current?.v ?? '-')) });
+    r.start();
+    await until('synced', () => r.synced);
+    // Two writes answered before their events arrive: waiting (11), then ready (12).
+    r.offer({ name: 'a', v: 'waiting', rv: '11' });
+    r.offer({ name: 'a', v: 'ready', rv: '12' });
+    deliver();
+    await until('the watch caught up', () => r.get('a')?.rv === '13');
+    assert.deepEqual(seen, ['1', 'waiting', 'ready', 'changed by someone else'], 'no step back to "waiting"');
     await r.stop();
   });
 
