@@ -4,16 +4,22 @@
 # applied with kubectl, a tour, then everything torn down. Needs root.
 #
 #   ./scripts/lab.sh               the demo: up, tour, down (exits)
-#   ./scripts/lab.sh up            the same, but the lab stays up until Ctrl-C or `down`
+#   ./scripts/lab.sh --nodes 3     the demo with node-a, node-b and node-c: examples/mesh.yaml, every pair pinged
+#   ./scripts/lab.sh up            the same, but the lab stays up until Ctrl-C or `down` (also: up --nodes 3)
 #   ./scripts/lab.sh down          tears down a lab left by `up` (also one whose `up` was killed)
 #   ./scripts/lab.sh sh NODE [CMD] a shell in a node of a running lab
+#
+# --nodes N takes 2 (the default) to 8; lab-cli.ts checks it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd="${1:-demo}"
-[ "$#" -gt 0 ] && shift
+case "$cmd" in
+  -*) cmd=demo ;;   # options of the demo: ./scripts/lab.sh --nodes 3
+  *) [ "$#" -gt 0 ] && shift ;;
+esac
 case "$cmd" in
   demo) scripts/setup.sh; exec node_modules/.bin/node test/harness/lab-cli.ts up --exit-after-demo "$@" ;;
   up) scripts/setup.sh; exec node_modules/.bin/node test/harness/lab-cli.ts up "$@" ;;
   down|sh) exec node_modules/.bin/node test/harness/lab-cli.ts "$cmd" "$@" ;;
-  *) echo "usage: $0 [up | down | sh NODE [COMMAND...]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--nodes N | up [--nodes N] | down | sh NODE [COMMAND...]]  (N: 2 to 8, default 2)" >&2; exit 2 ;;
 esac
