@@ -137,13 +137,16 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
     }
     const holder = holdersOfPair(d, index).find((l) => linkOwner(l) === undefined);
     if (holder !== undefined) {
+      // The pair it holds, not the desired link's: for a mesh that is the pair to one of its peers.
+      const pair = holder.tunnel!;
+      const peer = d.tunnel.remote === undefined && pair.remote !== undefined ? ', a peer of the mesh' : '';
       return {
         tunnel,
         reason: 'UnderlayPairTaken',
         field: 'spec.endpoints',
         message:
-          `${holder.name}, a ${holder.kind} link that ipip-operator did not create, already carries ${d.tunnel.mode} ` +
-          `from ${d.tunnel.local} to ${d.tunnel.remote ?? 'any'}; two devices on one underlay pair take ` +
+          `${holder.name}, a ${holder.kind} link that ipip-operator did not create, already carries ${pair.mode} ` +
+          `from ${pair.local} to ${pair.remote ?? 'any'}${peer}; two devices on one underlay pair take ` +
           `each other's traffic, so it is left alone`,
       };
     }
@@ -180,6 +183,17 @@ export const linkPlanner: KindPlanner<DesiredLink, ObservedLink, LinkIndex> = {
       return [
         ...actions,
         deleteLink(tunnel, d.name, `kind ${have.kind ?? 'none'} is not ${d.tunnel.mode}: recreate`),
+        createLink(tunnel, d),
+      ];
+    }
+    // The kernel refuses to turn a point-to-point device into an any-remote one or back in
+    // place (EINVAL: the POINTOPOINT flag would change, seen on 6.1): a tunnel going from 2
+    // endpoints to a mesh, or back, gets a new link.
+    if ((have.tunnel.remote === undefined) !== (d.tunnel.remote === undefined)) {
+      const to = d.tunnel.remote === undefined ? 'any remote (a mesh)' : `remote ${d.tunnel.remote}`;
+      return [
+        ...actions,
+        deleteLink(tunnel, d.name, `remote ${have.tunnel.remote ?? 'any'} -> ${to} cannot change in place: recreate`),
         createLink(tunnel, d),
       ];
     }

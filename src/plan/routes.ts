@@ -8,7 +8,7 @@ import type { DesiredRoute } from '../model/desired.ts';
 import type { ObservedRoute } from '../model/kernel.ts';
 import { ROUTE_PROTOCOL, routeOwner } from '../model/ownership.ts';
 import { groupBy } from './group.ts';
-import type { KindPlanner } from './planner.ts';
+import type { KindPlanner, LinkOwners } from './planner.ts';
 
 /** The metric the agent's routes have: the kernel's default for IPv4. */
 const MAIN_METRIC = 0;
@@ -25,6 +25,19 @@ function replace(tunnel: string, d: DesiredRoute, verb: 'create' | 'update'): Ac
     detail: d.dst,
     ops: [{ op: 'route-replace', route: d, protocol: ROUTE_PROTOCOL }],
   };
+}
+
+/** The protocol of the routes the kernel adds itself (for an address and its peer, for a subnet). */
+const RTPROT_KERNEL = 2;
+
+/**
+ * A route the kernel made on one of the agent's links, for an address of the agent's
+ * there (the peer of a point-to-point address): it goes with that address, so it is in
+ * the way of nobody's route (a tunnel going from 2 endpoints to a mesh wants a route to
+ * that same peer).
+ */
+function kernelRouteOfOurs(r: ObservedRoute, links: LinkOwners): boolean {
+  return r.protocol === RTPROT_KERNEL && r.dev !== undefined && links(r.dev) !== undefined;
 }
 
 function sameNextHop(d: DesiredRoute, o: ObservedRoute): boolean {
@@ -45,7 +58,7 @@ export const routePlanner: KindPlanner<DesiredRoute, ObservedRoute, ReadonlyMap<
   index: (observed) => groupBy(observed, (r) => r.dst),
 
   conflict(tunnel, d, byDst, links) {
-    const foreign = byDst.get(d.dst)?.find((r) => routeOwner(r, links) === undefined);
+    const foreign = byDst.get(d.dst)?.find((r) => routeOwner(r, links) === undefined && !kernelRouteOfOurs(r, links));
     if (foreign === undefined) return undefined;
     const how = [
       `protocol ${foreign.protocol}`,

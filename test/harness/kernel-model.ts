@@ -36,9 +36,14 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
     case 'link-set-alias':
       linkNamed(s, o.name).alias = o.alias;
       return;
-    case 'link-set-tunnel':
-      linkNamed(s, o.name).tunnel = { ...o.tunnel };
+    case 'link-set-tunnel': {
+      const link = linkNamed(s, o.name);
+      // ip_tunnel_changelink: a point-to-point device cannot become any-remote or back (seen on 6.1).
+      if ((link.tunnel?.remote === undefined) !== (o.tunnel.remote === undefined))
+        throw new ModelError('RTNETLINK answers: Invalid argument');
+      link.tunnel = { ...o.tunnel };
       return;
+    }
     case 'link-set-mtu':
       linkNamed(s, o.name).mtu = o.mtu;
       return;
@@ -54,11 +59,18 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
       const link = linkNamed(s, o.address.dev);
       const { local, prefixlen, peer } = o.address;
       link.addresses.push({ local, prefixlen, scope: 0, ...(peer === undefined ? {} : { peer }) });
+      // The kernel routes the peer of a point-to-point address into the link itself (proto kernel).
+      if (peer !== undefined)
+        s.routes.push({ dst: `${peer}/32`, dev: link.name, protocol: 2, metric: 0, scope: 253, type: 1 });
       return;
     }
     case 'address-del': {
       const link = linkNamed(s, o.address.dev);
       link.addresses = link.addresses.filter((x) => !(x.local === o.address.local && x.peer === o.address.peer));
+      if (o.address.peer !== undefined) {
+        const dst = `${o.address.peer}/32`;
+        s.routes = s.routes.filter((r) => !(r.dst === dst && r.dev === link.name && r.protocol === 2));
+      }
       return;
     }
     case 'route-replace': {

@@ -151,6 +151,37 @@ describe('mesh: one endpoint more or less changes only that peer', () => {
     ]);
   });
 
+  test('a mesh of 3 down to 2 endpoints: the link is made anew as point-to-point (the kernel cannot change that in place)', () => {
+    const kernel = programmed([mesh(3)]);
+    const two = mesh(3, (t) => t.spec.endpoints.pop());
+    const { actions, conflicts } = planOn(kernel, [two]);
+    assert.deepEqual(conflicts, []);
+    assert.deepEqual(renderPlan(actions), [
+      'ip link del dev ipipmesh',
+      'ip link add name ipipmesh mtu 1480 group 203 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1',
+      'ip link set dev ipipmesh alias ipip-operator/mesh',
+      'ip link set dev ipipmesh up',
+      'ip address add 172.0.1.2/32 peer 172.0.1.3/32 dev ipipmesh',
+    ]);
+    programmed([two], kernel);
+  });
+
+  test("2 endpoints grown to 3: the kernel's route to the old peer is no conflict, and the link is made anew as a mesh", () => {
+    const two = mesh(3, (t) => t.spec.endpoints.pop());
+    const kernel = programmed([two]);
+    assert.ok(
+      kernel.routes.some((r) => r.dst === '172.0.1.3/32' && r.protocol === 2),
+      "the kernel's own route to the peer",
+    );
+    const { actions, conflicts } = planOn(kernel, [mesh(3)]);
+    assert.deepEqual(conflicts, []);
+    assert.deepEqual(renderPlan(actions).slice(0, 2), [
+      'ip link del dev ipipmesh',
+      'ip link add name ipipmesh mtu 1480 group 203 type ipip local 192.168.40.2 ttl 64 dev eth1',
+    ]);
+    programmed([mesh(3)], kernel);
+  });
+
   test('this node leaving the mesh: its link goes, and the routes with it', () => {
     const kernel = programmed([mesh(4)]);
     const { actions } = planOn(kernel, [mesh(4, (t) => t.spec.endpoints.shift())]);
