@@ -311,15 +311,15 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
   async function writeNode(entries: NodeTunnelStatus[]): Promise<boolean> {
     const uid = nodes.get(nodeName)?.uid;
     try {
-      ipipNodes.offer(
-        await client.applyIpipNode(
-          nodeName,
-          nodeFieldManager(nodeName),
-          entries,
-          readySummaryOf(entries),
-          uid === undefined ? undefined : { uid },
-        ),
+      const written = await client.applyIpipNode(
+        nodeName,
+        nodeFieldManager(nodeName),
+        entries,
+        readySummaryOf(entries),
+        uid === undefined ? undefined : { uid },
       );
+      // The first write creates it: taken into the cache too, or the next pass would write it again.
+      ipipNodes.offer(written, { created: true });
       log.debug('node status written', { node: nodeName, tunnels: entries.length });
       return true;
     } catch (error) {

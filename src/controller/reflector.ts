@@ -140,11 +140,18 @@ export class Reflector<T> {
    * revision, a decimal number. Where they are not numbers, the offer is ignored and the
    * watch event does the job.
    */
-  offer(item: T): void {
+  offer(item: T, options: { created?: boolean } = {}): void {
     const key = this.source.key(item);
     const current = this.cache.get(key);
-    if (current === undefined || !isNewer(this.source.resourceVersion(item), this.source.resourceVersion(current)))
+    if (current === undefined) {
+      // An object the cache has not seen is taken only from a write that may have created
+      // it (this node's own report); any other could be one deleted meanwhile.
+      if (options.created !== true || this.source.resourceVersion(item) === undefined) return;
+      this.cache.set(key, item);
+      this.options.onChange([{ old: undefined, current: item }]);
       return;
+    }
+    if (!isNewer(this.source.resourceVersion(item), this.source.resourceVersion(current))) return;
     this.cache.set(key, item);
     if (!this.source.same(current, item)) this.options.onChange([{ old: current, current: item }]);
   }

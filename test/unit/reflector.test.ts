@@ -215,7 +215,7 @@ describe('Reflector', () => {
     await r.stop();
   });
 
-  test("a write's answer goes into the cache when it is newer; an older or unparsable one is ignored", async () => {
+  test("a write's answer goes into the cache when it is newer, or created by it; an older or unparsable one is ignored", async () => {
     const { source } = scripted([{ items: [{ name: 'a', v: '1', rv: '10' }], resourceVersion: '10' }], []);
     let changes = 0;
     const r = new Reflector(source, { log, onChange: () => changes++ });
@@ -227,6 +227,8 @@ describe('Reflector', () => {
     r.offer({ name: 'a', v: '4', rv: 'opaque-x' });
     r.offer({ name: 'b', v: '1', rv: '99' });
     assert.deepEqual([r.get('a')?.v, r.get('b'), changes], ['2', undefined, 2], 'older, unparsable, unknown: ignored');
+    r.offer({ name: 'c', v: '1', rv: '100' }, { created: true });
+    assert.deepEqual([r.get('c')?.v, changes], ['1', 3], 'unknown, from a write that created it: in, and a change');
     await r.stop();
   });
 
