@@ -68,11 +68,7 @@ async function serverMetrics(api: ApiServer): Promise<Map<string, number>> {
 const delta = (a: Map<string, number>, b: Map<string, number>, key: string) => (b.get(key) ?? 0) - (a.get(key) ?? 0);
 const kib = (bytes: number) => (bytes / 1024).toFixed(1);
 
-const lines: string[] = [];
-const say = (s: string) => {
-  lines.push(s);
-  process.stdout.write(`${s}\n`);
-};
+const say = (s: string) => process.stdout.write(`${s}\n`);
 
 say(
   '| endpoints | apply -> READY N/N (s) | IpipNode applies | aggregate applies | KiB received per agent while converging: IpipNodes / IpipTunnels / total | per endpoint (KiB) | idle minute: writes / KiB received per agent |',
@@ -184,5 +180,3 @@ for (const n of NS) {
     await api.stop();
   }
 }
-
-writeFileSync(join(REPO, 'bench/mesh.last.md'), `${lines.join('\n')}\n`);
