@@ -143,16 +143,17 @@ describe('the Helm chart and the plain manifests', () => {
     }
   });
 
-  test('the rendered manifests: a Namespace, the CRD, and the agent as the issue asks for it', () => {
+  test('the rendered manifests: a Namespace, the CRDs, and the agent as the issue asks for it', () => {
     const objs = objects(readFileSync(manifests, 'utf8'));
     assert.deepEqual(
-      objs.slice(0, 2).map((o) => o.kind),
-      ['Namespace', 'CustomResourceDefinition'],
-      'the namespace and the CRD come first, for kubectl apply',
+      objs.slice(0, 3).map((o) => o.kind),
+      ['Namespace', 'CustomResourceDefinition', 'CustomResourceDefinition'],
+      'the namespace and the CRDs come first, for kubectl apply',
     );
     assert.deepEqual(objs.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort(), [
       'ClusterRole//ipip-operator-agent',
       'ClusterRoleBinding//ipip-operator-agent',
+      'CustomResourceDefinition//ipipnodes.tunnel.ipip-operator.dev',
       `CustomResourceDefinition//${crdName}`,
       'DaemonSet/ipip-operator/ipip-operator',
       'Namespace//ipip-operator',
