@@ -71,7 +71,9 @@ const kib = (bytes: number) => (bytes / 1024).toFixed(1);
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
 say(
-  '| endpoints | apply -> READY N/N (s) | IpipNode applies | aggregate applies | KiB received per agent while converging: IpipNodes / IpipTunnels / total | per endpoint (KiB) | idle minute: writes / KiB received per agent |',
+  '| endpoints | apply -> READY N/N (s) | IpipNode applies | aggregate applies ' +
+    '| KiB received per agent while converging: IpipNodes / IpipTunnels / total | per endpoint (KiB) ' +
+    '| idle minute: writes / KiB received per agent |',
 );
 say('|---:|---:|---:|---:|---|---:|---|');
 
