@@ -2,10 +2,13 @@
 // untouched afterwards. `ip` is the command to run them with: "ip" in a cluster guest,
 // "ip -n host-a" in a host namespace of the two-host lab.
 
-/** Someone else's ipip tunnel (local 192.168.40.2, remote 192.168.40.7) with an address and a route. */
-export function foreignTunnelCommands(ip: string): string[] {
+/**
+ * Someone else's ipip tunnel foreign0 (by default local 192.168.40.2, remote 192.168.40.7,
+ * not bound to a device) with the address 10.99.0.1 and a route to 10.99.0.0/16.
+ */
+export function foreignTunnelCommands(ip: string, pair = { local: '192.168.40.2', remote: '192.168.40.7' }): string[] {
   return [
-    `${ip} link add name foreign0 type ipip local 192.168.40.2 remote 192.168.40.7 ttl 0`,
+    `${ip} link add name foreign0 type ipip local ${pair.local} remote ${pair.remote} ttl 0`,
     `${ip} addr add 10.99.0.1/32 dev foreign0`,
     `${ip} link set foreign0 up`,
     `${ip} route add 10.99.0.0/16 dev foreign0`,

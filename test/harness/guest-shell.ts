@@ -1,12 +1,14 @@
 // Runs inside a UML guest: reads commands from the console, one base64 JSON line each,
-// runs them with sh, and answers with one marked base64 JSON line. Test-only tooling: the
-// product itself never runs a shell.
+// runs them with sh, and answers with one marked base64 JSON line. Each line read is
+// acknowledged at once, so the host sends the next (uml.ts): the console loses input
+// when several KiB arrive together. Test-only tooling: the product itself never runs a shell.
 
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
 export const READY = '@@GUEST-READY@@';
 export const RESULT = '@@GUEST-RESULT@@';
+export const ACK = '@@GUEST-ACK@@';
 
 interface Request {
   id: number;
@@ -61,6 +63,7 @@ lines.on('line', (line) => {
   if (text === 'exit') {
     process.exit(0);
   }
+  process.stdout.write(`\n${ACK}\n`);
   if (text.startsWith('+')) {
     parts.push(text.slice(1));
     return;

@@ -1,15 +1,22 @@
-// The two-host lab of examples/tunnel.yaml inside one UML guest: network namespaces
-// host-a (node-a, 192.168.40.2) and host-b (node-b, 192.168.40.3), each with an eth1,
-// joined by a veth pair. Used by the kernel tests and the benchmarks.
+// Lab hosts inside one UML guest, a network namespace each (node-a in host-a, ...) with an
+// eth1 on the underlay 192.168.40.0/24: the two hosts of examples/tunnel.yaml (host-a
+// 192.168.40.2 and host-b 192.168.40.3, joined by a veth pair), or any number of hosts on
+// one bridge (setUpHosts: the mesh of examples/mesh.yaml), and a LAN behind a host
+// (setUpLan). Used by the kernel tests and the benchmarks.
 
 import { stringify } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { AS_THE_CHART_RUNS_IT } from './privileges.ts';
-import { namespaceShell } from './uml.ts';
+import { insmod, namespaceShell } from './uml.ts';
 import type { Guest, Shell } from './uml.ts';
 
 export const HOSTS = { 'node-a': 'host-a', 'node-b': 'host-b' } as const;
 export type LabNode = keyof typeof HOSTS;
+
+/** The host namespace of a lab node: node-a runs in host-a. */
+export function hostNetns(node: string): string {
+  return `host-${node.replace(/^node-/, '')}`;
+}
 
 export async function setUpTwoHosts(guest: Guest): Promise<void> {
   await guest.ok(
@@ -27,14 +34,91 @@ export async function setUpTwoHosts(guest: Guest): Promise<void> {
   );
 }
 
+/** The namespace of the bridge that joins the hosts of setUpHosts. */
+export const SWITCH_NETNS = 'lab-switch';
+
+/** The modules a bridge needs that guest-init.sh does not load (Debian's UML has them as modules). */
+const BRIDGE_MODULES = [
+  'lib/crc-ccitt.ko',
+  'net/ipv6/ipv6.ko',
+  'net/llc/llc.ko',
+  'net/802/stp.ko',
+  'net/bridge/bridge.ko',
+];
+
+/**
+ * Hosts on one underlay segment: node -> its address in 192.168.40.0/24. Each host's eth1
+ * is a veth whose other end (p-a for host-a, ...) is a port of the bridge br0 in
+ * SWITCH_NETNS, which has no address: the hosts reach each other and nothing else.
+ */
+export async function setUpHosts(guest: Guest, hosts: Readonly<Record<string, string>>): Promise<void> {
+  await insmod(guest, BRIDGE_MODULES);
+  const sw = SWITCH_NETNS;
+  const commands = [
+    `ip netns add ${sw}`,
+    `ip -n ${sw} link add br0 type bridge forward_delay 0 stp_state 0`,
+    `ip -n ${sw} link set br0 up`,
+  ];
+  for (const [node, address] of Object.entries(hosts)) {
+    const ns = hostNetns(node);
+    const port = `p-${ns.replace(/^host-/, '')}`;
+    commands.push(
+      `ip netns add ${ns}`,
+      `ip -n ${ns} link set lo up`,
+      `ip link add eth1 netns ${ns} type veth peer name ${port} netns ${sw}`,
+      `ip -n ${sw} link set ${port} master br0 up`,
+      `ip -n ${ns} addr add ${address}/24 dev eth1`,
+      `ip -n ${ns} link set eth1 up`,
+    );
+  }
+  await guest.ok(commands.join(' && '));
+}
+
+/** A LAN behind a lab host: the host's `lan0` and a namespace on it with one host. */
+export interface Lan {
+  /** The lab node that carries the LAN (it routes for it). */
+  node: string;
+  /** The LAN host's namespace. */
+  netns: string;
+  /** The carrier's address on the LAN, with its prefix length ("10.30.0.1/24"): the LAN host's next hop. */
+  router: string;
+  /** The LAN host's address, with its prefix length ("10.30.0.5/24"). */
+  address: string;
+  /** Prefixes the LAN host reaches through the carrier (the overlay). */
+  routes: readonly string[];
+}
+
+/** Makes the LAN: a veth from the carrier's lan0 to the LAN host's eth0, addresses and the LAN host's routes back. */
+export async function setUpLan(guest: Guest, lan: Lan): Promise<void> {
+  const carrier = hostNetns(lan.node);
+  const gateway = lan.router.split('/')[0]!;
+  await guest.ok(
+    [
+      `ip netns add ${lan.netns}`,
+      `ip -n ${lan.netns} link set lo up`,
+      `ip link add lan0 netns ${carrier} type veth peer name eth0 netns ${lan.netns}`,
+      `ip -n ${carrier} addr add ${lan.router} dev lan0`,
+      `ip -n ${carrier} link set lan0 up`,
+      `ip -n ${lan.netns} addr add ${lan.address} dev eth0`,
+      `ip -n ${lan.netns} link set eth0 up`,
+      ...lan.routes.map((dst) => `ip -n ${lan.netns} route add ${dst} via ${gateway} dev eth0`),
+    ].join(' && '),
+  );
+}
+
+/** `sysctl -w` of each setting in a namespace ("net.ipv4.ip_forward=1"). */
+export async function setSysctls(guest: Guest, netns: string, settings: readonly string[]): Promise<void> {
+  await guest.ok(`ip netns exec ${netns} sysctl -q -w ${settings.join(' ')}`);
+}
+
 /** A node's host namespace as a Shell, for the readers of probes.ts. */
-export function hostShell(guest: Guest, node: LabNode): Shell {
-  return namespaceShell(guest, HOSTS[node]);
+export function hostShell(guest: Guest, node: string): Shell {
+  return namespaceShell(guest, hostNetns(node));
 }
 
 /** The agent's CLI, run inside a host's namespace, from the checkout, as the chart runs it (only CAP_NET_ADMIN). */
-export function agentCommand(node: LabNode, args: string): string {
-  return `ip netns exec ${HOSTS[node]} ${AS_THE_CHART_RUNS_IT.join(' ')} node src/cli/main.ts agent --node-name ${node} ${args}`;
+export function agentCommand(node: string, args: string): string {
+  return `ip netns exec ${hostNetns(node)} ${AS_THE_CHART_RUNS_IT.join(' ')} node src/cli/main.ts agent --node-name ${node} ${args}`;
 }
 
 /** A standalone agent started in the background in a host's namespace: its log and pid files in the guest. */
@@ -44,7 +128,7 @@ export interface BackgroundAgent {
 }
 
 /** Starts `agentCommand(node, args)` in the background, output to /run/lab/agent-NODE.log. */
-export async function startBackgroundAgent(guest: Guest, node: LabNode, args: string): Promise<BackgroundAgent> {
+export async function startBackgroundAgent(guest: Guest, node: string, args: string): Promise<BackgroundAgent> {
   const agent = { log: `/run/lab/agent-${node}.log`, pidFile: `/run/lab/agent-${node}.pid` };
   await guest.ok(`(${agentCommand(node, args)} > ${agent.log} 2>&1 & echo $! > ${agent.pidFile})`);
   return agent;
@@ -70,7 +154,7 @@ export interface OnceResult {
 /** `agent --once` on a node with these tunnels. */
 export async function agentOnce(
   guest: Guest,
-  node: LabNode,
+  node: string,
   tunnels: readonly IpipTunnel[],
   timeoutMs = 60_000,
 ): Promise<OnceResult> {

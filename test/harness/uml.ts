@@ -13,6 +13,7 @@ import { REPO } from './repo.ts';
 
 const READY = '@@GUEST-READY@@';
 const RESULT = '@@GUEST-RESULT@@';
+const ACK = '@@GUEST-ACK@@';
 const UML = '/usr/bin/linux.uml';
 export const INSTALL_HINT =
   'apt-get install -y user-mode-linux kmod iproute2 iputils-ping tcpdump (or run .ci/run, which installs them)';
@@ -43,6 +44,19 @@ export function shellQuote(word: string): string {
 /** Commands in a network namespace of a guest (ip netns exec NS sh -c CMD). */
 export function namespaceShell(guest: Guest, netns: string): Shell {
   return { sh: (cmd, timeoutMs) => guest.sh(`ip netns exec ${netns} sh -c ${shellQuote(cmd)}`, timeoutMs) };
+}
+
+/**
+ * Loads modules of the guest's kernel that guest-init.sh does not (paths under
+ * /usr/lib/uml/modules/VERSION/kernel, in dependency order: there is no modprobe), each
+ * unless it is loaded already.
+ */
+export async function insmod(guest: Guest, modules: readonly string[]): Promise<void> {
+  const each = modules.map((m) => {
+    const name = m.replace(/^.*\//, '').replace(/\.ko$/, '');
+    return `{ grep -q '^${name} ' /proc/modules || insmod "$M/${m}"; }`;
+  });
+  await guest.ok(`M=/usr/lib/uml/modules/$(uname -r)/kernel && ${each.join(' && ')}`);
 }
 
 export interface GuestOptions {
@@ -78,6 +92,13 @@ export class Guest implements Shell {
   private readonly waiting = new Map<number, (r: CommandResult) => void>();
   private readonly console: string[] = [];
   private exited = false;
+  /**
+   * Lines of requests not sent yet. The console loses input when several KiB arrive at
+   * once (seen: four concurrent requests of 2 KiB each, most never arrived), so one line
+   * is in flight at a time: guest-shell.ts acknowledges each line it reads.
+   */
+  private readonly outbox: string[] = [];
+  private lineInFlight = false;
 
   /** A host dir (under /var/tmp, which the guest sees) for files too big for the console. */
   private staging: string | undefined;
@@ -112,6 +133,11 @@ export class Guest implements Shell {
       const lines = createInterface({ input: proc.stdout, crlfDelay: Infinity });
       lines.on('line', (raw) => {
         const line = raw.replace(/\r/g, '');
+        if (line.includes(ACK)) {
+          guest.lineInFlight = false;
+          guest.sendNext();
+          return;
+        }
         if (line.includes(READY)) {
           clearTimeout(timer);
           resolveReady();
@@ -139,6 +165,15 @@ export class Guest implements Shell {
     });
     await ready;
     return guest;
+  }
+
+  /** Writes the next line of the outbox to the console, unless one is in flight. */
+  private sendNext(): void {
+    if (this.lineInFlight || this.exited) return;
+    const line = this.outbox.shift();
+    if (line === undefined) return;
+    this.lineInFlight = true;
+    this.proc.stdin.write(`${line}\n`);
   }
 
   /** Answers are matched to requests by id. */
@@ -170,7 +205,8 @@ export class Guest implements Shell {
       // each but the last marked "+" (guest-shell.ts joins them).
       const lines: string[] = [];
       for (let at = 0; at < request.length; at += REQUEST_LINE) lines.push(request.slice(at, at + REQUEST_LINE));
-      this.proc.stdin.write(lines.map((l, i) => `${i < lines.length - 1 ? '+' : ''}${l}\n`).join(''));
+      this.outbox.push(...lines.map((l, i) => `${i < lines.length - 1 ? '+' : ''}${l}`));
+      this.sendNext();
     });
   }
 

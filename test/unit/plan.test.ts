@@ -9,6 +9,7 @@ import type { KernelState } from '../../src/model/kernel.ts';
 import { plan } from '../../src/plan/engine.ts';
 import { resolve } from '../../src/resolve/resolve.ts';
 import { applyModel } from '../harness/kernel-model.ts';
+import { meshExample } from '../harness/repo.ts';
 import {
   bareKernel,
   dhcpDefaultRoute,
@@ -521,6 +522,29 @@ describe('plan', () => {
         );
       }
     }
+  });
+
+  test('UnderlayPairTaken names the pair the foreign device holds: for a mesh, the pair to the peer', () => {
+    const message = (tunnel: IpipTunnel, remote: string) => {
+      const k = bareKernel();
+      k.links.push(foreignTunnel(remote));
+      const { actions, conflicts } = planFor([tunnel], k);
+      assert.deepEqual(actions, []);
+      assert.deepEqual(
+        conflicts.map((x) => `${x.tunnel}:${x.reason}`),
+        [`${tunnel.metadata.name}:UnderlayPairTaken`],
+      );
+      return conflicts[0]!.message;
+    };
+    // Seen on a real kernel: the message said "from 192.168.40.2 to any", the mesh link's own pair.
+    assert.match(
+      message(meshExample(), '192.168.40.3'),
+      /^foreign0, .* already carries ipip from 192\.168\.40\.2 to 192\.168\.40\.3, a peer of the mesh;/,
+    );
+    const p2p = exampleTunnel((t) => {
+      t.spec.endpoints[1]!.underlay!.address = '192.168.40.7';
+    });
+    assert.match(message(p2p, '192.168.40.7'), /already carries ipip from 192\.168\.40\.2 to 192\.168\.40\.7;/);
   });
 
   test('reaches the same plan whatever order the tunnels come in', () => {
