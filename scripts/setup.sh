@@ -2,7 +2,8 @@
 # Installs what the lab and the tests need on a Debian machine, idempotently:
 # Debian packages (User-Mode Linux kernel, iproute2, ping, tcpdump; openssl for the test
 # API server's certificates; prometheus for promtool and the lab's Prometheus; curl for
-# its HTTP API)
+# its HTTP API; nftables for nft in the guests of the lab kernel, which
+# scripts/uml-kernel.sh builds on first use)
 # and the npm packages, which include the pinned Node.js 24 (the npm package "node") used
 # by every script. The cluster tests also need Go (1.26+) and kubectl;
 # scripts/cluster-tools.sh builds kube-apiserver and etcd with that Go.
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump openssl:openssl promtool:prometheus curl:curl; do
+for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump openssl:openssl promtool:prometheus curl:curl nft:nftables; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -66,6 +66,8 @@ export interface GuestOptions {
   /** A tap device in hostNetns that becomes the guest's vec0. */
   tap?: string;
   bootTimeoutMs?: number;
+  /** The UML kernel binary to boot (labKernel() of lab-kernel.ts builds the project's own); default Debian's linux.uml. */
+  kernel?: string;
 }
 
 /** Fails with `hint` when one of these programs is not installed (guests see the machine's). */
@@ -122,7 +124,7 @@ export class Guest implements Shell {
     if (options.tap !== undefined) args.push(`vec0:transport=tap,ifname=${options.tap}`);
     // The kernel kills the guest if the test process dies, even by SIGKILL. (Only its main
     // process: UML's helper processes outlive it; the cluster lab sweeps those by netns.)
-    const [cmd, cmdArgs] = withPdeathsig(...inNetns(options.hostNetns, UML, args));
+    const [cmd, cmdArgs] = withPdeathsig(...inNetns(options.hostNetns, options.kernel ?? UML, args));
     const proc = spawn(cmd, cmdArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
     const guest = new Guest(proc);
     const ready = new Promise<void>((resolveReady, reject) => {
