@@ -225,6 +225,7 @@ export class Reflector<T> {
         // After a few failures in a row, something may have been missed in ways the
         // resourceVersion cannot tell: start over with a list.
         if (failures >= 5) {
+          log.info('watch failed 5 times in a row; listing again', { resource: what });
           why = 'error';
           break;
         }
