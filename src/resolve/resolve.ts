@@ -32,16 +32,28 @@ export interface ResolveInput {
 /** (tunnel name, node name) -> the underlay address that node's agent published for the tunnel. */
 export type PublishedUnderlay = (tunnel: string, node: string) => string | undefined;
 
-/** This node's interfaces, indexed once per resolve: by name, and by the addresses on them. */
+/**
+ * This node's kernel, indexed once per resolve: interfaces by name and by the addresses
+ * on them, the owners of the agent's links, and the agent's routes by link and destination.
+ */
 interface NodeIndex {
   byName: ReadonlyMap<string, ObservedLink>;
   byAddress: ReadonlyMap<string, ObservedLink>;
+  owners: ReadonlyMap<string, string>;
+  ownRoutes: ReadonlyMap<string, ReadonlyMap<string, ObservedRoute>>;
 }
 
 function indexNode(kernel: KernelState): NodeIndex {
   const byAddress = new Map<string, ObservedLink>();
   for (const l of kernel.links) for (const a of l.addresses) if (!byAddress.has(a.local)) byAddress.set(a.local, l);
-  return { byName: new Map(kernel.links.map((l) => [l.name, l])), byAddress };
+  const owners = linkOwnersOf(kernel);
+  const ownRoutes = new Map<string, Map<string, ObservedRoute>>();
+  for (const r of kernel.routes) {
+    if (routeOwner(r, (name) => owners.get(name)) === undefined) continue;
+    const onLink = ownRoutes.get(r.dev!) ?? new Map<string, ObservedRoute>();
+    ownRoutes.set(r.dev!, onLink.set(r.dst, r));
+  }
+  return { byName: new Map(kernel.links.map((l) => [l.name, l])), byAddress, owners, ownRoutes };
 }
 
 interface LocalUnderlay {
@@ -344,10 +356,10 @@ function resolveMesh(
     underlayDevice: local.device,
   };
   claims.push(pairClaim(attrs, `spec.endpoints[${selfIndex}].underlay`)!);
-  const kept =
-    input.kernel === undefined ? new Map<string, ObservedRoute>() : ownRoutesOn(input.kernel, linkName, name);
+  // This tunnel's routes on its link now, by destination.
+  const kept = node?.owners.get(linkName) === name ? node.ownRoutes.get(linkName) : undefined;
   const routes: DesiredRoute[] = [];
-  const pending: string[] = [];
+  let waiting = false;
   const peers: string[] = [];
   spec.endpoints.forEach((peer, i) => {
     if (i === selfIndex) return;
@@ -357,10 +369,10 @@ function resolveMesh(
     ];
     const underlay = remoteUnderlay(tunnel, peer, i, input);
     if (typeof underlay !== 'string') {
-      pending.push(peer.nodeName);
+      waiting = true;
       // Not known now does not mean gone: what was programmed for the peer stays.
       for (const { dst, field } of dsts) {
-        const have = kept.get(dst);
+        const have = kept?.get(dst);
         if (have !== undefined) routes.push(keptRoute(have, field));
       }
       return;
@@ -390,7 +402,7 @@ function resolveMesh(
     routes,
   };
   const caveats = forwardingCaveat(self, selfIndex, input.kernel).caveats ?? [];
-  if (pending.length > 0) {
+  if (waiting) {
     // The same words however many peers are missing: every change of this node's report
     // is a watch event for every agent, and peers arriving one by one must not each make one.
     caveats.unshift({
@@ -411,16 +423,6 @@ function resolveMesh(
   };
 }
 
-/** The routes of a tunnel on its link now, by destination. */
-function ownRoutesOn(kernel: KernelState, linkName: string, tunnel: string): Map<string, ObservedRoute> {
-  const owners = new Map([[linkName, tunnel]]);
-  const routes = new Map<string, ObservedRoute>();
-  for (const r of kernel.routes) {
-    if (r.dev === linkName && routeOwner(r, (l) => owners.get(l)) === tunnel) routes.set(r.dst, r);
-  }
-  return routes;
-}
-
 /** A route as the kernel has it, wanted as it is. */
 function keptRoute(have: ObservedRoute, field: string): DesiredRoute {
   const route: DesiredRoute = { dst: have.dst, dev: have.dev!, field };
@@ -430,7 +432,7 @@ function keptRoute(have: ObservedRoute, field: string): DesiredRoute {
 }
 
 /** What each tunnel holds in the kernel now, by tunnel: its links (name, pair) and its routes on them. */
-function heldClaims(kernel: KernelState, owners: ReadonlyMap<string, string>): Map<string, Claim[]> {
+function heldClaims(kernel: KernelState, node: NodeIndex): Map<string, Claim[]> {
   const held = new Map<string, Claim[]>();
   const add = (tunnel: string, claim: Claim | undefined) => {
     if (claim === undefined) return;
@@ -439,20 +441,20 @@ function heldClaims(kernel: KernelState, owners: ReadonlyMap<string, string>): M
     else list.push(claim);
   };
   for (const l of kernel.links) {
-    const tunnel = owners.get(l.name);
+    const tunnel = node.owners.get(l.name);
     if (tunnel === undefined || l.tunnel === undefined) continue;
     add(tunnel, nameClaim(l.name));
     add(tunnel, pairClaim(l.tunnel, 'spec.endpoints'));
   }
-  const byName = new Map(kernel.links.map((l) => [l.name, l]));
-  for (const r of kernel.routes) {
-    const tunnel = routeOwner(r, (name) => owners.get(name));
-    if (tunnel === undefined) continue;
-    add(tunnel, routeClaim(r.dst, 'spec.routes'));
-    // A mesh link's route via a peer holds that peer's pair.
-    const t = r.dev === undefined ? undefined : byName.get(r.dev)?.tunnel;
-    if (t !== undefined && t.remote === undefined && r.gateway !== undefined)
-      add(tunnel, pairClaim({ ...t, remote: r.gateway }, 'spec.endpoints'));
+  for (const [link, routes] of node.ownRoutes) {
+    const tunnel = node.owners.get(link)!;
+    const t = node.byName.get(link)?.tunnel;
+    for (const r of routes.values()) {
+      add(tunnel, routeClaim(r.dst, 'spec.routes'));
+      // A mesh link's route via a peer holds that peer's pair.
+      if (t !== undefined && t.remote === undefined && r.gateway !== undefined)
+        add(tunnel, pairClaim({ ...t, remote: r.gateway }, 'spec.endpoints'));
+    }
   }
   return held;
 }
@@ -560,9 +562,8 @@ function byAge(a: IpipTunnel, b: IpipTunnel): number {
 export function resolve(input: ResolveInput): TunnelResolution[] {
   const node = input.kernel === undefined ? undefined : indexNode(input.kernel);
   const resolved = [...input.tunnels].sort(byAge).map((tunnel) => resolveOne(tunnel, input, node));
-  const owners = input.kernel === undefined ? new Map<string, string>() : linkOwnersOf(input.kernel);
-  const paths = input.kernel === undefined ? undefined : hostPaths(input.kernel, owners, underlaysOf(resolved));
-  const held = input.kernel === undefined ? new Map<string, Claim[]>() : heldClaims(input.kernel, owners);
+  const paths = input.kernel === undefined ? undefined : hostPaths(input.kernel, node!.owners, underlaysOf(resolved));
+  const held = input.kernel === undefined ? new Map<string, Claim[]>() : heldClaims(input.kernel, node!);
   const holders = new Map<string, string>();
   const results: TunnelResolution[] = [];
   for (const { resolution, claims } of resolved) {
