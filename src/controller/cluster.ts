@@ -22,6 +22,7 @@ import {
   readySummaryOf,
   sameAggregate,
 } from '../report/status.ts';
+import type { NodeReportOf } from '../report/status.ts';
 import { concernsNode, nodesReadBy, publishedReadBy } from '../resolve/resolve.ts';
 import { LeaseElector } from './lease.ts';
 import { runAgentLoop } from './loop.ts';
@@ -85,9 +86,22 @@ export interface ClusterSources {
   nodes: ReflectorSource<NodeAddresses>;
 }
 
-/** The underlay address a node published for each of its tunnels. */
-function publishedUnderlays(node: IpipNode | undefined): Map<string, string | undefined> {
-  return new Map((node?.tunnels ?? []).map((t) => [t.name, t.underlayAddress]));
+/** A node's entries, by tunnel name. */
+function entriesOf(node: IpipNode | undefined): Map<string, NodeTunnelStatus> {
+  return new Map((node?.tunnels ?? []).map((t) => [t.name, t]));
+}
+
+/** Every node's entries from the IpipNode cache, each node's read once (a pass asks for peers many times). */
+function reportsIn(ipipNodes: Reflector<IpipNode>): NodeReportOf {
+  const byNode = new Map<string, Map<string, NodeTunnelStatus>>();
+  return (node, tunnel) => {
+    let entries = byNode.get(node);
+    if (entries === undefined) {
+      entries = entriesOf(ipipNodes.get(node));
+      byNode.set(node, entries);
+    }
+    return entries.get(tunnel);
+  };
 }
 
 /** Whether two versions of a node's IpipNode publish a different underlay address for one of these tunnels. */
@@ -96,9 +110,9 @@ function underlaysChanged(
   current: IpipNode | undefined,
   tunnels: ReadonlySet<string>,
 ): boolean {
-  const a = publishedUnderlays(old);
-  const b = publishedUnderlays(current);
-  for (const name of tunnels) if (a.get(name) !== b.get(name)) return true;
+  const a = entriesOf(old);
+  const b = entriesOf(current);
+  for (const name of tunnels) if (a.get(name)?.underlayAddress !== b.get(name)?.underlayAddress) return true;
   return false;
 }
 
@@ -225,18 +239,9 @@ export function informerSource(sources: ClusterSources, o: InformerSourceOptions
       if (!tunnels.synced || !ipipNodes.synced || !nodes.synced) return undefined;
       const nodeAddresses = new Map<string, string>();
       for (const n of nodes.items()) if (n.internalIP !== undefined) nodeAddresses.set(n.name, n.internalIP);
-      const byNode = new Map<string, Map<string, string | undefined>>();
-      const published = (tunnel: string, node: string): string | undefined => {
-        let underlays = byNode.get(node);
-        if (underlays === undefined) {
-          underlays = publishedUnderlays(ipipNodes.get(node));
-          byNode.set(node, underlays);
-        }
-        return underlays.get(tunnel);
-      };
-      const reported = new Map<string, NodeTunnelStatus>(
-        (ipipNodes.get(nodeName)?.tunnels ?? []).map((t) => [t.name, t]),
-      );
+      const reportOf = reportsIn(ipipNodes);
+      const published = (tunnel: string, node: string) => reportOf(node, tunnel)?.underlayAddress;
+      const reported = entriesOf(ipipNodes.get(nodeName));
       return { tunnels: tunnels.items(), nodeAddresses, published, reported };
     },
     ready: () => {
@@ -354,15 +359,7 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
     if (!elector.isLeader || !tunnels.synced || !ipipNodes.synced) return undefined;
     let failed = false;
     const now = new Date();
-    const reports = new Map<string, Map<string, NodeTunnelStatus>>();
-    const reportOf = (node: string, tunnel: string): NodeTunnelStatus | undefined => {
-      let byTunnel = reports.get(node);
-      if (byTunnel === undefined) {
-        byTunnel = new Map((ipipNodes.get(node)?.tunnels ?? []).map((t) => [t.name, t]));
-        reports.set(node, byTunnel);
-      }
-      return byTunnel.get(tunnel);
-    };
+    const reportOf = reportsIn(ipipNodes);
     const changed = tunnels
       .items()
       .map((tunnel) => ({ tunnel, wanted: aggregateStatus(tunnel, reportOf, now) }))
