@@ -239,22 +239,31 @@ export class KubeClient {
 
   // --- IpipTunnels ---
 
-  listTunnels(): Promise<ListPage<IpipTunnel>> {
-    return this.listPaged('list ipiptunnels', async (page) => {
+  /** A list of one of our cluster-scoped kinds, in pages, each object slimmed by `keep`. */
+  private listOurs<T>(plural: string, keep: (object: T) => T): Promise<ListPage<T>> {
+    return this.listPaged(`list ${plural}`, async (page) => {
       const list = (await this.custom.listClusterCustomObject(
-        { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, ...page },
+        { group: API_GROUP, version: TUNNEL_VERSION, plural, ...page },
         this.options(),
-      )) as { items: IpipTunnel[]; metadata: { resourceVersion: string; continue?: string } };
+      )) as { items: T[]; metadata: { resourceVersion: string; continue?: string } };
       return {
-        items: list.items.map(tunnelOf),
+        items: list.items.map(keep),
         resourceVersion: list.metadata.resourceVersion,
         next: list.metadata.continue,
       };
     });
   }
 
+  private watchOurs(plural: string, resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
+    return this.watch(`/apis/${API_GROUP}/${TUNNEL_VERSION}/${plural}`, resourceVersion, handlers);
+  }
+
+  listTunnels(): Promise<ListPage<IpipTunnel>> {
+    return this.listOurs(TUNNEL_PLURAL, tunnelOf);
+  }
+
   watchTunnels(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
-    return this.watch(`/apis/${API_GROUP}/${TUNNEL_VERSION}/${TUNNEL_PLURAL}`, resourceVersion, handlers);
+    return this.watchOurs(TUNNEL_PLURAL, resourceVersion, handlers);
   }
 
   /** Server-side apply of the status subresource as `fieldManager` (the aggregate's). */
@@ -277,21 +286,11 @@ export class KubeClient {
   // --- IpipNodes ---
 
   listIpipNodes(): Promise<ListPage<IpipNode>> {
-    return this.listPaged('list ipipnodes', async (page) => {
-      const list = (await this.custom.listClusterCustomObject(
-        { group: API_GROUP, version: TUNNEL_VERSION, plural: NODE_PLURAL, ...page },
-        this.options(),
-      )) as { items: IpipNode[]; metadata: { resourceVersion: string; continue?: string } };
-      return {
-        items: list.items.map(ipipNodeOf),
-        resourceVersion: list.metadata.resourceVersion,
-        next: list.metadata.continue,
-      };
-    });
+    return this.listOurs(NODE_PLURAL, ipipNodeOf);
   }
 
   watchIpipNodes(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
-    return this.watch(`/apis/${API_GROUP}/${TUNNEL_VERSION}/${NODE_PLURAL}`, resourceVersion, handlers);
+    return this.watchOurs(NODE_PLURAL, resourceVersion, handlers);
   }
 
   /**
