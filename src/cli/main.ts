@@ -18,30 +18,106 @@ import type { Logger } from '../report/log.ts';
 import { resolve } from '../resolve/resolve.ts';
 import { parseDuration, parseLogFormat, parseLogLevel, parseNodeName, RESYNC_BOUNDS } from './args.ts';
 
-const USAGE = `Usage:
-  ipip-operator agent [--node-name NODE] [options]
-      Cluster mode (a DaemonSet): watch IpipTunnels and Nodes on the API server, keep this
-      node's kernel as they say, report status, conditions, Events and metrics.
-      --node-name NODE         this node (default: $NODE_NAME, from the downward API)
-      --kubeconfig FILE        (default: $KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config)
-      --metrics-address ADDR   /metrics, /healthz and /readyz (default :9477)
-      --health-address ADDR    serve /healthz and /readyz here instead (default: with the metrics)
-      --lease-namespace NS     where the Lease electing the status writer lives
-                               (default: $POD_NAMESPACE, else the pod's namespace, else ipip-operator)
-  ipip-operator agent --manifest FILE --node-name NODE [--once] [options]
-      Standalone mode: bring this node's kernel to the tunnels in FILE (multi-document
-      YAML of IpipTunnel objects, a regular file of at most 8 MiB, unknown fields refused,
-      status ignored), once or continuously.
-      --once                 reconcile once, print a JSON summary and exit
-  Both modes:
-      --resync-period DUR    full resync period, 1s to 24h (default 60s)
-      --log-format json|text (default json)   --log-level error|warn|info|debug (default info)
-  ipip-operator plan -f FILE --node NODE [--from-scratch]
-      Print the ip commands the agent would run on NODE now, one per line; change nothing.
-      --from-scratch         plan against a kernel with none of our objects, without reading it
-                             (the underlay MTU is then assumed to be 1500)
-  ipip-operator version
+// The help is laid out as a Go operator's (cobra's) is: a description, Usage, Examples,
+// Flags with their type and default, and each command's own --help.
+const ROOT_HELP = `ipip-operator builds Linux IPIP tunnels between nodes from IpipTunnel resources and keeps
+them right: one agent per node (a DaemonSet in a cluster, or standalone with a manifest)
+brings that node's kernel to what the tunnels say, touches nothing it did not create, and
+repairs drift.
+
+Usage:
+  ipip-operator [command]
+
+Available Commands:
+  agent       Run the node agent: in a cluster, or standalone with --manifest
+  help        Help about any command
+  plan        Print the commands the agent would run on a node now; change nothing
+  version     Print the version
+
+Flags:
+  -h, --help      help for ipip-operator
+  -v, --version   version for ipip-operator
+
+Use "ipip-operator [command] --help" for more information about a command.
 Exit codes: 0 done, 1 runtime failure, 2 bad input.`;
+
+const COMMAND_HELP: Record<'agent' | 'plan' | 'version', string> = {
+  agent: `Run the node agent.
+
+In a cluster (a DaemonSet) it watches IpipTunnels and Nodes on the API server, keeps this
+node's kernel as they say, and reports status, conditions, Events and metrics. With
+--manifest it runs standalone: it brings this node's kernel to the tunnels in FILE
+(multi-document YAML of IpipTunnel objects, a regular file of at most 8 MiB, unknown
+fields refused, status ignored), once or continuously. SIGTERM stops it and leaves the
+tunnels up.
+
+Usage:
+  ipip-operator agent [--node-name NODE] [flags]
+  ipip-operator agent --manifest FILE --node-name NODE [--once] [flags]
+
+Examples:
+  # In a pod: NODE_NAME from the downward API, the pod's ServiceAccount
+  ipip-operator agent
+  # Outside a pod
+  ipip-operator agent --kubeconfig ~/.kube/config --node-name node-a
+  # Standalone: reconcile once and print a JSON summary
+  ipip-operator agent --manifest tunnel.yaml --node-name node-a --once
+
+Flags:
+      --node-name string         this node (default: $NODE_NAME, from the downward API)
+      --kubeconfig string        cluster mode (default: $KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config)
+      --metrics-address string   cluster mode: /metrics, /healthz and /readyz, HOST:PORT or :PORT (default ":${DEFAULT_METRICS_PORT}")
+      --health-address string    cluster mode: serve /healthz and /readyz here instead (default: with the metrics)
+      --lease-namespace string   cluster mode: where the Lease electing the status writer lives
+                                 (default: $POD_NAMESPACE, else the pod's namespace, else ipip-operator)
+      --manifest string          standalone mode: the IpipTunnels to program, from this file
+      --once                     standalone mode: reconcile once, print a JSON summary and exit
+      --resync-period duration   full resync period, 1s to 24h (default 60s)
+      --log-format string        json or text (default "json")
+      --log-level string         error, warn, info or debug (default "info")
+  -h, --help                     help for agent
+
+Exit codes: 0 done, 1 runtime failure (the kernel refused a command), 2 bad input.`,
+  plan: `Print the commands the agent would run on a node now, one per line, and change
+nothing. Without --from-scratch it reads this host's kernel, as the agent would.
+
+Usage:
+  ipip-operator plan -f FILE --node NODE [flags]
+
+Examples:
+  ipip-operator plan -f tunnel.yaml --node node-a
+  # Against a kernel with none of the agent's objects, without reading it
+  ipip-operator plan -f tunnel.yaml --node node-a --from-scratch
+
+Flags:
+  -f, --file string    the IpipTunnels, a YAML file as for agent --manifest
+      --node string    the node to plan for
+      --from-scratch   plan against a kernel with none of our objects, without reading it
+                       (the underlay MTU is then assumed to be 1500)
+  -h, --help           help for plan
+
+Exit codes: 0 done, 1 runtime failure, 2 bad input or a tunnel this node cannot program as written.`,
+  version: `Print the version of ipip-operator (the package version, which is also the image tag).
+
+Usage:
+  ipip-operator version [flags]
+
+Flags:
+  -h, --help   help for version`,
+};
+
+type Command = keyof typeof COMMAND_HELP;
+
+/** How a bad flag ends: what is wrong and where the help is, as kubectl and cobra say it. */
+function seeHelp(command?: Command): string {
+  return `Run 'ipip-operator ${command === undefined ? '' : `${command} `}--help' for usage.`;
+}
+
+/** --help or -h among a command's arguments (before a "--"), wherever it is, as cobra reads it. */
+function asksForHelp(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -50,11 +126,11 @@ function version(): string {
 
 type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
 
-function parse(argv: string[], options: Options) {
+function parse(command: Command, argv: string[], options: Options) {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false });
   } catch (error) {
-    throw new InputError(`${(error as Error).message}\n\n${USAGE}`);
+    throw new InputError(`${(error as Error).message}\n${seeHelp(command)}`);
   }
 }
 
@@ -65,7 +141,7 @@ function exitCodeFor(problems: readonly TunnelProblem[]): number {
 }
 
 async function planCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
+  const { values } = parse('plan', argv, {
     file: { type: 'string', short: 'f' },
     node: { type: 'string' },
     'from-scratch': { type: 'boolean', default: false },
@@ -108,7 +184,7 @@ export function untilSignal(): Promise<string> {
 }
 
 async function agentCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
+  const { values } = parse('agent', argv, {
     manifest: { type: 'string' },
     'node-name': { type: 'string' },
     once: { type: 'boolean', default: false },
@@ -175,22 +251,41 @@ async function standaloneAgent(
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if ((command === 'agent' || command === 'plan' || command === 'version') && asksForHelp(rest)) {
+      process.stdout.write(`${COMMAND_HELP[command]}\n`);
+      return 0;
+    }
     switch (command) {
       case 'agent':
         return await agentCommand(rest);
       case 'plan':
         return await planCommand(rest);
       case 'version':
+        parse('version', rest, {});
         process.stdout.write(`${version()}\n`);
         return 0;
-      case undefined:
-      case 'help':
+      case '--version':
+      case '-v':
+        process.stdout.write(`ipip-operator version ${version()}\n`);
+        return 0;
+      case 'help': {
+        // `help agent` is `agent --help`, as cobra has it.
+        const [topic] = rest;
+        if (topic === undefined) process.stdout.write(`${ROOT_HELP}\n`);
+        else if (topic in COMMAND_HELP) process.stdout.write(`${COMMAND_HELP[topic as Command]}\n`);
+        else throw new InputError(`unknown help topic "${topic}"\n${seeHelp()}`);
+        return 0;
+      }
       case '--help':
       case '-h':
-        process.stdout.write(`${USAGE}\n`);
-        return command === undefined ? 2 : 0;
+        process.stdout.write(`${ROOT_HELP}\n`);
+        return 0;
+      case undefined:
+        // No command is bad input: the help goes to stderr, stdout stays empty.
+        process.stderr.write(`${ROOT_HELP}\n`);
+        return 2;
       default:
-        throw new InputError(`unknown command "${command}"\n\n${USAGE}`);
+        throw new InputError(`unknown command "${command}"\n${seeHelp()}`);
     }
   } catch (error) {
     if (error instanceof InputError) {

@@ -3,11 +3,13 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { REPO } from '../harness/repo.ts';
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, [join(REPO, 'src/cli/main.ts'), ...args], {
@@ -135,10 +137,81 @@ describe('ipip-operator CLI', () => {
         .stderr,
       /outside 1s to 24h/,
     );
-    assert.match(cli('help').stdout, /--resync-period DUR\s+full resync period, 1s to 24h/);
+    assert.match(
+      cli('agent', '--help').stdout,
+      /--resync-period duration\s+full resync period, 1s to 24h \(default 60s\)/,
+    );
   });
 
   test('version prints the package version', () => {
-    assert.match(cli('version').stdout, /^\d+\.\d+\.\d+\n$/);
+    assert.deepEqual(cli('version'), { code: 0, stdout: `${PACKAGE_VERSION}\n`, stderr: '' });
+  });
+
+  test('--version and -v exit 0 and print "ipip-operator version X", as a Go (cobra) command does', () => {
+    for (const flag of ['--version', '-v']) {
+      assert.deepEqual(cli(flag), { code: 0, stdout: `ipip-operator version ${PACKAGE_VERSION}\n`, stderr: '' }, flag);
+    }
+  });
+
+  test('--help, -h and help exit 0 and print the commands, the flags and where more help is', () => {
+    const help = cli('--help');
+    assert.deepEqual([help.code, help.stderr], [0, '']);
+    for (const args of [['-h'], ['help']]) assert.deepEqual(cli(...args), help, args.join(' '));
+    assert.match(help.stdout, /^Usage:\n {2}ipip-operator \[command\]$/m);
+    for (const command of ['agent', 'help', 'plan', 'version']) {
+      assert.match(help.stdout, new RegExp(`^ {2}${command} +[A-Z]`, 'm'), `"${command}" under Available Commands`);
+    }
+    assert.match(help.stdout, /^ {2}-h, --help +help for ipip-operator$/m);
+    assert.match(help.stdout, /^ {2}-v, --version +version for ipip-operator$/m);
+    assert.match(help.stdout, /^Use "ipip-operator \[command\] --help" for more information about a command\.$/m);
+  });
+
+  test("each command's --help (or -h, or help COMMAND) exits 0, runs nothing, and lists its flags", () => {
+    const flags: Record<string, string[]> = {
+      agent: [
+        '--node-name string',
+        '--kubeconfig string',
+        '--metrics-address string',
+        '--health-address string',
+        '--lease-namespace string',
+        '--manifest string',
+        '--once',
+        '--resync-period duration',
+        '--log-format string',
+        '--log-level string',
+        '-h, --help',
+      ],
+      plan: ['-f, --file string', '--node string', '--from-scratch', '-h, --help'],
+      version: ['-h, --help'],
+    };
+    for (const [command, listed] of Object.entries(flags)) {
+      const help = cli(command, '--help');
+      assert.deepEqual([help.code, help.stderr], [0, ''], `${command} --help`);
+      assert.deepEqual(cli(command, '-h'), help, `${command} -h`);
+      assert.deepEqual(cli('help', command), help, `help ${command}`);
+      assert.match(help.stdout, new RegExp(`^Usage:\\n {2}ipip-operator ${command} `, 'm'));
+      const section = help.stdout.split(/^Flags:\n/m)[1]?.split(/\n\n/)[0] ?? '';
+      const got = section
+        .split('\n')
+        .map((l) => /^ +((?:-\w, )?--[\w-]+(?: [a-z]+)?)(?: {2,}|$)/.exec(l)?.[1])
+        .filter((f) => f !== undefined);
+      assert.deepEqual(got.sort(), [...listed].sort(), `${command} --help lists its flags`);
+      assert.match(help.stdout, new RegExp(`^ +-h, --help +help for ${command}$`, 'm'));
+    }
+    // With --help the other flags are neither checked nor used: nothing runs, nothing is read.
+    assert.equal(cli('agent', '--node-name', 'Not_A_Node', '--manifest', '/nonexistent', '--help').code, 0);
+    assert.equal(cli('plan', '-f', '/nonexistent.yaml', '-h').code, 0);
+  });
+
+  test('no command, an unknown command or help topic exit 2 with the help or where it is on stderr', () => {
+    const none = cli();
+    assert.deepEqual([none.code, none.stdout], [2, '']);
+    assert.match(none.stderr, /^Usage:$/m);
+    for (const args of [['frobnicate'], ['help', 'frobnicate']]) {
+      const r = cli(...args);
+      assert.deepEqual([r.code, r.stdout], [2, ''], args.join(' '));
+      assert.match(r.stderr, /frobnicate[\s\S]*Run 'ipip-operator --help' for usage\./);
+    }
+    assert.match(cli('plan', '--frobnicate').stderr, /Run 'ipip-operator plan --help' for usage\./);
   });
 });
