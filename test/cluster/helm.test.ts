@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -445,6 +445,47 @@ describe('the Helm chart and the plain manifests', () => {
       assert.equal(check.status, 0, `promtool check rules:\n${check.stdout}${check.stderr}`);
       const t = spawnSync('promtool', ['test', 'rules', 'tests.yaml'], { cwd: dir, encoding: 'utf8' });
       assert.equal(t.status, 0, `promtool test rules:\n${t.stdout}${t.stderr}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("as a subchart: the schema takes an umbrella chart's enabled (its condition) and global, and refuses a misspelt value", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ipip-umbrella-'));
+    try {
+      const umbrella = join(dir, 'platform');
+      mkdirSync(join(umbrella, 'charts'), { recursive: true });
+      cpSync(chart, join(umbrella, 'charts/ipip-operator'), { recursive: true });
+      const meta = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')) as { version: string };
+      writeFileSync(
+        join(umbrella, 'Chart.yaml'),
+        stringify({
+          apiVersion: 'v2',
+          name: 'platform',
+          version: '1.0.0',
+          dependencies: [{ name: 'ipip-operator', version: meta.version, condition: 'ipip-operator.enabled' }],
+        }),
+      );
+      // As kube-prometheus-stack-like parents have it: globals for every subchart, and the
+      // subchart's block with its enabled switch.
+      writeFileSync(
+        join(umbrella, 'values.yaml'),
+        stringify({
+          global: { imageRegistry: 'registry.example.com', imagePullSecrets: [] },
+          'ipip-operator': { enabled: true, logLevel: 'debug' },
+        }),
+      );
+      const on = objects(await helmOk(['template', 'platform', umbrella, '--namespace', 'net']));
+      assert.ok(find(on, 'DaemonSet').spec.template.spec.containers[0].args.includes('--log-level=debug'));
+      const off = objects(
+        await helmOk(['template', 'platform', umbrella, '--namespace', 'net', '--set', 'ipip-operator.enabled=false']),
+      );
+      assert.deepEqual(off, [], 'the condition turns the whole subchart off');
+      // The chart on its own takes them too (and ignores them); a misspelt value is refused.
+      await helmOk(['lint', chart, '--strict', '--set', 'enabled=true', '--set', 'global.imageRegistry=x']);
+      const misspelt = await helm(['template', RELEASE.name, chart, '--set', 'enabeld=true']);
+      assert.notEqual(misspelt.code, 0);
+      assert.match(misspelt.stderr, /additional properties 'enabeld' not allowed/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
