@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -27,6 +27,8 @@ import { eventually as waitUntil, GiveUp, StartedByTest } from '../harness/suppo
 const chart = join(REPO, 'deploy/helm/ipip-operator');
 const manifests = join(REPO, 'deploy/manifests/ipip-operator.yaml');
 const crdName = 'ipiptunnels.tunnel.ipip-operator.dev';
+/** prometheusRule.runbookUrl by default: the runbooks of docs/runbooks/ on the project's GitHub. */
+const RUNBOOKS = 'https://github.com/ipip-operator/ipip-operator/blob/main/docs/runbooks';
 /** Not the default namespace, so nothing in the chart can be tied to "ipip-operator" by accident. */
 const RELEASE = { name: 'ipip-operator', namespace: 'tunnels' };
 /** In no IpipTunnel: the agent started on this host has nothing to do to its kernel. */
@@ -60,6 +62,15 @@ const ALL_ON = [
   'image.pullPolicy=Always',
   'resources.limits.cpu=500m',
 ].flatMap((v) => ['--set', v]);
+
+/** The chart's alerts, in the order of the PrometheusRule. */
+const ALERTS = [
+  'IpipTunnelDown',
+  'IpipOperatorReconcileErrors',
+  'IpipOperatorAgentDown',
+  'IpipOperatorAgentMissing',
+  'IpipOperatorDriftCorrections',
+];
 
 type K8sObject = {
   apiVersion: string;
@@ -97,6 +108,46 @@ async function helmOk(args: string[], api?: ApiServer): Promise<string> {
   const r = await helm(args, api);
   assert.equal(r.code, 0, `helm ${args.join(' ')} exited ${r.code}:\n${r.stderr}`);
   return r.stdout;
+}
+
+interface AlertRule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** The alerting rules of the PrometheusRule that `helm template` renders with these --set values. */
+async function alertRules(set: string[]): Promise<AlertRule[]> {
+  const objs = objects(
+    await helmOk([
+      'template',
+      RELEASE.name,
+      chart,
+      '--namespace',
+      'monitoring',
+      '--set',
+      'prometheusRule.enabled=true',
+      ...set,
+    ]),
+  );
+  return find(objs, 'PrometheusRule').spec.groups.flatMap((g: { rules: AlertRule[] }) => g.rules);
+}
+
+/** `promtool check rules` on these rules, as one group; throws with its output when it fails. */
+function promtoolCheckRules(rules: AlertRule[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ipip-rules-'));
+  try {
+    writeFileSync(join(dir, 'rules.yaml'), stringify({ groups: [{ name: 'ipip-operator', rules }] }));
+    const check = spawnSync('promtool', ['check', 'rules', join(dir, 'rules.yaml')], { encoding: 'utf8' });
+    if (check.error)
+      throw new Error(`promtool is needed to test the alerts (apt-get install prometheus): ${check.error.message}`);
+    assert.equal(check.status, 0, `promtool check rules:\n${check.stdout}${check.stderr}`);
+    return check.stdout;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe('the Helm chart and the plain manifests', () => {
@@ -242,13 +293,7 @@ describe('the Helm chart and the plain manifests', () => {
     const rule = find(objs, 'PrometheusRule');
     assert.deepEqual(
       rule.spec.groups[0].rules.map((r: { alert: string }) => r.alert),
-      [
-        'IpipTunnelDown',
-        'IpipOperatorReconcileErrors',
-        'IpipOperatorAgentDown',
-        'IpipOperatorAgentMissing',
-        'IpipOperatorDriftCorrections',
-      ],
+      ALERTS,
     );
     const cm = find(objs, 'ConfigMap');
     assert.equal(cm.metadata.labels?.grafana_dashboard, '1', 'the label the Grafana sidecar looks for');
@@ -289,6 +334,111 @@ describe('the Helm chart and the plain manifests', () => {
     assert.equal(find(objs, 'ServiceAccount').metadata.annotations?.['example.com/owner'], 'net');
   });
 
+  test("every alert has a for, a severity and a runbook_url to its page in docs/runbooks/; every page is an alert's", async () => {
+    const rules = await alertRules([]);
+    assert.deepEqual(
+      rules.map((r) => r.alert),
+      ALERTS,
+    );
+    assert.match(promtoolCheckRules(rules), new RegExp(`SUCCESS: ${ALERTS.length} rules found`));
+    const index = readFileSync(join(REPO, 'docs/runbooks/README.md'), 'utf8');
+    for (const r of rules) {
+      assert.match(r.for ?? '', /^([0-9]+(ms|s|m|h|d|w|y))+$/, `${r.alert} has a for`);
+      assert.doesNotMatch(r.for!, /^(0+[a-z]+)+$/, `${r.alert}: a for of more than nothing`);
+      assert.match(r.labels?.severity ?? '', /^(critical|warning|info)$/, `${r.alert} has a severity`);
+      assert.ok(r.annotations.summary && r.annotations.description, `${r.alert} has a summary and a description`);
+      assert.equal(r.annotations.runbook_url, `${RUNBOOKS}/${r.alert}.md`);
+      const page = join(REPO, 'docs/runbooks', `${r.alert}.md`);
+      assert.ok(existsSync(page), `docs/runbooks/${r.alert}.md exists`);
+      const text = readFileSync(page, 'utf8');
+      assert.match(text, new RegExp(`^# ${r.alert}\n`), `${r.alert}.md is its page`);
+      for (const section of ['Meaning', 'Impact', 'Diagnosis', 'Mitigation'])
+        assert.match(text, new RegExp(`^## ${section}$`, 'm'), `${r.alert}.md has a section ${section}`);
+      // The page states the chart's defaults: its severity and its for.
+      assert.match(
+        text,
+        new RegExp(`^Severity \`${r.labels!.severity}\` by default\\.`, 'm'),
+        `${r.alert}.md: its severity`,
+      );
+      assert.ok(
+        text.replace(/\s+/g, ' ').includes(`for ${r.for} (\`prometheusRule.alerts.${r.alert}\`)`),
+        `${r.alert}.md: its for`,
+      );
+      assert.ok(index.includes(`[${r.alert}](${r.alert}.md)`), `docs/runbooks/README.md links ${r.alert}.md`);
+    }
+    const pages = readdirSync(join(REPO, 'docs/runbooks'))
+      .filter((f) => f !== 'README.md')
+      .map((f) => f.replace(/\.md$/, ''));
+    assert.deepEqual(
+      pages.sort(),
+      [...ALERTS].sort(),
+      'a page per alert, and none for an alert the chart does not have',
+    );
+  });
+
+  test('prometheusRule.alerts turns each alert off, or tunes its for and severity; with every alert off there is no PrometheusRule', async () => {
+    for (const name of ALERTS) {
+      const rules = await alertRules(['--set', `prometheusRule.alerts.${name}.enabled=false`]);
+      assert.deepEqual(
+        rules.map((r) => r.alert),
+        ALERTS.filter((n) => n !== name),
+        `${name} off`,
+      );
+    }
+    const tuned = await alertRules([
+      '--set',
+      'prometheusRule.alerts.IpipTunnelDown.for=2m',
+      '--set',
+      'prometheusRule.alerts.IpipTunnelDown.severity=page',
+      '--set',
+      'prometheusRule.alerts.IpipOperatorAgentMissing.for=1h30m',
+      '--set',
+      'prometheusRule.runbookUrl=https://wiki.example.com/ipip/',
+    ]);
+    promtoolCheckRules(tuned);
+    const rule = (name: string) => tuned.find((r) => r.alert === name)!;
+    assert.deepEqual([rule('IpipTunnelDown').for, rule('IpipTunnelDown').labels?.severity], ['2m', 'page']);
+    assert.match(rule('IpipTunnelDown').annotations.description!, / for 2m\. /, 'the description says the for');
+    assert.equal(rule('IpipOperatorAgentMissing').for, '1h30m');
+    assert.deepEqual(
+      [rule('IpipOperatorAgentDown').for, rule('IpipOperatorAgentDown').labels?.severity],
+      ['5m', 'warning'],
+      'the others keep their defaults',
+    );
+    assert.equal(rule('IpipTunnelDown').annotations.runbook_url, 'https://wiki.example.com/ipip/IpipTunnelDown.md');
+
+    const allOff = objects(
+      await helmOk([
+        'template',
+        RELEASE.name,
+        chart,
+        '--set',
+        'prometheusRule.enabled=true',
+        ...ALERTS.flatMap((n) => ['--set', `prometheusRule.alerts.${n}.enabled=false`]),
+      ]),
+    );
+    assert.equal(
+      allOff.some((o) => o.kind === 'PrometheusRule'),
+      false,
+      'no PrometheusRule without rules',
+    );
+
+    const refused: Array<[string, RegExp]> = [
+      [
+        'prometheusRule.alerts.IpipTunelDown.enabled=false',
+        /at '\/prometheusRule\/alerts': additional properties 'IpipTunelDown' not allowed/,
+      ],
+      ['prometheusRule.alerts.IpipTunnelDown.for=5 minutes', /at '\/prometheusRule\/alerts\/IpipTunnelDown\/for'/],
+      ['prometheusRule.alerts.IpipTunnelDown.enabled=maybe', /at '\/prometheusRule\/alerts\/IpipTunnelDown\/enabled'/],
+      ['prometheusRule.runbookUrl=docs/runbooks', /at '\/prometheusRule\/runbookUrl'/],
+    ];
+    for (const [value, message] of refused) {
+      const r = await helm(['template', RELEASE.name, chart, '--set', 'prometheusRule.enabled=true', '--set', value]);
+      assert.notEqual(r.code, 0, `--set ${value} was accepted`);
+      assert.match(r.stderr, message);
+    }
+  });
+
   test('the alerts fire on the series they are for, and only then (promtool test rules)', async () => {
     const objs = objects(
       await helmOk([
@@ -308,9 +458,9 @@ describe('the Helm chart and the plain manifests', () => {
       // job as the ServiceMonitor names it (the Service) and as the PodMonitor does (namespace/name).
       const a = 'job="ipip-operator",instance="192.168.40.2:9477"';
       const b = 'job="monitoring/ipip-operator",instance="192.168.40.3:9477"';
-      const alert = (labels: Record<string, string>, annotations: Record<string, string>) => ({
+      const alert = (name: string, labels: Record<string, string>, annotations: Record<string, string>) => ({
         exp_labels: labels,
-        exp_annotations: annotations,
+        exp_annotations: { ...annotations, runbook_url: `${RUNBOOKS}/${name}.md` },
       });
       const tests = {
         rule_files: ['rules.yaml'],
@@ -321,12 +471,10 @@ describe('the Helm chart and the plain manifests', () => {
             input_series: [
               { series: `ipip_operator_tunnel_up{${a},tunnel="lab",link="ipiptun"}`, values: '0x20' },
               { series: `ipip_operator_tunnel_up{${b},tunnel="lab",link="ipiptun"}`, values: '1x20' },
-              // One failed pass at minute 5 on a; none on b.
-              {
-                series: `ipip_operator_reconcile_total{${a},result="error"}`,
-                values: '0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1',
-              },
-              { series: `ipip_operator_reconcile_total{${b},result="error"}`, values: '0x20' },
+              // One failed pass at minute 5 on a, which the retry fixed; on b a pass fails
+              // every 5 minutes from minute 2 (the backoff's cap): an error that stays.
+              { series: `ipip_operator_reconcile_total{${a},result="error"}`, values: '0x4 1x25' },
+              { series: `ipip_operator_reconcile_total{${b},result="error"}`, values: '0 0 1x4 2x4 3x4 4x4 5x4 6x4' },
               { series: `up{${a}}`, values: '1x20' },
               { series: `up{${b}}`, values: '0x20' },
             ],
@@ -337,6 +485,7 @@ describe('the Helm chart and the plain manifests', () => {
                 alertname: 'IpipTunnelDown',
                 exp_alerts: [
                   alert(
+                    'IpipTunnelDown',
                     {
                       severity: 'critical',
                       job: 'ipip-operator',
@@ -347,41 +496,49 @@ describe('the Helm chart and the plain manifests', () => {
                     {
                       summary: 'IPIP tunnel lab is down on 192.168.40.2:9477',
                       description:
-                        'Link ipiptun of IpipTunnel lab has not been up on 192.168.40.2:9477 for 5 minutes. See the ' +
+                        'Link ipiptun of IpipTunnel lab has not been up on 192.168.40.2:9477 for 5m. See the ' +
                         "tunnel's conditions and Events (kubectl describe ipt lab) and that node's agent log.",
                     },
                   ),
                 ],
               },
-              { eval_time: '4m', alertname: 'IpipOperatorReconcileErrors', exp_alerts: [] },
+              // a's one error never fires (it is in the window for 10 minutes, not the 15 of
+              // `for`); b's errors, pending from minute 2, fire at minute 17.
+              { eval_time: '10m', alertname: 'IpipOperatorReconcileErrors', exp_alerts: [] },
+              { eval_time: '16m', alertname: 'IpipOperatorReconcileErrors', exp_alerts: [] },
               {
-                eval_time: '10m',
+                eval_time: '18m',
                 alertname: 'IpipOperatorReconcileErrors',
                 exp_alerts: [
                   alert(
-                    { severity: 'warning', job: 'ipip-operator', instance: '192.168.40.2:9477', result: 'error' },
+                    'IpipOperatorReconcileErrors',
                     {
-                      summary: 'ipip-operator reconciles fail on 192.168.40.2:9477',
+                      severity: 'warning',
+                      job: 'monitoring/ipip-operator',
+                      instance: '192.168.40.3:9477',
+                      result: 'error',
+                    },
+                    {
+                      summary: 'ipip-operator reconciles keep failing on 192.168.40.3:9477',
                       description:
-                        '1 reconcile passes failed in the last 10 minutes on 192.168.40.2:9477. The agent retries with ' +
-                        "backoff; its log names the command and the kernel's answer.",
+                        'Reconcile passes have failed on 192.168.40.3:9477 for 15m, 2 in the last 10 minutes. The agent ' +
+                        "retries with backoff; its log names the command and the kernel's answer.",
                     },
                   ),
                 ],
               },
-              // Ten minutes without another error: quiet again.
-              { eval_time: '16m', alertname: 'IpipOperatorReconcileErrors', exp_alerts: [] },
               { eval_time: '4m', alertname: 'IpipOperatorAgentDown', exp_alerts: [] },
               {
                 eval_time: '6m',
                 alertname: 'IpipOperatorAgentDown',
                 exp_alerts: [
                   alert(
+                    'IpipOperatorAgentDown',
                     { severity: 'warning', job: 'monitoring/ipip-operator', instance: '192.168.40.3:9477' },
                     {
                       summary: 'ipip-operator agent on 192.168.40.3:9477 is down',
                       description:
-                        'Prometheus has not scraped the agent at 192.168.40.3:9477 for 5 minutes. Tunnels on that node ' +
+                        'Prometheus has not scraped the agent at 192.168.40.3:9477 for 5m. Tunnels on that node ' +
                         'stay as they are, but nothing repairs or changes them.',
                     },
                   ),
@@ -409,21 +566,25 @@ describe('the Helm chart and the plain manifests', () => {
                 alertname: 'IpipOperatorAgentMissing',
                 exp_alerts: [
                   alert(
+                    'IpipOperatorAgentMissing',
                     { severity: 'critical' },
                     {
                       summary: 'No ipip-operator agent is up',
                       description:
-                        'No agent of the DaemonSet monitoring/ipip-operator has been scraped successfully for 10 minutes. ' +
+                        'No agent of the DaemonSet monitoring/ipip-operator has been scraped successfully for 10m. ' +
                         'Tunnels stay as they are, but nothing repairs or changes them.',
                     },
                   ),
                 ],
               },
+              // Over 10 in the last hour from minute 11 on a: pending for the 15m of `for`.
+              { eval_time: '20m', alertname: 'IpipOperatorDriftCorrections', exp_alerts: [] },
               {
                 eval_time: '65m',
                 alertname: 'IpipOperatorDriftCorrections',
                 exp_alerts: [
                   alert(
+                    'IpipOperatorDriftCorrections',
                     { severity: 'info', job: 'ipip-operator', instance: '192.168.40.2:9477' },
                     {
                       summary: 'ipip-operator keeps repairing drift on 192.168.40.2:9477',
