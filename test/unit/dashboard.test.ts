@@ -374,21 +374,29 @@ describe('Grafana dashboard', () => {
     }
   });
 
-  test('has the datasource, node and tunnel variables, and every query goes to the chosen data source', () => {
+  test("has the datasource, job, node and tunnel variables, and every query goes to the chosen data source and the agents' jobs", () => {
     const d = loadDashboard();
     const byName = new Map(d.templating.list.map((v) => [v.name, v]));
-    assert.deepEqual([...byName.keys()], ['datasource', 'node', 'tunnel']);
+    assert.deepEqual([...byName.keys()], ['datasource', 'job', 'node', 'tunnel']);
     assert.equal(byName.get('datasource')?.type, 'datasource');
     assert.equal(byName.get('datasource')?.query, 'prometheus');
-    assert.match(variableQuery(byName.get('node')!), /^label_values\(ipip_operator_\w+, instance\)$/);
+    assert.equal(variableQuery(byName.get('job')!), 'label_values(ipip_operator_reconcile_total, job)');
+    assert.match(variableQuery(byName.get('node')!), /^label_values\(ipip_operator_\w+\{job=~"\$job"\}, instance\)$/);
     assert.match(
       variableQuery(byName.get('tunnel')!),
-      /^label_values\(ipip_operator_tunnel_up\{instance=~"\$node"\}, tunnel\)$/,
+      /^label_values\(ipip_operator_tunnel_up\{job=~"\$job", instance=~"\$node"\}, tunnel\)$/,
     );
     for (const name of ['node', 'tunnel']) {
       const v = byName.get(name)!;
       assert.deepEqual([v.type, v.includeAll, v.allValue, v.datasource], ['query', true, '.*', DATASOURCE_REF], name);
     }
+    // The job's All is what Grafana makes of the values it found, (job1|job2): the agents'
+    // jobs. An allValue of .* would be every target Prometheus scrapes.
+    const job = byName.get('job')!;
+    assert.deepEqual(
+      [job.type, job.includeAll, job.allValue, job.datasource],
+      ['query', true, undefined, DATASOURCE_REF],
+    );
     for (const p of allPanels(d).filter((p) => p.type !== 'row')) {
       assert.deepEqual(p.datasource, DATASOURCE_REF, p.title);
       assert.ok((p.targets ?? []).length > 0, `${p.title} has a query`);
@@ -396,8 +404,15 @@ describe('Grafana dashboard', () => {
       assert.equal(new Set(refIds).size, refIds.length, `${p.title}: unique refIds`);
       for (const t of p.targets!) {
         assert.deepEqual(t.datasource, DATASOURCE_REF, `${p.title} ${t.refId}`);
+        for (const { metric, labels } of selectors(t.expr))
+          assert.ok(labels.includes('job'), `${p.title} ${t.refId}: ${metric} selected by the agents' job`);
+        assert.equal(
+          metricNames(t.expr).length,
+          selectors(t.expr).length,
+          `${p.title} ${t.refId}: every metric has a selector`,
+        );
         // Node-specific panels follow the node selector (the Lease holder count is cluster-wide).
-        if (!t.expr.startsWith('sum(ipip_operator_status_leader)'))
+        if (!t.expr.startsWith('sum(ipip_operator_status_leader{'))
           assert.match(t.expr, /instance=~"\$node"/, `${p.title} ${t.refId}`);
       }
     }
@@ -510,6 +525,59 @@ describe("the dashboard's PromQL, checked by promtool", () => {
     const checked = promtoolCheckRules(exprs);
     assert.equal(checked.status, 0, checked.output);
     assert.match(checked.output, new RegExp(`SUCCESS: ${exprs.length} rules found`));
+  });
+
+  test("with every variable on All, the process panels show the agents, not the node's other targets (promtool test rules)", () => {
+    const d = loadDashboard();
+    const panels = allPanels(d).filter((p) => ['Memory', 'CPU', 'Event loop lag, p99'].includes(p.title));
+    assert.equal(panels.length, 3);
+    // Grafana's All for a variable without allValue: its values as one regex, here the
+    // jobs of the chart's ServiceMonitor and PodMonitor; node's and tunnel's All is .*.
+    const all = (expr: string) => substituted(expr.replaceAll('$job', '(ipip-operator|monitoring/ipip-operator)'), d);
+    const exprs = panels.flatMap((p) => p.targets!.map((t) => all(t.expr)));
+    const dir = mkdtempSync(join(tmpdir(), 'ipip-dashboard-'));
+    try {
+      const agent = 'job="ipip-operator",instance="192.168.40.2:9477"';
+      // On the same node: node-exporter and some other Node.js service, with the same default metrics.
+      const others = ['job="node-exporter",instance="192.168.40.2:9100"', 'job="web",instance="192.168.40.2:3000"'];
+      const series = (name: string) =>
+        [agent, ...others].map((labels) => ({ series: `${name}{${labels}}`, values: '0+60x10' }));
+      const names = [
+        'process_resident_memory_bytes',
+        'nodejs_heap_size_used_bytes',
+        'process_cpu_seconds_total',
+        'nodejs_eventloop_lag_p99_seconds',
+      ];
+      writeFileSync(join(dir, 'rules.yaml'), JSON.stringify({ groups: [] }));
+      const tests = {
+        rule_files: ['rules.yaml'],
+        evaluation_interval: '1m',
+        tests: [
+          {
+            interval: '1m',
+            input_series: names.flatMap(series),
+            promql_expr_test: exprs.map((expr) => ({
+              expr,
+              eval_time: '10m',
+              exp_samples: [
+                {
+                  labels: expr.startsWith('rate(')
+                    ? '{job="ipip-operator",instance="192.168.40.2:9477"}'
+                    : `${/^(\w+)/.exec(expr)![1]}{job="ipip-operator",instance="192.168.40.2:9477"}`,
+                  value: expr.startsWith('rate(') ? 1 : 600,
+                },
+              ],
+            })),
+          },
+        ],
+      };
+      writeFileSync(join(dir, 'tests.yaml'), JSON.stringify(tests, null, 2));
+      const t = spawnSync('promtool', ['test', 'rules', 'tests.yaml'], { cwd: dir, encoding: 'utf8' });
+      if (t.error !== undefined) assert.fail(`promtool is needed (${t.error.message}): apt-get install -y prometheus`);
+      assert.equal(t.status, 0, `${t.stdout}${t.stderr}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('promtool rejects an expression that does not parse (so the check above can fail)', () => {
