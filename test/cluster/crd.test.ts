@@ -80,6 +80,82 @@ describe('IpipTunnel CRD on a real API server', () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
+  test('kubectl get ipt shows MODE, READY, AGE; -o wide the link, DEGRADED, its REASON and the MESSAGE; kubectl explain describes status', async () => {
+    const m = validTunnel('wide');
+    const applied = await server().kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
+    assert.equal(applied.code, 0, applied.stderr);
+    // A status as the Lease holder writes it (no agent runs here).
+    const at = '2026-01-01T00:00:00Z';
+    const status = {
+      observedGeneration: 1,
+      readyEndpoints: 1,
+      totalEndpoints: 2,
+      readySummary: '1/2',
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'False',
+          reason: 'EndpointsNotReady',
+          message: '1/2 endpoints ready; node-b: LinkNameTaken: ipiptun is not ours',
+          observedGeneration: 1,
+          lastTransitionTime: at,
+        },
+        {
+          type: 'Degraded',
+          status: 'True',
+          reason: 'LinkNameTaken',
+          message: 'node-b: LinkNameTaken: ipiptun is not ours',
+          observedGeneration: 1,
+          lastTransitionTime: at,
+        },
+      ],
+    };
+    const patched = await server().kubectl([
+      'patch',
+      'ipiptunnel',
+      'wide',
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ status }),
+    ]);
+    assert.equal(patched.code, 0, patched.stderr);
+    const table = async (args: string[]) => {
+      const r = await server().kubectl(['get', 'ipt', 'wide', ...args]);
+      assert.equal(r.code, 0, r.stderr);
+      const [header, row] = r.stdout.trimEnd().split('\n');
+      return { header: header!.split(/\s{2,}/), row: row!.split(/\s{2,}/) };
+    };
+    const plain = await table([]);
+    assert.deepEqual(plain.header, ['NAME', 'MODE', 'READY', 'AGE']);
+    assert.deepEqual(plain.row.slice(0, 3), ['wide', 'ipip', '1/2']);
+    const wide = await table(['-o', 'wide']);
+    assert.deepEqual(wide.header, ['NAME', 'MODE', 'LINK', 'READY', 'DEGRADED', 'REASON', 'AGE', 'MESSAGE']);
+    assert.deepEqual(
+      [...wide.row.slice(0, 6), wide.row[7]],
+      [
+        'wide',
+        'ipip',
+        'ipiptun',
+        '1/2',
+        'True',
+        'LinkNameTaken',
+        '1/2 endpoints ready; node-b: LinkNameTaken: ipiptun is not ours',
+      ],
+    );
+    // kubectl explain reads the published OpenAPI schema: the CRD's descriptions, status too.
+    for (const [field, text] of [
+      ['ipiptunnels.status.conditions.reason', 'One CamelCase word for why'],
+      ['ipiptunnels.status.readyEndpoints', "How many endpoints' nodes report the tunnel programmed"],
+      ['ipiptunnels.spec.endpoints.underlay.interface', 'The underlay interface on that node'],
+      ['ipipnodes.tunnels.reason', 'Programmed, or why not'],
+    ]) {
+      const r = await server().kubectl(['explain', field!]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.replace(/\s+/g, ' ').includes(text!), `kubectl explain ${field}:\n${r.stdout}`);
+    }
+  });
+
   describe('bad manifests are refused, naming the field', () => {
     for (const bad of badTunnels) {
       test(`${bad.name} -> ${bad.field}`, async () => {
