@@ -36,26 +36,39 @@ export async function routesVia(node: Shell, dev: string): Promise<string[]> {
 
 let captures = 0;
 
+/** What to capture: the interface, a tcpdump filter, how many packets end it and when it gives up. */
+export interface CaptureOptions {
+  iface: string;
+  filter: string;
+  /** tcpdump -c: the capture ends after this many packets (default 2). */
+  count?: number;
+  /** It ends after this many seconds at most (default 10). */
+  seconds?: number;
+  /** tcpdump -v: print the outer header too. */
+  verbose?: boolean;
+}
+
 /**
- * Starts `tcpdump -n -v -c 2 -i IFACE ip proto 4` (IPIP packets) on a node and resolves
- * once it is listening; `done` ends after 2 packets or 10 s with what it printed. -v prints
- * the outer header: tcpdump 4.99 says "proto IPIP (4)" (older versions "ipip-proto-4").
- * The running capture is wrapped in an object: an async function returning the bare
- * promise would resolve only when the capture ends.
+ * Starts `tcpdump -n -c COUNT -i IFACE FILTER` on a node and resolves once it is
+ * listening; `done` ends after COUNT packets or SECONDS with what it printed. The running
+ * capture is wrapped in an object: an async function returning the bare promise would
+ * resolve only when the capture ends.
  */
-export async function startIpipCapture(node: Shell, iface = 'eth1'): Promise<{ done: Promise<CommandResult> }> {
+export async function startCapture(node: Shell, o: CaptureOptions): Promise<{ done: Promise<CommandResult> }> {
   captures += 1;
   const out = `/run/lab/capture-${process.pid}-${captures}.out`;
   await shOk(node, `mkdir -p /run/lab && rm -f ${out}`);
   let ended: CommandResult | undefined;
+  const flags = `-l -n${o.verbose === true ? ' -v' : ''} -c ${o.count ?? 2} -i ${o.iface}`;
+  const seconds = o.seconds ?? 10;
   const done = node
-    .sh(`timeout 10 tcpdump -l -n -v -c 2 -i ${iface} ip proto 4 > ${out} 2>&1; cat ${out}`, 30_000)
+    .sh(`timeout ${seconds} tcpdump ${flags} ${o.filter} > ${out} 2>&1; cat ${out}`, (seconds + 20) * 1000)
     .then((r) => {
       ended = r;
       return r;
     });
   await eventually(
-    `tcpdump listening on ${iface}`,
+    `tcpdump listening on ${o.iface}`,
     async () => {
       if (ended !== undefined)
         throw new GiveUp(new Error(`tcpdump ended before it listened: ${ended.stdout}${ended.stderr}`));
@@ -68,6 +81,14 @@ export async function startIpipCapture(node: Shell, iface = 'eth1'): Promise<{ d
     },
   );
   return { done };
+}
+
+/**
+ * Captures 2 IPIP packets (`ip proto 4`) on a node's underlay, with -v, which prints the
+ * outer header: tcpdump 4.99 says "proto IPIP (4)" (older versions "ipip-proto-4").
+ */
+export function startIpipCapture(node: Shell, iface = 'eth1'): Promise<{ done: Promise<CommandResult> }> {
+  return startCapture(node, { iface, filter: 'ip proto 4', verbose: true });
 }
 
 /** The agent's GET /readyz on the node (127.0.0.1:9477) answers 200. */
@@ -113,4 +134,91 @@ export function metricValue(exposition: string, name: string, labels: Record<str
   const [first] = samples(exposition, name, labels);
   if (first === undefined) throw new Error(`no ${name}${JSON.stringify(labels)} in the exposition`);
   return first.value;
+}
+
+/** A rule of an nftables table as `nft -j` reads it back: its chain, comment, expression as nft prints it, counter. */
+export interface NftRule {
+  chain: string;
+  comment: string | undefined;
+  /** The expression in nft's own words, counter values left out: `ip saddr != @peers-mesh counter drop`. */
+  text: string;
+  counter: { packets: number; bytes: number } | undefined;
+}
+
+/** An nftables table as `nft -j list table` reads it back. */
+export interface NftTable {
+  /** Each set's elements, sorted: an address, or a prefix as ADDRESS/LEN (a /32 as the bare address, as nft prints it). */
+  sets: Record<string, string[]>;
+  /** Each chain as "TYPE hook HOOK priority PRIO policy POLICY" (a base chain) or "regular". */
+  chains: Record<string, string>;
+  rules: NftRule[];
+}
+
+type NftJson = Record<string, any>;
+
+/** A set element or a match's right side as nft prints it. */
+function nftValue(v: unknown, quote: boolean): string {
+  if (typeof v === 'string') return quote ? `"${v}"` : v;
+  if (typeof v === 'number') return String(v);
+  const o = v as NftJson;
+  if (o?.prefix !== undefined) return o.prefix.len === 32 ? o.prefix.addr : `${o.prefix.addr}/${o.prefix.len}`;
+  if (o?.range !== undefined) return `${o.range[0]}-${o.range[1]}`;
+  if (o?.set !== undefined) return `{ ${(o.set as unknown[]).map((x) => nftValue(x, quote)).join(', ')} }`;
+  return JSON.stringify(v);
+}
+
+/** One statement of a rule as nft prints it; what this reader does not know, as its JSON. */
+function nftStatement(e: NftJson): string {
+  if (e.counter !== undefined) return 'counter';
+  for (const verdict of ['drop', 'accept', 'masquerade', 'return']) if (e[verdict] === null) return verdict;
+  if (e.match !== undefined) {
+    const { op, left, right } = e.match as { op: string; left: NftJson; right: unknown };
+    let l: string;
+    let r = nftValue(right, left.meta !== undefined && typeof right === 'string');
+    if (left.payload !== undefined) {
+      l = `${left.payload.protocol} ${left.payload.field}`;
+      // nft names protocol 4 after /etc/protocols; the rule was written as 4.
+      if (left.payload.field === 'protocol' && r === 'ipencap') r = '4';
+    } else if (left.meta !== undefined) l = left.meta.key;
+    else return JSON.stringify(e);
+    return op === '==' ? `${l} ${r}` : `${l} ${op} ${r}`;
+  }
+  return JSON.stringify(e);
+}
+
+/** `nft -j list table FAMILY NAME` on a node, read back; undefined when there is no such table. */
+export async function nftTable(node: Shell, family: string, name: string): Promise<NftTable | undefined> {
+  const r = await node.sh(`nft -j list table ${family} ${name}`);
+  if (r.code !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new Error(`nft -j list table ${family} ${name} exited ${r.code}: ${r.stderr}`);
+  }
+  const objects = (JSON.parse(r.stdout) as { nftables: NftJson[] }).nftables;
+  const table: NftTable = { sets: {}, chains: {}, rules: [] };
+  for (const o of objects) {
+    if (o.set !== undefined)
+      table.sets[o.set.name] = ((o.set.elem ?? []) as unknown[]).map((x) => nftValue(x, false)).sort();
+    if (o.chain !== undefined) {
+      const c = o.chain;
+      table.chains[c.name] =
+        c.hook === undefined ? 'regular' : `${c.type} hook ${c.hook} priority ${c.prio} policy ${c.policy}`;
+    }
+    if (o.rule !== undefined) {
+      const expr = o.rule.expr as NftJson[];
+      const counter = expr.find((e) => e.counter !== undefined)?.counter as NftRule['counter'];
+      table.rules.push({
+        chain: o.rule.chain,
+        comment: o.rule.comment,
+        text: expr.map(nftStatement).join(' '),
+        counter,
+      });
+    }
+  }
+  return table;
+}
+
+/** The tables of a node, as "FAMILY NAME" (`nft -j list tables`), sorted. */
+export async function nftTables(node: Shell): Promise<string[]> {
+  const objects = (JSON.parse(await shOk(node, 'nft -j list tables')) as { nftables: NftJson[] }).nftables;
+  return objects.flatMap((o) => (o.table === undefined ? [] : [`${o.table.family} ${o.table.name}`])).sort();
 }
