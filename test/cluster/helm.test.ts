@@ -258,7 +258,10 @@ describe('the Helm chart and the plain manifests', () => {
     assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9477, protocol: 'TCP' }]);
     assert.deepEqual(c.livenessProbe.httpGet, { path: '/healthz', port: 'metrics' });
     assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics' });
-    assert.deepEqual(c.resources, { requests: { cpu: '20m', memory: '128Mi' }, limits: { memory: '256Mi' } });
+    assert.deepEqual(c.resources, {
+      requests: { cpu: '20m', memory: '128Mi', 'ephemeral-storage': '64Mi' },
+      limits: { memory: '256Mi', 'ephemeral-storage': '256Mi' },
+    });
     assert.deepEqual(c.securityContext, {
       runAsUser: 0,
       runAsNonRoot: false,
@@ -319,7 +322,7 @@ describe('the Helm chart and the plain manifests', () => {
     ]);
     assert.equal(c.ports[0].containerPort, 9555);
     assert.equal(find(objs, 'Service').spec.ports[0].port, 9555);
-    assert.deepEqual(c.resources.limits, { cpu: '500m', memory: '256Mi' });
+    assert.deepEqual(c.resources.limits, { cpu: '500m', memory: '256Mi', 'ephemeral-storage': '256Mi' });
     assert.equal(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, '10%');
     assert.equal(pod.priorityClassName, undefined, 'an empty priorityClassName leaves it out');
     assert.deepEqual(pod.imagePullSecrets, [{ name: 'registry' }]);
