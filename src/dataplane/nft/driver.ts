@@ -1,0 +1,289 @@
+// The nft driver, the only code that runs nftables' `nft`: through execa with argument
+// arrays, never a shell. It owns one table, `table ip ipip-operator`, whole. A reconcile
+// costs one `nft` to read (`nft -j -p list table`) and, when something changes, one to
+// write the whole table as one transaction (`nft -f FILE`); a third runs `nft -j monitor`
+// for good. Once per process (and again every few minutes while it fails) a check-mode
+// load of a sample table asks the kernel whether it can hold the table at all.
+
+import { randomUUID } from 'node:crypto';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { execa } from 'execa';
+import type { ActionResult, NftAction } from '../../model/action.ts';
+import type { KernelInterest, NftState, ObservedRules } from '../../model/kernel.ts';
+import { NFT_FAMILY, NFT_TABLE } from '../../model/ownership.ts';
+import type { CommandObserver, Driver } from '../dataplane.ts';
+import { nftMonitorLineMatters } from './monitor.ts';
+import { parseNftListOutput } from './parse.ts';
+import { nftScript } from './render.ts';
+
+export interface NftDriverOptions {
+  /** The nft binary; "nft" from PATH by default. */
+  nftPath?: string;
+  /** A hung `nft` must not hang the agent. */
+  timeoutMs?: number;
+  onCommand?: CommandObserver;
+  /** Told when the monitor process dies and is restarted. */
+  onMonitorError?: (error: string) => void;
+  /** Where a transaction is put for `nft` to read: os.tmpdir() by default (the chart mounts an emptyDir there). */
+  batchDir?: string;
+}
+
+const BATCH_PREFIX = 'ipip-operator-nft-';
+
+/** Transaction files older than this were left by an agent killed during a write (see the ip driver). */
+const STALE_BATCH_MS = 10 * 60_000;
+
+/**
+ * How long a failed probe stands before the next observe asks the kernel again: a node
+ * does not gain nf_tables often (a module loaded, nftables installed), and a probe is
+ * a process.
+ */
+export const REPROBE_MS = 5 * 60_000;
+
+/**
+ * What the probe loads in check mode: the table in the form apply writes, with a set and
+ * a rule in each base chain (the raw prerouting filter, the nat postrouting masquerade),
+ * so that a kernel lacking the ip family, nat or masquerade refuses it. Documentation
+ * addresses (RFC 5737); nothing is committed.
+ */
+export const PROBE_TABLE: readonly ObservedRules[] = [
+  {
+    tunnel: 'probe',
+    peerFilter: { local: '192.0.2.1', allowed: ['192.0.2.2'] },
+    masquerade: { link: 'probe0', sources: ['198.51.100.0/24'] },
+  },
+];
+
+/** The kernel lacks what the table needs: no nfnetlink ("Protocol not supported"), no ip family or nat ("Operation not supported"). */
+const UNSUPPORTED = /Operation not supported|Protocol not supported/;
+
+interface NftResult {
+  exitCode?: number | undefined;
+  timedOut: boolean;
+  stdout: unknown;
+  stderr: unknown;
+  code?: unknown;
+}
+
+/** execa's answer when the binary is not there. */
+function notInstalled(r: NftResult): boolean {
+  return r.code === 'ENOENT';
+}
+
+/**
+ * nft's error, short: its first "Error: ..." line without the file position nft puts
+ * before it, and how many more there were (a refused transaction names every statement
+ * it could not process; the first is the cause), or else its first line.
+ */
+export function nftError(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim());
+  const errors = lines.filter((l) => /Error: /.test(l)).map((l) => l.replace(/^.*?Error: /, ''));
+  if (errors.length === 0) return lines.find((l) => l !== '') ?? 'failed';
+  const more = errors.length - 1;
+  return more === 0 ? errors[0]! : `${errors[0]} (and ${more} more error${more === 1 ? '' : 's'})`;
+}
+
+export class NftDriver implements Driver<NftAction, NftState> {
+  readonly tool = 'nft';
+  private readonly nft: string;
+  private readonly timeoutMs: number;
+  private readonly options: NftDriverOptions;
+  private readonly batchDir: string;
+  private staleBatchesRemoved = false;
+
+  /** The probe's answer: held for good once the kernel took the table; a refusal is asked again after REPROBE_MS. */
+  private available: { ok: true } | { ok: false; why: string; at: number } | undefined;
+  /** A probe under way: concurrent observes wait for the one answer. */
+  private probing: Promise<void> | undefined;
+
+  constructor(options: NftDriverOptions = {}) {
+    this.nft = options.nftPath ?? 'nft';
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.options = options;
+    this.batchDir = options.batchDir ?? tmpdir();
+  }
+
+  private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<NftResult> {
+    const started = process.hrtime.bigint();
+    const result = await execa(this.nft, args, {
+      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+      reject: false,
+      timeout: this.timeoutMs,
+    });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.options.onCommand?.('nft', purpose, seconds, result.exitCode === 0);
+    return result;
+  }
+
+  /** Why the kernel cannot hold the table, as last found; undefined when it can or nobody has asked. */
+  private unavailable(): string | undefined {
+    return this.available?.ok === false ? this.available.why : undefined;
+  }
+
+  private refuse(why: string): NftState {
+    this.available = { ok: false, why, at: Date.now() };
+    return { available: false, why };
+  }
+
+  private notInstalledWhy(): string {
+    return `nft is not installed (${this.nft} not found; Debian: apt-get install nftables), so the agent's nftables table cannot be written`;
+  }
+
+  /**
+   * `nft -c -f -` of PROBE_TABLE: check mode sends the transaction to the kernel, which
+   * validates it and throws it away (seen on 6.12: exit 0, nothing created; on Debian's
+   * 6.1 UML: "Operation not supported", or "Unable to initialize Netlink socket: Protocol
+   * not supported" without nfnetlink). stdin is fine here: nothing is committed, so a
+   * cut-off script can do no harm. A timeout is not an answer: it throws, uncached.
+   */
+  private async probe(): Promise<void> {
+    const r = await this.run('observe', ['-c', '-f', '-'], `${nftScript(PROBE_TABLE).join('\n')}\n`);
+    if (notInstalled(r)) {
+      this.refuse(this.notInstalledWhy());
+    } else if (r.timedOut) {
+      throw new Error(`nft: the check of the kernel's nftables timed out after ${this.timeoutMs} ms`);
+    } else if (r.exitCode === 0) {
+      this.available = { ok: true };
+    } else {
+      this.refuse(
+        `the kernel cannot hold the agent's nftables table (nftables for the ip family with nat and masquerade): ` +
+          `nft -c answered "${nftError(String(r.stderr))}"`,
+      );
+    }
+  }
+
+  private async ensureProbed(): Promise<void> {
+    const a = this.available;
+    if (a?.ok === true || (a !== undefined && Date.now() - a.at < REPROBE_MS)) return;
+    this.probing ??= this.probe().finally(() => {
+      this.probing = undefined;
+    });
+    await this.probing;
+  }
+
+  /** The agent's table: one `nft -j -p list table ip ipip-operator` (after the first probe, in steady state). */
+  async observe(): Promise<NftState> {
+    await this.ensureProbed();
+    const why = this.unavailable();
+    if (why !== undefined) return { available: false, why };
+    // -j: JSON; -p: protocol numbers, not names from /etc/protocols (4, not "ipencap").
+    const r = await this.run('observe', ['-j', '-p', 'list', 'table', NFT_FAMILY, NFT_TABLE]);
+    if (notInstalled(r)) return this.refuse(this.notInstalledWhy());
+    const stderr = String(r.stderr);
+    if (r.exitCode === 0 && !r.timedOut)
+      return { available: true, table: true, rules: parseNftListOutput(String(r.stdout)) };
+    // What nft answers for a table that is not there (the probe has shown the family exists).
+    if (!r.timedOut && /No such file or directory/.test(stderr)) return { available: true, table: false, rules: [] };
+    if (UNSUPPORTED.test(stderr))
+      return this.refuse(`the kernel no longer holds nftables tables: nft answered "${nftError(stderr)}"`);
+    throw new Error(
+      `nft: reading table ${NFT_FAMILY} ${NFT_TABLE} failed: ${r.timedOut ? `timed out after ${this.timeoutMs} ms` : nftError(stderr)}`,
+    );
+  }
+
+  private removeStaleBatches(): void {
+    if (this.staleBatchesRemoved) return;
+    this.staleBatchesRemoved = true;
+    try {
+      for (const name of readdirSync(this.batchDir)) {
+        if (!name.startsWith(BATCH_PREFIX)) continue;
+        const path = join(this.batchDir, name);
+        if (Date.now() - statSync(path).mtimeMs > STALE_BATCH_MS) rmSync(path, { force: true });
+      }
+    } catch {
+      // Nothing to clean, or not ours to clean: the write will say what is wrong with the dir.
+    }
+  }
+
+  /**
+   * One `nft -f FILE` of the whole table after the write (every action carries it). The
+   * transaction goes through a file, not a pipe: nft reads a pipe to its end and applies
+   * what it got, and a script cut after `delete table` by an agent killed while writing it
+   * would remove every rule. nft applies a file all or nothing, so a failure is every
+   * action's. Nothing is run while the kernel is known not to hold the table.
+   */
+  async apply(actions: readonly NftAction[]): Promise<ActionResult[]> {
+    if (actions.length === 0) return [];
+    const fail = (error: string) => actions.map((action) => ({ action, error }));
+    const why = this.unavailable();
+    if (why !== undefined) return fail(why);
+    const table = actions[0]!.table;
+    if (actions.some((a) => a.table !== table && JSON.stringify(a.table) !== JSON.stringify(table)))
+      return fail('nft actions of one write carry different tables; nothing was written');
+    let script: string;
+    try {
+      script = `${nftScript(table).join('\n')}\n`;
+    } catch (error) {
+      return fail((error as Error).message);
+    }
+    this.removeStaleBatches();
+    const file = join(this.batchDir, `${BATCH_PREFIX}${process.pid}-${randomUUID()}`);
+    try {
+      await writeFile(file, script, { flag: 'wx', mode: 0o600 });
+    } catch (error) {
+      return fail(`cannot write the nft transaction to ${this.batchDir}: ${(error as Error).message}`);
+    }
+    let r: NftResult;
+    try {
+      r = await this.run('apply', ['-f', file]);
+    } finally {
+      await rm(file, { force: true });
+    }
+    if (notInstalled(r)) {
+      this.refuse(this.notInstalledWhy());
+      return fail(this.notInstalledWhy());
+    }
+    if (r.timedOut) return fail(`nft -f timed out after ${this.timeoutMs} ms`);
+    if (r.exitCode === 0) return actions.map((action) => ({ action }));
+    const message = nftError(String(r.stderr));
+    // The kernel refused the family or nat after all: say so at the next observe, before anything else is tried.
+    if (UNSUPPORTED.test(message))
+      this.refuse(`the kernel cannot hold the agent's nftables table: nft -f answered "${message}"`);
+    return fail(`nft -f: ${message}`);
+  }
+
+  /**
+   * `nft -j monitor`: one JSON object per event, of every table; each is told whether it
+   * is about the agent's table (nftMonitorLineMatters). Restarted with backoff when it
+   * dies; while the kernel is known not to hold the table, only as often as the probe.
+   */
+  watch(onEvent: (concernsUs: boolean) => void, _interest: () => KernelInterest): () => void {
+    let stopped = false;
+    let kill: (() => void) | undefined;
+    let restartDelay = 1000;
+    const start = () => {
+      if (stopped) return;
+      const started = process.hrtime.bigint();
+      const child = execa(this.nft, ['-j', 'monitor'], { buffer: false, reject: false, stdin: 'ignore' });
+      kill = () => child.kill();
+      const lines = createInterface({ input: child.stdout });
+      lines.on('line', (line) => {
+        restartDelay = 1000;
+        onEvent(nftMonitorLineMatters(line));
+      });
+      void child.then((r) => {
+        this.options.onCommand?.('nft', 'monitor', Number(process.hrtime.bigint() - started) / 1e9, stopped);
+        if (stopped) return;
+        if (this.unavailable() !== undefined) {
+          // Known and reported in the state (tunnels that need rules are refused with it): no log line per restart.
+          setTimeout(start, REPROBE_MS).unref();
+          return;
+        }
+        this.options.onMonitorError?.(
+          `nft monitor exited (${r.exitCode ?? r.signal ?? (r as NftResult).code}): ${nftError(String(r.stderr ?? ''))}`,
+        );
+        setTimeout(start, restartDelay).unref();
+        restartDelay = Math.min(restartDelay * 2, 60_000);
+      });
+    };
+    start();
+    return () => {
+      stopped = true;
+      kill?.();
+    };
+  }
+}
