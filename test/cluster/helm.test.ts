@@ -212,7 +212,6 @@ describe('the Helm chart and the plain manifests', () => {
       'Role/ipip-operator/ipip-operator-agent-lease',
       'RoleBinding/default/ipip-operator-agent-events',
       'RoleBinding/ipip-operator/ipip-operator-agent-lease',
-      'Service/ipip-operator/ipip-operator',
       'ServiceAccount/ipip-operator/ipip-operator',
     ]);
     for (const o of objs.filter((x) => !['Namespace', 'CustomResourceDefinition'].includes(x.kind))) {
@@ -249,15 +248,17 @@ describe('the Helm chart and the plain manifests', () => {
       '--log-format=json',
       '--log-level=info',
       '--resync-period=60s',
-      '--metrics-address=:9477',
+      '--metrics-address=127.0.0.1:9477',
     ]);
     assert.deepEqual(c.env, [
       { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     ]);
     assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9477, protocol: 'TCP' }]);
-    assert.deepEqual(c.livenessProbe.httpGet, { path: '/healthz', port: 'metrics' });
-    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics' });
+    // The metrics on the node's loopback only (metrics.bind: no monitor asks for them), and
+    // the kubelet's probes sent there.
+    assert.deepEqual(c.livenessProbe.httpGet, { host: '127.0.0.1', path: '/healthz', port: 'metrics' });
+    assert.deepEqual(c.readinessProbe.httpGet, { host: '127.0.0.1', path: '/readyz', port: 'metrics' });
     assert.deepEqual(c.resources, {
       requests: { cpu: '20m', memory: '128Mi', 'ephemeral-storage': '64Mi' },
       limits: { memory: '256Mi', 'ephemeral-storage': '256Mi' },
@@ -272,10 +273,65 @@ describe('the Helm chart and the plain manifests', () => {
       seccompProfile: { type: 'RuntimeDefault' },
     });
 
-    const svc = find(objs, 'Service');
-    assert.equal(svc.spec.clusterIP, 'None');
-    assert.deepEqual(svc.spec.selector, ds.spec.selector.matchLabels);
-    assert.deepEqual(svc.spec.ports, [{ name: 'metrics', port: 9477, targetPort: 'metrics', protocol: 'TCP' }]);
+    assert.equal(
+      objs.some((o) => o.kind === 'Service'),
+      false,
+      'no Service for metrics nothing off the node can reach',
+    );
+  });
+
+  test('metrics.bind: loopback unless asked; node with a ServiceMonitor or PodMonitor or when set; all when set; a monitor on loopback refused', async () => {
+    const render = async (set: string[]) => {
+      const objs = objects(await helmOk(['template', RELEASE.name, chart, ...set.flatMap((v) => ['--set', v])]));
+      const c = find(objs, 'DaemonSet').spec.template.spec.containers[0];
+      return {
+        address: (c.args as string[]).find((a) => a.startsWith('--metrics-address=')),
+        hostIp: (c.env as Array<{ name: string; valueFrom?: unknown }>).find((e) => e.name === 'HOST_IP'),
+        probeHosts: [c.livenessProbe.httpGet.host, c.readinessProbe.httpGet.host],
+        service: objs.find((o) => o.kind === 'Service'),
+      };
+    };
+    const loopback = await render([]);
+    assert.deepEqual(
+      [loopback.address, loopback.hostIp, loopback.probeHosts, loopback.service],
+      ['--metrics-address=127.0.0.1:9477', undefined, ['127.0.0.1', '127.0.0.1'], undefined],
+    );
+    assert.deepEqual(await render(['metrics.bind=loopback']), loopback);
+    for (const set of [['metrics.bind=node'], ['serviceMonitor.enabled=true'], ['podMonitor.enabled=true']]) {
+      const node = await render(set);
+      // [IP]:PORT, which the agent reads for IPv4 and IPv6 alike; the kubelet expands $(HOST_IP).
+      assert.equal(node.address, '--metrics-address=[$(HOST_IP)]:9477', set.join(' '));
+      assert.deepEqual(node.hostIp, { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+      assert.deepEqual(
+        node.probeHosts,
+        [undefined, undefined],
+        'probes go to the pod address, which is the node address',
+      );
+      assert.deepEqual(node.service?.spec.ports, [
+        { name: 'metrics', port: 9477, targetPort: 'metrics', protocol: 'TCP' },
+      ]);
+      assert.equal(node.service?.spec.clusterIP, 'None');
+    }
+    const all = await render(['metrics.bind=all', 'metrics.port=9555']);
+    assert.deepEqual(
+      [all.address, all.hostIp, all.probeHosts, all.service?.spec.ports[0].port],
+      ['--metrics-address=:9555', undefined, [undefined, undefined], 9555],
+    );
+    for (const monitor of ['serviceMonitor', 'podMonitor']) {
+      const r = await helm([
+        'template',
+        RELEASE.name,
+        chart,
+        '--set',
+        `${monitor}.enabled=true`,
+        '--set',
+        'metrics.bind=loopback',
+      ]);
+      assert.notEqual(r.code, 0, `${monitor} with the metrics on loopback was accepted`);
+      assert.match(r.stderr, /needs metrics\.bind node or all: on loopback Prometheus cannot reach the agents/);
+    }
+    const wrong = await helm(['template', RELEASE.name, chart, '--set', 'metrics.bind=0.0.0.0']);
+    assert.match(wrong.stderr, /at '\/metrics\/bind': value must be one of/);
   });
 
   test('every toggle on renders the ServiceMonitor, PodMonitor, PrometheusRule and dashboard ConfigMap, and the knobs reach the DaemonSet', async () => {
@@ -318,7 +374,7 @@ describe('the Helm chart and the plain manifests', () => {
       '--log-format=json',
       '--log-level=debug',
       '--resync-period=5m',
-      '--metrics-address=:9555',
+      '--metrics-address=[$(HOST_IP)]:9555',
     ]);
     assert.equal(c.ports[0].containerPort, 9555);
     assert.equal(find(objs, 'Service').spec.ports[0].port, 9555);
@@ -718,7 +774,6 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     ['role', RELEASE.namespace, 'ipip-operator-agent-lease'],
     ['rolebinding', RELEASE.namespace, 'ipip-operator-agent-lease'],
     ['daemonset', RELEASE.namespace, 'ipip-operator'],
-    ['service', RELEASE.namespace, 'ipip-operator'],
   ] as const;
   const getArgs = ([kind, ns, name]: readonly [string, string, string]) => [
     kind,
@@ -801,7 +856,7 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     assert.equal(await exists(['crd', crdName]), true);
   });
 
-  test('helm install creates the CRD, ServiceAccount, RBAC, DaemonSet and Service; NOTES say what next', async () => {
+  test('helm install creates the CRD, ServiceAccount, RBAC and DaemonSet (no Service: metrics on loopback); NOTES say what next', async () => {
     const out = await helmOk(
       ['install', RELEASE.name, chart, '--namespace', RELEASE.namespace, '--create-namespace'],
       server(),
@@ -809,8 +864,10 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
     assert.match(out, /STATUS: deployed/);
     assert.match(out, /kubectl apply -f tunnel\.yaml/);
     assert.match(out, /kubectl get ipt/);
-    assert.match(out, /port 9477/);
+    assert.match(out, /\/metrics on 127\.0\.0\.1, port 9477, of its node only/);
+    assert.match(out, /set\s+serviceMonitor\.enabled=true \(or podMonitor\.enabled=true\)/);
     await kubectl(['wait', '--for=condition=Established', `crd/${crdName}`, '--timeout=60s']);
+    assert.equal(await exists(['service', 'ipip-operator', '-n', RELEASE.namespace]), false);
     for (const o of releaseObjects) {
       const got = JSON.parse(await kubectl([...['get', ...getArgs(o)], '-o', 'json'])) as K8sObject;
       assert.equal(
@@ -838,22 +895,29 @@ describe('the chart on a real API server', { timeout: 600_000 }, () => {
       mode: 0o600,
     });
 
+    // The agent's arguments as the chart gives them with the metrics on the node's address
+    // (metrics.bind=node), $(HOST_IP) expanded as the kubelet would (and port 0: any free
+    // one), then what the pod's environment would give it; a later flag wins.
+    const rendered = objects(
+      await helmOk(['template', RELEASE.name, chart, '--namespace', RELEASE.namespace, '--set', 'metrics.bind=node']),
+    );
+    const chartArgs = (find(rendered, 'DaemonSet').spec.template.spec.containers[0].args as string[]).map((a) =>
+      a.replace('$(HOST_IP)', '127.0.0.1').replace(/:9477$/, ':0'),
+    );
+    assert.equal(chartArgs[0], 'agent');
+    assert.ok(chartArgs.includes('--metrics-address=[127.0.0.1]:0'), chartArgs.join(' '));
     let log = '';
     const [cmd, argv] = withPdeathsig(process.execPath, [
       join(REPO, 'src/cli/main.ts'),
-      'agent',
+      ...chartArgs,
       '--node-name',
       AGENT_NODE,
       '--kubeconfig',
       kubeconfig,
       '--lease-namespace',
       RELEASE.namespace,
-      '--metrics-address',
-      '127.0.0.1:0',
       '--resync-period',
       '2s',
-      '--log-format',
-      'json',
     ]);
     // No KUBECONFIG or POD_NAMESPACE from this environment: only the flags count.
     const { KUBECONFIG: _k, POD_NAMESPACE: _p, NODE_NAME: _n, ...env } = process.env;

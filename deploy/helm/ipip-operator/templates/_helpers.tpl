@@ -61,3 +61,27 @@ ServiceMonitor, "<namespace>/<name>" for the PodMonitor. The alerts select on bo
 {{- define "ipip-operator.jobSelector" -}}
 job=~"{{ include "ipip-operator.fullname" . }}|{{ .Release.Namespace }}/{{ include "ipip-operator.fullname" . }}"
 {{- end }}
+
+{{/*
+Where the agent's /metrics, /healthz and /readyz listen (metrics.bind): "loopback" (the
+node itself only), "node" (the node's own address, status.hostIP) or "all" (every address
+of the node). Empty: "node" when a ServiceMonitor or PodMonitor will scrape the agents,
+else "loopback". A monitor with the metrics on loopback would scrape nothing: refused.
+*/}}
+{{- define "ipip-operator.metricsBind" -}}
+{{- $monitored := or .Values.serviceMonitor.enabled .Values.podMonitor.enabled }}
+{{- $bind := .Values.metrics.bind | default (ternary "node" "loopback" $monitored) }}
+{{- if and $monitored (eq $bind "loopback") }}
+{{- fail "serviceMonitor.enabled or podMonitor.enabled needs metrics.bind node or all: on loopback Prometheus cannot reach the agents" }}
+{{- end }}
+{{- $bind }}
+{{- end }}
+
+{{/* The agent's --metrics-address for metrics.bind. $(HOST_IP) is expanded by the kubelet from the container's env. */}}
+{{- define "ipip-operator.metricsAddress" -}}
+{{- $bind := include "ipip-operator.metricsBind" . }}
+{{- if eq $bind "loopback" }}127.0.0.1:{{ .Values.metrics.port }}
+{{- else if eq $bind "node" }}[$(HOST_IP)]:{{ .Values.metrics.port }}
+{{- else }}:{{ .Values.metrics.port }}
+{{- end }}
+{{- end }}
