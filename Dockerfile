@@ -1,5 +1,5 @@
 # The ipip-operator agent image: the built JavaScript, its production dependencies, the Node.js
-# binary and iproute2 (`ip`, the only thing the agent runs), nothing else.
+# binary, iproute2 (`ip`) and nftables (`nft`), the two programs the agent runs, nothing else.
 #
 #   docker build --build-arg VERSION=$(node -p 'require("./package.json").version') -t ipip-operator .
 #
@@ -37,13 +37,15 @@ RUN node_modules/.bin/tsc -p tsconfig.build.json
 # is 19 MB), which the agent never runs and which would only add to what a scanner reports.
 # The official Node binary needs glibc, libstdc++6 and libgcc-s1; bookworm-slim has all
 # three (its apt depends on them). Estimated size: 75 MB Debian + 7 MB iproute2 and its
-# libraries + 121 MB node + 50 MB node_modules + 0.5 MB dist, about 255 MB unpacked.
+# libraries + 3 MB nftables and its libraries + 121 MB node + 50 MB node_modules + 0.5 MB
+# dist, about 258 MB unpacked.
 FROM debian:bookworm-slim
 
-# iproute2 and nothing else: the agent reads and writes the kernel only through `ip`
-# (-json, -batch, monitor). --no-install-recommends; the package lists are not kept.
+# iproute2 and nftables, nothing else: the agent reads and writes the kernel only through
+# `ip` (-json, -batch, monitor) and `nft` (-j, -f, monitor) for its own table; both need
+# NET_ADMIN and nothing more. --no-install-recommends; the package lists are not kept.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 nftables \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /usr/local/bin/node /usr/local/bin/node

@@ -33,7 +33,7 @@ async function reconcileTimed() {
     planMs: Number(t2 - t1) / 1e6,
     applyMs: ms(t2),
     actions: actions.length,
-    commands: actions.reduce((s, a) => s + a.ops.length, 0),
+    commands: actions.reduce((s, a) => s + (a.tool === 'ip' ? a.ops.length : 1), 0),
   };
 }
 

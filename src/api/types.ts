@@ -18,6 +18,8 @@ export interface EndpointSpec {
   underlay?: UnderlaySpec;
   overlayAddress: string;
   networks?: string[];
+  /** Source-NAT, on this endpoint's node, what the other endpoints send beyond it. */
+  masquerade?: boolean;
 }
 
 export interface IpipTunnelSpec {
@@ -27,6 +29,8 @@ export interface IpipTunnelSpec {
   linkName?: string;
   endpoints: EndpointSpec[];
   routes?: string[];
+  /** Mesh only: drop IPIP from any host but the peers (and the remotes of other IPIP devices on the address). */
+  dropForeignIpip?: boolean;
 }
 
 /**
@@ -110,6 +114,8 @@ export interface EffectiveSpec {
   linkName: string;
   endpoints: EndpointSpec[];
   routes: string[];
+  /** true unless the spec says false; resolve uses it for meshes only. */
+  dropForeignIpip: boolean;
 }
 
 /** One problem with an input, named by the field path a user would look at. */

@@ -67,8 +67,8 @@ const METADATA_FIELDS = [
   'finalizers',
   'managedFields',
 ] as const;
-const SPEC_FIELDS = ['mode', 'ttl', 'mtu', 'linkName', 'endpoints', 'routes'] as const;
-const ENDPOINT_FIELDS = ['nodeName', 'underlay', 'overlayAddress', 'networks'] as const;
+const SPEC_FIELDS = ['mode', 'ttl', 'mtu', 'linkName', 'dropForeignIpip', 'endpoints', 'routes'] as const;
+const ENDPOINT_FIELDS = ['nodeName', 'underlay', 'overlayAddress', 'networks', 'masquerade'] as const;
 const UNDERLAY_FIELDS = ['address', 'interface'] as const;
 
 function checkIPv4(c: Collector, field: string, value: Json, example: string): void {
@@ -129,7 +129,30 @@ function checkEndpoint(c: Collector, field: string, e: Json): void {
     }
   }
   checkPrefixList(c, `${field}.networks`, e.networks, '10.20.0.0/16', MAX_NETWORKS);
+  checkBoolean(c, `${field}.masquerade`, e.masquerade);
 }
+
+function checkBoolean(c: Collector, field: string, value: Json): void {
+  if (value !== undefined && typeof value !== 'boolean')
+    c.add(field, `must be true or false, got ${JSON.stringify(value)}`);
+}
+
+/**
+ * The fallback devices the kernel creates when a tunnel module loads. tunl0 is any/any:
+ * brought up, it takes every IPIP packet no other device matches, from anyone. The agent
+ * never configures them (a link of that name is not its own anyway).
+ */
+export const FALLBACK_DEVICES: readonly string[] = [
+  'tunl0',
+  'gre0',
+  'gretap0',
+  'erspan0',
+  'sit0',
+  'ip6tnl0',
+  'ip6gre0',
+  'ip_vti0',
+  'ip6_vti0',
+];
 
 /**
  * Checks one object against the IpipTunnel schema. Returns the problems, each naming its
@@ -167,6 +190,13 @@ export function validateTunnel(obj: Json): FieldError[] {
     c.add('spec.mtu', `must be an integer from ${MIN_MTU} to ${MAX_MTU}, got ${JSON.stringify(spec.mtu)}`);
   }
   if (spec.linkName !== undefined) checkLinkName(c, 'spec.linkName', spec.linkName);
+  if (typeof spec.linkName === 'string' && FALLBACK_DEVICES.includes(spec.linkName)) {
+    c.add(
+      'spec.linkName',
+      `${spec.linkName} is a fallback device the kernel creates for its tunnel modules (tunl0 takes IPIP from anyone when up); ipip-operator never uses it`,
+    );
+  }
+  checkBoolean(c, 'spec.dropForeignIpip', spec.dropForeignIpip);
   checkPrefixList(c, 'spec.routes', spec.routes, '172.0.0.0/24', MAX_PREFIXES);
 
   const endpoints = spec.endpoints;
@@ -269,6 +299,7 @@ export function effectiveSpec(tunnel: IpipTunnel): EffectiveSpec {
     linkName: s.linkName ?? defaultLinkName(tunnel.metadata.name),
     endpoints: s.endpoints.map((e: EndpointSpec) => ({ ...e })),
     routes: [...(s.routes ?? [])],
+    dropForeignIpip: s.dropForeignIpip !== false,
   };
   if (s.mtu !== undefined) spec.mtu = s.mtu;
   return spec;

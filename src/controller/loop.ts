@@ -96,7 +96,11 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       reconcilingSince = undefined;
     }
     interest = kernelInterest(outcome);
-    const report = reportReconcile(nodeName, input.tunnels, outcome, drift.update(outcome), input.reported);
+    const corrections = drift.update(outcome);
+    // Said in the log too, not only as a cluster Event: standalone, the log is all there is.
+    for (const [tunnel, count] of corrections)
+      log.info('drift corrected', { node: nodeName, tunnel, changes: count });
+    const report = reportReconcile(nodeName, input.tunnels, outcome, corrections, input.reported);
     if (metrics !== undefined) {
       metrics.recordReconcile(report.result, (performance.now() - started) / 1000);
       metrics.recordChanges(report.changes);

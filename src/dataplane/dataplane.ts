@@ -1,11 +1,11 @@
 // The seam between the controller and the kernel, and how it is made of one driver per
-// tool. The controller sees one Dataplane; each driver (ip/driver.ts today; nft next) owns
+// tool. The controller sees one Dataplane; each driver (ip/driver.ts, nft/driver.ts) owns
 // its tool: one process to read, one to write every action of a reconcile, and a monitor.
 // Unit tests of the controller loop use a recording Dataplane (test/harness/); claims
 // about the kernel are proven on a real kernel (test/kernel/).
 
-import type { Action, ActionResult, Tool } from '../model/action.ts';
-import type { KernelInterest, KernelState } from '../model/kernel.ts';
+import type { Action, ActionResult, IpAction, NftAction, Tool } from '../model/action.ts';
+import type { KernelInterest, KernelState, NftState } from '../model/kernel.ts';
 import type { SysctlReader } from './sysctl/driver.ts';
 
 export interface Dataplane {
@@ -29,17 +29,19 @@ export type CommandObserver = (
   ok: boolean,
 ) => void;
 
-/** The part of the dataplane that one tool does. */
-export interface Driver<A extends Action> {
+/** The part of the dataplane that one tool does: it reads S, the part of the kernel state that is its tool's. */
+export interface Driver<A extends Action, S> {
   readonly tool: A['tool'];
-  observe(): Promise<KernelState>;
+  observe(): Promise<S>;
   apply(actions: readonly A[]): Promise<ActionResult[]>;
   watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void;
 }
 
 /** Every tool's driver: the Dataplane the agent runs on a real node. */
 export interface Drivers {
-  ip: Driver<Extract<Action, { tool: 'ip' }>>;
+  ip: Driver<IpAction, KernelState>;
+  /** The agent's nftables table; absent: not read, and nft actions fail. */
+  nft?: Driver<NftAction, NftState>;
   /** Settings read, never written; absent: not read. */
   sysctl?: SysctlReader;
 }
@@ -52,11 +54,16 @@ export class KernelDataplane implements Dataplane {
   }
 
   async observe(): Promise<KernelState> {
-    const [state, ipv4Forwarding] = await Promise.all([
+    const [state, nft, ipv4Forwarding] = await Promise.all([
       this.drivers.ip.observe(),
+      this.drivers.nft?.observe(),
       this.drivers.sysctl?.ipv4Forwarding(),
     ]);
-    return ipv4Forwarding === undefined ? state : { ...state, ipv4Forwarding };
+    return {
+      ...state,
+      ...(nft === undefined ? {} : { nft }),
+      ...(ipv4Forwarding === undefined ? {} : { ipv4Forwarding }),
+    };
   }
 
   /**
@@ -73,12 +80,29 @@ export class KernelDataplane implements Dataplane {
     }
     const results = new Map<Action, ActionResult>();
     for (const [tool, list] of byTool) {
-      for (const r of await this.drivers[tool].apply(list)) results.set(r.action, r);
+      for (const r of await this.applyWith(tool, list)) results.set(r.action, r);
     }
     return actions.map((a) => results.get(a) ?? { action: a, error: `no result from the ${a.tool} driver` });
   }
 
+  private applyWith(tool: Tool, actions: readonly Action[]): Promise<ActionResult[]> {
+    switch (tool) {
+      case 'ip':
+        return this.drivers.ip.apply(actions as IpAction[]);
+      case 'nft': {
+        const nft = this.drivers.nft;
+        if (nft === undefined) return Promise.resolve(actions.map((action) => ({ action, error: 'no nft driver' })));
+        return nft.apply(actions as NftAction[]);
+      }
+    }
+  }
+
+  /** Every driver's monitor: a change the agent cares about in any tool's objects wakes it. */
   watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
-    return this.drivers.ip.watch(onEvent, interest);
+    const stops = [this.drivers.ip.watch(onEvent, interest)];
+    if (this.drivers.nft !== undefined) stops.push(this.drivers.nft.watch(onEvent, interest));
+    return () => {
+      for (const stop of stops) stop();
+    };
   }
 }

@@ -4,13 +4,14 @@
 // apply, for the `plan` CLI and for golden tests alike.
 
 import type { DesiredAddress, DesiredLink, DesiredRoute } from './desired.ts';
+import type { ObservedRules } from './kernel.ts';
 import type { TunnelAttrs } from './tunnel.ts';
 
-export type ObjectKind = 'link' | 'address' | 'route';
+export type ObjectKind = 'link' | 'address' | 'route' | 'rules';
 export type Verb = 'create' | 'update' | 'delete';
-export type Tool = 'ip';
+export type Tool = 'ip' | 'nft';
 
-export const OBJECT_KINDS: readonly ObjectKind[] = ['link', 'address', 'route'];
+export const OBJECT_KINDS: readonly ObjectKind[] = ['link', 'address', 'route', 'rules'];
 export const VERBS: readonly Verb[] = ['create', 'update', 'delete'];
 
 /** One `ip` command, by meaning. */
@@ -40,8 +41,31 @@ export interface IpAction {
   ops: IpOperation[];
 }
 
-/** Every tool's actions; a new tool (nft) is a new member, with its own driver and renderer. */
-export type Action = IpAction;
+/**
+ * One tunnel's rules in the agent's nftables table, created, changed or removed. nft
+ * changes are never applied one by one (loading the same rules twice duplicates them): a
+ * pass writes the whole table in one transaction, so every nft action of a plan carries
+ * the same `table`, the table as it is to be after the write.
+ */
+export interface NftAction {
+  tool: 'nft';
+  kind: 'rules';
+  verb: Verb;
+  tunnel: string;
+  /** The tunnel's link, for logs. */
+  link: string;
+  detail: string;
+  /** This tunnel's rules after the write; undefined: removed. */
+  rules: ObservedRules | undefined;
+  /**
+   * Every tunnel's rules after the write, sorted by tunnel, with the counters read before
+   * it (the new rules start from them); empty: the table is deleted.
+   */
+  table: readonly ObservedRules[];
+}
+
+/** Every tool's actions, each with its own driver and renderer. */
+export type Action = IpAction | NftAction;
 
 export interface ActionResult {
   action: Action;

@@ -1,5 +1,6 @@
 // What resolve decides a node's kernel should hold for one tunnel: its link, the addresses
-// on it and the routes into it. Types only; plan/ turns them into actions.
+// on it, the routes into it and its rules in the agent's nftables table. Types only;
+// plan/ turns them into actions.
 
 import type { TunnelAttrs } from './tunnel.ts';
 
@@ -39,9 +40,32 @@ export interface DesiredRoute {
   field?: string;
 }
 
+/**
+ * One tunnel's part of the agent's nftables table (`table ip ipip-operator`). Each part is
+ * a set and a rule per purpose, named and commented after the tunnel.
+ */
+export interface DesiredRules {
+  tunnel: string;
+  /**
+   * Drop IPIP (IP protocol 4) to `local` from every source but `allowed` (sorted
+   * addresses): an any-remote (mesh) link takes IPIP from anyone, spoofed inner sources
+   * included. Point-to-point links need no rule: the kernel gives them only their
+   * remote's packets.
+   */
+  peerFilter?: { local: string; allowed: readonly string[] };
+  /**
+   * Source-NAT (masquerade) packets from `sources` (sorted prefixes with a length, none
+   * inside another: the other endpoints' overlay addresses and networks) that leave by
+   * any device but `link`, so hosts beyond this node answer without a route back.
+   */
+  masquerade?: { link: string; sources: readonly string[] };
+}
+
 export interface DesiredTunnel {
   tunnel: string;
   link: DesiredLink;
   addresses: DesiredAddress[];
   routes: DesiredRoute[];
+  /** Absent: the tunnel needs nothing in nftables on this node. */
+  rules?: DesiredRules;
 }

@@ -2,6 +2,7 @@
 // counters, and the IPv4 routes of the main table. Types only, shared by every stage: the
 // drivers in dataplane/ fill them, resolve and plan read them.
 
+import type { DesiredRules } from './desired.ts';
 import type { TunnelAttrs } from './tunnel.ts';
 
 export interface ObservedAddress {
@@ -61,6 +62,32 @@ export interface ObservedRoute {
   type: number;
 }
 
+/** A rule's counter, as nftables keeps it. */
+export interface RuleCounter {
+  packets: number;
+  bytes: number;
+}
+
+/**
+ * One tunnel's part of the agent's nftables table as read back (`nft -j`): what of it
+ * could be recognised (a part with a set and no rule has neither field), and the rules'
+ * counters. The owner is the tunnel its set names and rule comments carry.
+ */
+export interface ObservedRules extends DesiredRules {
+  /** Packets dropped by the peer filter's rule. */
+  dropped?: RuleCounter;
+  /** Packets the masquerade rule matched: in a nat chain, the first packet of each connection. */
+  masqueraded?: RuleCounter;
+}
+
+/**
+ * The agent's nftables table on a node. Unavailable: the node's kernel or `nft` cannot hold
+ * it (no nft binary, no nf_tables for the ip family, no nat), and why.
+ */
+export type NftState =
+  | { available: true /** whether the table exists */; table: boolean; rules: ObservedRules[] }
+  | { available: false; why: string };
+
 /** A node's kernel state, as one consistent-enough read. */
 export interface KernelState {
   links: ObservedLink[];
@@ -70,6 +97,8 @@ export interface KernelState {
    * behind it needs it); undefined when not read.
    */
   ipv4Forwarding?: boolean;
+  /** The agent's nftables table; undefined when not read (no nft driver, plan --from-scratch). */
+  nft?: NftState;
 }
 
 export const SCOPE_GLOBAL = 0;

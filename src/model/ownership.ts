@@ -63,3 +63,11 @@ export function routeOwner(route: ObservedRoute, owners: (linkName: string) => s
   if (route.protocol !== ROUTE_PROTOCOL || route.dev === undefined) return undefined;
   return owners(route.dev);
 }
+
+/**
+ * The nftables table the agent owns, whole: family ip (the tunnels are IPv4), one set and
+ * one rule per purpose per tunnel, each named or commented after its tunnel. Nothing in any
+ * other table is ever read or changed. Fixed forever, like the marks above.
+ */
+export const NFT_FAMILY = 'ip';
+export const NFT_TABLE = 'ipip-operator';

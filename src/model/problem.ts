@@ -101,9 +101,16 @@ export const REASONS = {
   ForwardingDisabled: {
     class: 'degraded',
     cause:
-      'this endpoint has networks behind it but the node does not forward packets (net.ipv4.ip_forward is 0): ' +
-      'the tunnel is programmed, the networks cannot be reached through it',
+      'this endpoint has networks behind it or masquerades for the others, but the node does not forward packets ' +
+      '(net.ipv4.ip_forward is 0): the tunnel is programmed, nothing beyond the node is reached through it',
     fix: 'turn forwarding on (sysctl -w net.ipv4.ip_forward=1); the agent never changes sysctls',
+  },
+  NftablesUnavailable: {
+    class: 'refused',
+    cause:
+      'the tunnel needs rules in nftables on this node (a mesh drops IPIP from strangers by default; masquerade) ' +
+      'but the node cannot hold them: no nft program, or a kernel without nf_tables for IPv4 or without NAT',
+    fix: 'install nftables (the image has it) on a kernel with nf_tables, or set spec.dropForeignIpip: false and no masquerade',
   },
   KernelError: {
     class: 'transient',

@@ -54,3 +54,22 @@ export function normalizePrefix(dst: string): string {
   if (dst === 'default') return '0.0.0.0/0';
   return dst.includes('/') ? dst : `${dst}/32`;
 }
+
+/**
+ * The prefixes (each with a length) that no other of them holds, deduplicated and sorted
+ * by address then length: what an nftables interval set takes, since it refuses elements
+ * that overlap. Two prefixes either nest or are apart, so this covers the same addresses.
+ */
+export function outermostPrefixes(prefixes: readonly string[]): string[] {
+  const parsed = [...new Set(prefixes)].map((text) => ({ text, ...parsePrefix(text) }));
+  parsed.sort((a, b) => a.network - b.network || a.length - b.length);
+  const kept: typeof parsed = [];
+  for (const p of parsed) {
+    const outer = kept.at(-1);
+    // Sorted so, a prefix inside another comes right after it or after one inside it too.
+    if (outer !== undefined && outer.length <= p.length && networkOf(p.network, outer.length) === outer.network)
+      continue;
+    kept.push(p);
+  }
+  return kept.map((p) => `${numberToIPv4(p.network)}/${p.length}`);
+}

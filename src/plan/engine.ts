@@ -5,7 +5,9 @@
 //   2. removal: objects that carry our mark, that no desired tunnel wants, and whose tunnel
 //      is not kept (waiting, in error, in conflict: a bad edit never tears a tunnel down);
 //   3. the diff of each desired object against ours with its key;
-//   4. order: by each kind's phase (removals first, a route after its link), stable.
+//   4. order: by each kind's phase (removals first, a route after its link, nft rules
+//      before the links they guard and removed after them), stable; every nft action then
+//      carries the whole table the pass writes in one transaction.
 // Objects on a link that is deleted go with it: they are neither removed nor diffed against.
 // plan(resolve, state-after-apply) is empty.
 
@@ -18,6 +20,7 @@ import { addressPlanner } from './addresses.ts';
 import { linkPlanner } from './links.ts';
 import type { KindPlanner, LinkOwners, Owned } from './planner.ts';
 import { routePlanner } from './routes.ts';
+import { rulesPlanner, withTable } from './rules.ts';
 
 export interface Plan {
   actions: Action[];
@@ -30,14 +33,14 @@ export interface Plan {
 // each planner fits the erased element type.
 // biome-ignore lint/suspicious/noExplicitAny: a list of planners of different object types
 type AnyPlanner = KindPlanner<any, any, any>;
-const PLANNERS: readonly AnyPlanner[] = [linkPlanner, addressPlanner, routePlanner];
+const PLANNERS: readonly AnyPlanner[] = [linkPlanner, addressPlanner, routePlanner, rulesPlanner];
 
 export function plan(resolutions: readonly TunnelResolution[], observed: KernelState): Plan {
   const ownerByLink = linkOwnersOf(observed);
   const links: LinkOwners = (name) => ownerByLink.get(name);
   const passes = PLANNERS.map((planner) => {
     const objects = planner.observed(observed);
-    return { planner, objects, index: planner.index(objects) };
+    return { planner, objects, index: planner.index(objects, observed) };
   });
 
   // Tunnels whose kernel objects stay exactly as they are: waiting, in error, or in conflict.
@@ -85,7 +88,7 @@ export function plan(resolutions: readonly TunnelResolution[], observed: KernelS
     .map((_, i) => i)
     .sort((x, y) => phases[x]! - phases[y]! || x - y)
     .map((i) => actions[i]!);
-  return { actions: ordered, conflicts };
+  return { actions: withTable(ordered, observed), conflicts };
 }
 
 function firstConflict(

@@ -1,5 +1,5 @@
 // The interface every kind of kernel object is planned through. One planner per kind
-// (links.ts, addresses.ts, routes.ts); engine.ts runs them all the same way: conflicts,
+// (links.ts, addresses.ts, routes.ts, rules.ts); engine.ts runs them all the same way: conflicts,
 // then what to remove, then what to create or change, then the order. Pure.
 
 import type { Action, ObjectKind, Verb } from '../model/action.ts';
@@ -31,8 +31,8 @@ export interface KindPlanner<D, O, Index> {
   owner(o: O, links: LinkOwners): string | undefined;
   /** The link the object lives on: when that link is deleted, the object goes with it. */
   parentLink(o: O): string | undefined;
-  /** What the conflict test looks things up in, built once per plan. */
-  index(observed: readonly O[]): Index;
+  /** What the conflict test looks things up in, built once per plan (from this kind's objects, or the state). */
+  index(observed: readonly O[], state: KernelState): Index;
   /** Something that is not the agent's in the way of d: then the tunnel gets no action at all. */
   conflict(tunnel: string, d: D, index: Index, links: LinkOwners): TunnelProblem | undefined;
   /**

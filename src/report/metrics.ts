@@ -14,7 +14,7 @@ const PREFIX = 'ipip_operator_';
 /** From 1 ms (an `ip` read) to the 30 s `ip` timeout. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-const IP_PURPOSES = ['observe', 'apply', 'monitor'] as const;
+const COMMAND_PURPOSES = ['observe', 'apply', 'monitor'] as const;
 const RESULTS = ['success', 'error'] as const;
 const result = (ok: boolean) => (ok ? 'success' : 'error');
 /** As controller-runtime counts them: requeue is a pass that changed what it could but left a tunnel waiting or refused. */
@@ -33,6 +33,10 @@ export interface TunnelMetrics {
   up: boolean;
   /** The link's kernel counters; without them the tunnel has no counter series. */
   stats?: LinkStats | undefined;
+  /** Packets its peer filter dropped (nftables' counter); absent: the tunnel has no filter on this node. */
+  foreignIpipDropped?: number | undefined;
+  /** Connections its masquerade rule translated (a nat rule sees each connection's first packet); absent: none. */
+  masqueraded?: number | undefined;
 }
 
 /** Metric name (after the prefix) and help of each kernel counter, by its LinkStats field. */
@@ -131,6 +135,33 @@ export class AgentMetrics {
       registers: [this.registry],
     }),
   }));
+  // The same, from the rules' counters in the agent's nftables table (which a rewrite of
+  // the table carries over).
+  private readonly foreignIpipDropped = new Counter({
+    name: `${PREFIX}foreign_ipip_dropped_packets_total`,
+    help: "IPIP packets to a mesh's underlay address from a host that is not a peer, dropped by the agent's nftables rule.",
+    labelNames: ['tunnel', 'link'],
+    registers: [this.registry],
+  });
+  private readonly masqueraded = new Counter({
+    name: `${PREFIX}masqueraded_connections_total`,
+    help: "Connections from the tunnel's other endpoints source-NATed on this node (the masquerade rule sees each one's first packet).",
+    labelNames: ['tunnel', 'link'],
+    registers: [this.registry],
+  });
+  private readonly nftCommands = new Counter({
+    name: `${PREFIX}nft_commands_total`,
+    help: '`nft` processes run, by purpose and result.',
+    labelNames: ['purpose', 'result'],
+    registers: [this.registry],
+  });
+  private readonly nftCommandDuration = new Histogram({
+    name: `${PREFIX}nft_command_duration_seconds`,
+    help: 'How long an `nft` process took, by purpose.',
+    labelNames: ['purpose'],
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
   private readonly ipCommands = new Counter({
     name: `${PREFIX}ip_commands_total`,
     help: '`ip` processes run, by purpose and result.',
@@ -168,7 +199,8 @@ export class AgentMetrics {
     for (const r of RECONCILE_RESULTS) this.reconciles.inc({ result: r }, 0);
     for (const outcome of KERNEL_EVENT_OUTCOMES) this.kernelEvents.inc({ outcome }, 0);
     for (const object of OBJECT_KINDS) for (const action of VERBS) this.dataplaneChanges.inc({ object, action }, 0);
-    for (const purpose of IP_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
+    for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
+    for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.nftCommands.inc({ purpose, result: r }, 0);
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -211,9 +243,11 @@ export class AgentMetrics {
   }
 
   /** For the drivers' `onCommand`; an arrow function, so it can be passed as it is. */
-  readonly commandObserver: CommandObserver = (_tool, purpose, seconds, ok) => {
-    this.ipCommands.inc({ purpose, result: result(ok) });
-    this.ipCommandDuration.observe({ purpose }, seconds);
+  readonly commandObserver: CommandObserver = (tool, purpose, seconds, ok) => {
+    const [commands, duration] =
+      tool === 'ip' ? [this.ipCommands, this.ipCommandDuration] : [this.nftCommands, this.nftCommandDuration];
+    commands.inc({ purpose, result: result(ok) });
+    duration.observe({ purpose }, seconds);
   };
 
   /** For the cluster client's `onRequest`; an arrow function, so it can be passed as it is. */
@@ -229,10 +263,14 @@ export class AgentMetrics {
     this.tunnelUp.reset();
     this.tunnelInfo.reset();
     for (const { counter } of this.kernelCounters) counter.reset();
+    this.foreignIpipDropped.reset();
+    this.masqueraded.reset();
     for (const t of tunnels) {
       const labels = { tunnel: t.tunnel, link: t.link };
       this.tunnelUp.set(labels, t.up ? 1 : 0);
       this.tunnelInfo.set({ ...labels, mode: t.mode, local: t.local, remote: t.remote }, 1);
+      if (t.foreignIpipDropped !== undefined) this.foreignIpipDropped.inc(labels, t.foreignIpipDropped);
+      if (t.masqueraded !== undefined) this.masqueraded.inc(labels, t.masqueraded);
       if (t.stats === undefined) continue;
       for (const { field, counter } of this.kernelCounters) counter.inc(labels, t.stats[field]);
     }

@@ -60,6 +60,8 @@ export function reportReconcile(
     ]);
   }
   const linksByName = new Map(outcome.observed.links.map((l) => [l.name, l]));
+  const nft = outcome.observed.nft;
+  const rulesByTunnel = new Map(nft?.available === true ? nft.rules.map((r) => [r.tunnel, r]) : []);
   const resolutions = new Map(outcome.resolutions.map((r) => [r.tunnel, r]));
   const report: NodeReport = {
     result: outcome.results.some((r) => r.error !== undefined)
@@ -93,6 +95,11 @@ export function reportReconcile(
     if (resolution.outcome === 'desired') {
       const { link } = resolution.desired;
       const stats = linksByName.get(link.name)?.stats;
+      const rules = rulesByTunnel.get(name);
+      // A rule the tunnel wants shows from 0 before its first write, so its series exists from the start.
+      const dropped = resolution.desired.rules?.peerFilter === undefined ? undefined : (rules?.dropped?.packets ?? 0);
+      const masqueraded =
+        resolution.desired.rules?.masquerade === undefined ? undefined : (rules?.masqueraded?.packets ?? 0);
       report.tunnels.push({
         tunnel: name,
         link: link.name,
@@ -101,6 +108,8 @@ export function reportReconcile(
         remote: link.tunnel.remote ?? '',
         up: wanted.ready === true,
         ...(stats === undefined ? {} : { stats }),
+        ...(dropped === undefined ? {} : { foreignIpipDropped: dropped }),
+        ...(masqueraded === undefined ? {} : { masqueraded }),
       });
     }
     if (sameEntry(mine, wanted)) continue;

@@ -3,12 +3,13 @@
 
 import { effectiveSpec, validateTunnel } from '../api/validate.ts';
 import type { EffectiveSpec, EndpointSpec, IpipTunnel } from '../api/types.ts';
-import type { DesiredRoute, DesiredTunnel } from '../model/desired.ts';
+import type { DesiredRoute, DesiredRules, DesiredTunnel } from '../model/desired.ts';
 import { SCOPE_GLOBAL } from '../model/kernel.ts';
 import type { KernelState, ObservedLink, ObservedRoute } from '../model/kernel.ts';
 import { linkOwnersOf, routeOwner } from '../model/ownership.ts';
 import type { TunnelProblem, TunnelResolution } from '../model/problem.ts';
 import { TUNNEL_OVERHEAD, underlayPair } from '../model/tunnel.ts';
+import { outermostPrefixes } from '../net/ipv4.ts';
 import type { TunnelAttrs } from '../model/tunnel.ts';
 import { harmTo, hostPaths } from './underlay.ts';
 import type { HostPaths, UnderlayAddress } from './underlay.ts';
@@ -289,6 +290,8 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
     ],
     routes,
   };
+  const rules = rulesOf(name, self, linkName, [remote], undefined);
+  if (rules !== undefined) desired.rules = rules;
   claims.push(pairClaim(desired.link.tunnel, `spec.endpoints[${remoteIndex}].underlay`)!);
   const caveats = forwardingCaveat(self, selfIndex, input.kernel);
   return {
@@ -297,22 +300,52 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
   };
 }
 
-/** Networks behind this endpoint need a node that forwards: a caveat when it does not (sysctls are not ours to set). */
+/**
+ * This tunnel's part of the agent's nftables table on this node, or undefined when it
+ * needs none: masquerade of what the other endpoints send (their overlay addresses and
+ * networks) when this endpoint asks for it; for a mesh (`peerFilter` given), the drop of
+ * IPIP from anyone but its peers. resolve() adds the remotes of the node's other IPIP
+ * devices on the same address to `allowed`.
+ */
+function rulesOf(
+  tunnel: string,
+  self: EndpointSpec,
+  linkName: string,
+  others: readonly EndpointSpec[],
+  peerFilter: DesiredRules['peerFilter'],
+): DesiredRules | undefined {
+  const rules: DesiredRules = { tunnel };
+  if (peerFilter !== undefined) rules.peerFilter = peerFilter;
+  if (self.masquerade === true) {
+    const sources = others.flatMap((e) => [`${e.overlayAddress}/32`, ...(e.networks ?? [])]);
+    rules.masquerade = { link: linkName, sources: outermostPrefixes(sources) };
+  }
+  return rules.peerFilter === undefined && rules.masquerade === undefined ? undefined : rules;
+}
+
+/**
+ * Networks behind this endpoint, and masquerade for the others, need a node that
+ * forwards: a caveat when it does not (sysctls are not ours to set).
+ */
 function forwardingCaveat(
   self: EndpointSpec,
   selfIndex: number,
   kernel: KernelState | undefined,
 ): { caveats?: Array<Omit<TunnelProblem, 'tunnel'>> } {
   const networks = self.networks ?? [];
-  if (networks.length === 0 || kernel?.ipv4Forwarding !== false) return {};
+  if ((networks.length === 0 && self.masquerade !== true) || kernel?.ipv4Forwarding !== false) return {};
+  const carries =
+    networks.length === 0
+      ? 'masquerades for the other endpoints'
+      : `carries ${networks.join(', ')} for the tunnel${self.masquerade === true ? ' and masquerades for it' : ''}`;
   return {
     caveats: [
       {
         reason: 'ForwardingDisabled',
-        field: `spec.endpoints[${selfIndex}].networks`,
+        field: `spec.endpoints[${selfIndex}].${networks.length === 0 ? 'masquerade' : 'networks'}`,
         message:
-          `this node carries ${networks.join(', ')} for the tunnel but does not forward packets ` +
-          '(net.ipv4.ip_forward is 0): the tunnel is up, those networks are not reached through it; ' +
+          `this node ${carries} but does not forward packets ` +
+          '(net.ipv4.ip_forward is 0): the tunnel is up, nothing beyond this node is reached through it; ' +
           'turn forwarding on (sysctl -w net.ipv4.ip_forward=1), the agent does not change sysctls',
       },
     ],
@@ -361,6 +394,7 @@ function resolveMesh(
   const routes: DesiredRoute[] = [];
   let waiting = false;
   const peers: string[] = [];
+  const allowed: string[] = [];
   spec.endpoints.forEach((peer, i) => {
     if (i === selfIndex) return;
     const dsts = [
@@ -370,10 +404,13 @@ function resolveMesh(
     const underlay = remoteUnderlay(tunnel, peer, i, input);
     if (typeof underlay !== 'string') {
       waiting = true;
-      // Not known now does not mean gone: what was programmed for the peer stays.
+      // Not known now does not mean gone: what was programmed for the peer stays, and
+      // its IPIP is still taken from the address its routes go to.
       for (const { dst, field } of dsts) {
         const have = kept?.get(dst);
-        if (have !== undefined) routes.push(keptRoute(have, field));
+        if (have === undefined) continue;
+        routes.push(keptRoute(have, field));
+        if (have.gateway !== undefined) allowed.push(have.gateway);
       }
       return;
     }
@@ -401,6 +438,17 @@ function resolveMesh(
     ],
     routes,
   };
+  const filter = spec.dropForeignIpip
+    ? { local: local.address, allowed: [...new Set([...peers, ...allowed])].sort() }
+    : undefined;
+  const rules = rulesOf(
+    name,
+    self,
+    linkName,
+    spec.endpoints.filter((_, i) => i !== selfIndex),
+    filter,
+  );
+  if (rules !== undefined) desired.rules = rules;
   const caveats = forwardingCaveat(self, selfIndex, input.kernel).caveats ?? [];
   if (waiting) {
     // The same words however many peers are missing: every change of this node's report
@@ -597,7 +645,40 @@ export function resolve(input: ResolveInput): TunnelResolution[] {
     for (const c of holds) if (!holders.has(c.key)) holders.set(c.key, result.tunnel);
     results.push(result);
   }
-  return results.sort((a, b) => (a.tunnel < b.tunnel ? -1 : a.tunnel > b.tunnel ? 1 : 0));
+  return allowOtherDevices(results, input.kernel).sort((a, b) =>
+    a.tunnel < b.tunnel ? -1 : a.tunnel > b.tunnel ? 1 : 0,
+  );
+}
+
+/**
+ * A mesh's peer filter must not break anybody else's IPIP on its address: the remotes of
+ * the node's other IPIP devices that take packets to that address (their local is the
+ * same or any; foreign devices too) and of this node's other desired tunnels from it are
+ * allowed as well. The sets are sorted, so the answer does not depend on the order found.
+ */
+function allowOtherDevices(results: TunnelResolution[], kernel: KernelState | undefined): TunnelResolution[] {
+  const filtered = results.filter((r) => r.outcome === 'desired' && r.desired.rules?.peerFilter !== undefined);
+  if (filtered.length === 0) return results;
+  const devices: Array<{ name: string; local: string | undefined; remote: string }> = [];
+  for (const l of kernel?.links ?? []) {
+    if (l.tunnel?.mode === 'ipip' && l.tunnel.remote !== undefined)
+      devices.push({ name: l.name, local: l.tunnel.local, remote: l.tunnel.remote });
+  }
+  for (const r of results) {
+    const t = r.outcome === 'desired' ? r.desired.link.tunnel : undefined;
+    if (r.outcome === 'desired' && t?.remote !== undefined)
+      devices.push({ name: r.desired.link.name, local: t.local, remote: t.remote });
+  }
+  return results.map((r) => {
+    if (r.outcome !== 'desired' || r.desired.rules?.peerFilter === undefined) return r;
+    const { local, allowed } = r.desired.rules.peerFilter;
+    const others = devices
+      .filter((d) => d.name !== r.desired.link.name && (d.local === undefined || d.local === local))
+      .map((d) => d.remote);
+    if (others.every((a) => allowed.includes(a))) return r;
+    const peerFilter = { local, allowed: [...new Set([...allowed, ...others])].sort() };
+    return { ...r, desired: { ...r.desired, rules: { ...r.desired.rules, peerFilter } } };
+  });
 }
 
 /** The underlay addresses the resolved tunnels use, local and remote. */

@@ -133,6 +133,10 @@ export const badTunnels: BadTunnel[] = [
   bad('linkName with a space', 'spec.linkName', (m) => (m.spec.linkName = 'ipip tun')),
   bad('linkName "."', 'spec.linkName', (m) => (m.spec.linkName = '.')),
   bad('linkName ".."', 'spec.linkName', (m) => (m.spec.linkName = '..')),
+  // The kernel's fallback device: up, it takes IPIP from anyone.
+  bad('linkName tunl0', 'spec.linkName', (m) => (m.spec.linkName = 'tunl0')),
+  bad('masquerade not a boolean', `${ep0}.masquerade`, (m) => (m.spec.endpoints[0].masquerade = 'yes')),
+  bad('dropForeignIpip not a boolean', 'spec.dropForeignIpip', (m) => (m.spec.dropForeignIpip = 1)),
 
   bad('ttl 256', 'spec.ttl', (m) => (m.spec.ttl = 256)),
   bad('ttl -1', 'spec.ttl', (m) => (m.spec.ttl = -1)),

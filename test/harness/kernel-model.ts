@@ -3,7 +3,7 @@
 // recording dataplane serve fast tests of the controller loop. It is not evidence about
 // the kernel: test/kernel proves the same on a real one.
 
-import type { Action, IpOperation } from '../../src/model/action.ts';
+import type { Action, IpOperation, NftAction } from '../../src/model/action.ts';
 import type { KernelState, ObservedLink } from '../../src/model/kernel.ts';
 
 /** What the kernel answers a command that cannot be done, as `ip -batch` would report it. */
@@ -109,6 +109,19 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
 /** The state after the actions, as a new object; an operation the kernel would refuse throws. */
 export function applyModel(state: KernelState, actions: readonly Action[]): KernelState {
   const s: KernelState = structuredClone(state);
-  for (const a of actions) for (const o of a.ops) applyOperation(s, o);
+  for (const a of actions) {
+    if (a.tool === 'ip') for (const o of a.ops) applyOperation(s, o);
+    else applyNftAction(s, a);
+  }
   return s;
+}
+
+/**
+ * nft's rule: a write replaces the agent's whole table with the action's `table` (every
+ * nft action of a plan carries the same one), in one transaction; a node that cannot hold
+ * the table refuses it, as nft does ("Operation not supported").
+ */
+export function applyNftAction(s: KernelState, a: NftAction): void {
+  if (s.nft?.available === false) throw new ModelError('Error: Could not process rule: Operation not supported');
+  s.nft = { available: true, table: a.table.length > 0, rules: structuredClone([...a.table]) };
 }

@@ -9,7 +9,7 @@ import { monitorLineMatters } from '../../src/dataplane/ip/monitor.ts';
 import { renderPlan } from '../../src/dataplane/render.ts';
 import type { Action, ActionResult } from '../../src/model/action.ts';
 import type { KernelInterest, KernelState } from '../../src/model/kernel.ts';
-import { applyOperation, ModelError } from './kernel-model.ts';
+import { applyNftAction, applyOperation, ModelError } from './kernel-model.ts';
 
 interface Injected {
   matches: (action: Action) => boolean;
@@ -72,6 +72,15 @@ export class RecordingDataplane implements Dataplane {
       if (injected !== undefined) {
         injected.remaining -= 1;
         return { action, error: `${lines[0]}: ${injected.error}` };
+      }
+      if (action.tool === 'nft') {
+        try {
+          applyNftAction(this.state, action);
+        } catch (error) {
+          if (!(error instanceof ModelError)) throw error;
+          return { action, error: `nft -f: ${error.message}` };
+        }
+        return { action };
       }
       for (const [i, o] of action.ops.entries()) {
         try {

@@ -85,7 +85,7 @@ function variableQuery(v: Variable): string {
 /** An AgentMetrics with a series in every family: each record method called once. */
 async function populatedExposition(): Promise<string> {
   const metrics = new AgentMetrics();
-  metrics.setTunnels([LAB_METRICS]);
+  metrics.setTunnels([{ ...LAB_METRICS, foreignIpipDropped: 4, masqueraded: 2 }]);
   metrics.recordReconcile('success', 0.01);
   const action: Action = {
     tool: 'ip',
@@ -101,6 +101,7 @@ async function populatedExposition(): Promise<string> {
   metrics.recordList('nodes', 'expired');
   metrics.setLeader(true);
   metrics.commandObserver('ip', 'observe', 0.003, true);
+  metrics.commandObserver('nft', 'observe', 0.003, true);
   metrics.recordApiRequest('watch', true);
   return metrics.metrics();
 }

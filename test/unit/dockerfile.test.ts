@@ -1,5 +1,5 @@
 // The container image, without a Docker engine: the Dockerfile read instruction by
-// instruction (Node major as package.json's engines, iproute2 alone from apt, the entrypoint
+// instruction (Node major as package.json's engines, iproute2 and nftables alone from apt, the entrypoint
 // being the package's bin, the build context .dockerignore leaves), the Node binary's
 // libraries checked against what the Debian base has, and the runtime stage's /app rebuilt
 // by scripts/image-smoke.sh and run with production dependencies only.
@@ -225,7 +225,7 @@ describe('Dockerfile', () => {
     assert.deepEqual([...packages].sort(), ['libc6', 'libgcc-s1', 'libstdc++6']);
   });
 
-  test('the runtime stage installs iproute2 and nothing else with apt, and keeps no package lists', () => {
+  test('the runtime stage installs iproute2 and nftables and nothing else with apt, and keeps no package lists', () => {
     const runs = all(RUNTIME, 'RUN');
     assert.equal(runs.length, 1, `one RUN in the runtime stage: ${runs.map((r) => r.args).join(' | ')}`);
     const cmds = commands(RUNTIME).map(program);
@@ -234,7 +234,7 @@ describe('Dockerfile', () => {
     const install = installs[0]!;
     assert.deepEqual(
       install.slice(install.indexOf('install') + 1).filter((w) => !w.startsWith('-')),
-      ['iproute2'],
+      ['iproute2', 'nftables'],
     );
     assert.ok(install.includes('--no-install-recommends') && install.includes('-y'), install.join(' '));
     assert.deepEqual(

@@ -377,9 +377,15 @@ describe('the agent loop', () => {
       .onEvent('ADDED', ipipNodeOf('node-b', '21', '192.168.40.3') as unknown as Record<string, unknown>);
     await advance(DEBOUNCE_MS);
     assert.equal(dp.observes, 2, "node-b's published address woke one pass");
-    assert.deepEqual(dp.applied.at(-1), [
+    // Its route, and the peer filter rewritten to let its IPIP in (the table is written whole).
+    const applied = dp.applied.at(-1)!;
+    assert.deepEqual(applied.slice(-1), [
       'ip route replace 172.0.1.3/32 via 192.168.40.3 dev ipipmesh onlink proto 203',
     ]);
+    assert.ok(
+      applied.includes('\t\telements = { 192.168.40.3, 192.168.40.4 }'),
+      `the filter allows node-b and node-c:\n${applied.join('\n')}`,
+    );
 
     emit.get('ipiptunnels')!.onEvent('MODIFIED', meshOf(2, '0/3') as unknown as Record<string, unknown>);
     await advance(DEBOUNCE_MS);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { renderPlan } from '../../src/dataplane/render.ts';
+import type { Action, NftAction } from '../../src/model/action.ts';
 import type { KernelState, ObservedLink } from '../../src/model/kernel.ts';
 import type { TunnelResolution } from '../../src/model/problem.ts';
 import { plan } from '../../src/plan/engine.ts';
@@ -47,6 +48,15 @@ function programmed(tunnels: IpipTunnel[], kernel = bareKernel()): KernelState {
   return after;
 }
 
+/** The `ip` part of a plan: links, addresses and routes (the nftables part is checked on its own). */
+const ipPlan = (actions: readonly Action[]) => renderPlan(actions.filter((a) => a.tool === 'ip'));
+
+/** The nftables part of a plan, as "verb tunnel" and the peers the filter allows after it. */
+const rulesPlan = (actions: readonly Action[]) =>
+  actions
+    .filter((a): a is NftAction => a.tool === 'nft')
+    .map((a) => `${a.verb} ${a.tunnel}${a.rules?.peerFilter ? ` allowing ${a.rules.peerFilter.allowed.length}` : ''}`);
+
 const outcomeOf = (r: TunnelResolution | undefined) =>
   r === undefined ? 'none' : r.outcome === 'error' || r.outcome === 'waiting' ? `${r.outcome} ${r.reason}` : r.outcome;
 
@@ -55,6 +65,22 @@ describe('mesh: what node-a programs', () => {
     const { actions, conflicts } = planOn(bareKernel(), [meshExample()]);
     assert.deepEqual(conflicts, []);
     assert.deepEqual(renderPlan(actions), [
+      // First, the filter: IPIP to this node's underlay address only from the two peers.
+      "nft -f - <<'EOF'",
+      'table ip ipip-operator',
+      'delete table ip ipip-operator',
+      'table ip ipip-operator {',
+      '\tcomment "managed by ipip-operator; every change replaces the whole table"',
+      '\tset peers-mesh {',
+      '\t\ttype ipv4_addr',
+      '\t\telements = { 192.168.40.3, 192.168.40.4 }',
+      '\t}',
+      '\tchain prerouting {',
+      '\t\ttype filter hook prerouting priority raw; policy accept;',
+      '\t\tip protocol 4 ip daddr 192.168.40.2 ip saddr != @peers-mesh counter packets 0 bytes 0 drop comment "mesh"',
+      '\t}',
+      '}',
+      'EOF',
       'ip link add name ipipmesh mtu 1480 group 203 type ipip local 192.168.40.2 ttl 64 dev eth1',
       'ip link set dev ipipmesh alias ipip-operator/mesh',
       'ip link set dev ipipmesh up',
@@ -110,11 +136,13 @@ describe('mesh: what node-a programs', () => {
       t.spec.endpoints[7]!.networks = ['10.7.0.0/16'];
       t.spec.endpoints.reverse();
     });
-    const a = renderPlan(planOn(bareKernel(), [forward, other]).actions);
-    const b = renderPlan(planOn(bareKernel(), [other, backward]).actions);
+    const a = planOn(bareKernel(), [forward, other]).actions;
+    const b = planOn(bareKernel(), [other, backward]).actions;
     // The mesh: a link (3 lines), an address, 39 peers and a network; the other: a link, an address, a route.
-    assert.equal(a.length, 3 + 1 + 39 + 1 + (3 + 1 + 1));
-    assert.deepEqual(b, a);
+    assert.equal(ipPlan(a).length, 3 + 1 + 39 + 1 + (3 + 1 + 1));
+    // 39 peers and the other tunnel's remote, from the same local address.
+    assert.deepEqual(rulesPlan(a), ['create mesh allowing 40']);
+    assert.deepEqual(renderPlan(b), renderPlan(a));
   });
 });
 
@@ -122,9 +150,11 @@ describe('mesh: one endpoint more or less changes only that peer', () => {
   test('adding one endpoint to 199: one route added, the link and every other route left as they are', () => {
     const kernel = programmed([mesh(199)]);
     const { actions } = planOn(kernel, [mesh(200)]);
-    assert.deepEqual(renderPlan(actions), [
+    assert.deepEqual(ipPlan(actions), [
       'ip route replace 172.0.1.201/32 via 192.168.40.201 dev ipipmesh onlink proto 203',
     ]);
+    // The filter lets the new peer in: one rewrite of the table.
+    assert.deepEqual(rulesPlan(actions), ['update mesh allowing 199']);
   });
 
   test('removing one endpoint of 200 (and its network): its two routes go, nothing else', () => {
@@ -135,10 +165,11 @@ describe('mesh: one endpoint more or less changes only that peer', () => {
         t.spec.endpoints.splice(100, 1);
       }),
     ]);
-    assert.deepEqual(renderPlan(actions), [
+    assert.deepEqual(ipPlan(actions), [
       'ip route del 10.100.0.0/16 proto 203 dev ipipmesh',
       'ip route del 172.0.1.102/32 proto 203 dev ipipmesh',
     ]);
+    assert.deepEqual(rulesPlan(actions), ['update mesh allowing 198']);
   });
 
   test('a peer whose underlay moved: only its routes are replaced', () => {
@@ -146,9 +177,10 @@ describe('mesh: one endpoint more or less changes only that peer', () => {
     const { actions } = planOn(kernel, [
       mesh(5, (t) => (t.spec.endpoints[3]!.underlay = { address: '192.168.40.99' })),
     ]);
-    assert.deepEqual(renderPlan(actions), [
+    assert.deepEqual(ipPlan(actions), [
       'ip route replace 172.0.1.5/32 via 192.168.40.99 dev ipipmesh onlink proto 203',
     ]);
+    assert.deepEqual(rulesPlan(actions), ['update mesh allowing 4']);
   });
 
   test('a mesh of 3 down to 2 endpoints: the link is made anew as point-to-point (the kernel cannot change that in place)', () => {
@@ -156,7 +188,10 @@ describe('mesh: one endpoint more or less changes only that peer', () => {
     const two = mesh(3, (t) => t.spec.endpoints.pop());
     const { actions, conflicts } = planOn(kernel, [two]);
     assert.deepEqual(conflicts, []);
-    assert.deepEqual(renderPlan(actions), [
+    // A point-to-point link needs no filter (the kernel takes only its remote's packets): the table goes, after the link.
+    assert.deepEqual(rulesPlan(actions), ['delete mesh']);
+    assert.equal(actions.at(-1)?.tool, 'nft');
+    assert.deepEqual(ipPlan(actions), [
       'ip link del dev ipipmesh',
       'ip link add name ipipmesh mtu 1480 group 203 type ipip local 192.168.40.2 remote 192.168.40.3 ttl 64 dev eth1',
       'ip link set dev ipipmesh alias ipip-operator/mesh',
@@ -175,17 +210,20 @@ describe('mesh: one endpoint more or less changes only that peer', () => {
     );
     const { actions, conflicts } = planOn(kernel, [mesh(3)]);
     assert.deepEqual(conflicts, []);
-    assert.deepEqual(renderPlan(actions).slice(0, 2), [
+    assert.deepEqual(ipPlan(actions).slice(0, 2), [
       'ip link del dev ipipmesh',
       'ip link add name ipipmesh mtu 1480 group 203 type ipip local 192.168.40.2 ttl 64 dev eth1',
     ]);
+    assert.deepEqual(rulesPlan(actions), ['create mesh allowing 2']);
+    assert.equal(actions[0]?.tool, 'nft', 'the filter is in place before the mesh link exists');
     programmed([mesh(3)], kernel);
   });
 
   test('this node leaving the mesh: its link goes, and the routes with it', () => {
     const kernel = programmed([mesh(4)]);
     const { actions } = planOn(kernel, [mesh(4, (t) => t.spec.endpoints.shift())]);
-    assert.deepEqual(renderPlan(actions), ['ip link del dev ipipmesh']);
+    assert.deepEqual(ipPlan(actions), ['ip link del dev ipipmesh']);
+    assert.deepEqual(rulesPlan(actions), ['delete mesh']);
   });
 });
 
@@ -214,9 +252,10 @@ describe('mesh: peers not known yet', () => {
       tunnel === 'mesh' && node === 'node-2' ? '192.168.40.4' : undefined;
     const kernel = programmed([mesh(4, byInterface)]);
     const known = planOn(kernel, [mesh(4, byInterface)], { published });
-    assert.deepEqual(renderPlan(known.actions), [
+    assert.deepEqual(ipPlan(known.actions), [
       'ip route replace 172.0.1.4/32 via 192.168.40.4 dev ipipmesh onlink proto 203',
     ]);
+    assert.deepEqual(rulesPlan(known.actions), ['update mesh allowing 3']);
     // Its address unknown again (its agent's report gone): the route is kept, not torn down.
     const after = applyModel(kernel, known.actions);
     const again = planOn(after, [mesh(4, byInterface)]);
@@ -336,7 +375,7 @@ describe('mesh: conflicts are refused, never programmed', () => {
       mesh(3, created('2026-01-01T00:00:00Z')),
     ]);
     assert.deepEqual(conflicts, []);
-    assert.equal(renderPlan(actions)[0], 'ip link del dev ipiptun');
+    assert.equal(ipPlan(actions)[0], 'ip link del dev ipiptun');
   });
 
   const cases: Array<{ name: string; device: ObservedLink; conflict: boolean }> = [

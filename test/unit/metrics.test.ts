@@ -82,11 +82,11 @@ describe('AgentMetrics exposition', () => {
     assert.deepEqual(await family(metrics, 'tunnel_transmit_packets_total'), []);
   });
 
-  test('dataplane changes: all 9 object/action pairs exist at 0; only successful actions count', async () => {
+  test('dataplane changes: all 12 object/action pairs exist at 0; only successful actions count', async () => {
     const metrics = new AgentMetrics();
     const zero = await family(metrics, 'dataplane_changes_total');
-    assert.equal(zero.length, 9);
-    for (const object of ['link', 'address', 'route']) {
+    assert.equal(zero.length, 12);
+    for (const object of ['link', 'address', 'route', 'rules']) {
       for (const action of ['create', 'update', 'delete']) {
         assert.ok(
           zero.includes(`ipip_operator_dataplane_changes_total{object="${object}",action="${action}"} 0`),
@@ -143,6 +143,36 @@ describe('AgentMetrics exposition', () => {
     assert.ok(lines.includes('ipip_operator_ip_command_duration_seconds_bucket{le="0.005",purpose="observe"} 1'));
     assert.ok(lines.includes('ipip_operator_apiserver_requests_total{verb="list",result="success"} 1'));
     assert.ok(lines.includes('ipip_operator_apiserver_requests_total{verb="apply",result="error"} 2'));
+  });
+
+  test('nft commands are counted apart from ip commands, by purpose and result', async () => {
+    const metrics = new AgentMetrics();
+    const { commandObserver } = metrics;
+    commandObserver('nft', 'observe', 0.004, true);
+    commandObserver('nft', 'apply', 0.02, false);
+    const lines = await samples(metrics);
+    assert.ok(lines.includes('ipip_operator_nft_commands_total{purpose="observe",result="success"} 1'));
+    assert.ok(lines.includes('ipip_operator_nft_commands_total{purpose="apply",result="error"} 1'));
+    assert.ok(lines.includes('ipip_operator_nft_command_duration_seconds_count{purpose="apply"} 1'));
+    assert.ok(lines.includes('ipip_operator_ip_commands_total{purpose="observe",result="success"} 0'));
+  });
+
+  test("the rules' counters per tunnel: foreign IPIP dropped, connections masqueraded; a tunnel without them has no series", async () => {
+    const metrics = new AgentMetrics();
+    const base = { link: 'ipipmesh', mode: 'ipip', local: '192.168.40.2', remote: '', up: true };
+    metrics.setTunnels([
+      { ...base, tunnel: 'mesh', foreignIpipDropped: 7, masqueraded: 3 },
+      { ...base, tunnel: 'open', link: 'ipipopen' },
+    ]);
+    let lines = await samples(metrics);
+    assert.ok(lines.includes('ipip_operator_foreign_ipip_dropped_packets_total{tunnel="mesh",link="ipipmesh"} 7'));
+    assert.ok(lines.includes('ipip_operator_masqueraded_connections_total{tunnel="mesh",link="ipipmesh"} 3'));
+    assert.ok(!lines.some((l) => l.includes('tunnel="open"') && l.includes('dropped')), lines.join('\n'));
+    // The kernel's count replaces the last one (it is absolute), it is not added to it.
+    metrics.setTunnels([{ ...base, tunnel: 'mesh', foreignIpipDropped: 9 }]);
+    lines = await samples(metrics);
+    assert.ok(lines.includes('ipip_operator_foreign_ipip_dropped_packets_total{tunnel="mesh",link="ipipmesh"} 9'));
+    assert.ok(!lines.some((l) => l.startsWith('ipip_operator_masqueraded_connections_total{')), lines.join('\n'));
   });
 
   test("Node's default process metrics keep their standard names", async () => {

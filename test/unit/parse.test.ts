@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { parseBatchErrors, resultsFromBatch } from '../../src/dataplane/ip/driver.ts';
 import { parseLinks, parseRoutes } from '../../src/dataplane/ip/parse.ts';
-import type { Action } from '../../src/model/action.ts';
+import type { Action, IpAction } from '../../src/model/action.ts';
 
 const capture = readFileSync(new URL('./fixtures/ip-observe-uml-6.1.txt', import.meta.url), 'utf8');
 const section = (name: string) => JSON.parse(capture.split(`=====${name}\n`)[1]!.split('\n=====')[0]!) as unknown;
@@ -95,7 +95,7 @@ describe('parse ip -json -details -N -s', () => {
 });
 
 describe('ip -force -batch results', () => {
-  const action = (verb: Action['verb'], lines: number): Action => ({
+  const action = (verb: Action['verb'], lines: number): IpAction => ({
     tool: 'ip',
     kind: 'link',
     verb,

@@ -365,13 +365,13 @@ const cases: Case[] = [
     conflicts: ['lab:LinkNameTaken'],
   },
   {
-    name: 'never takes tunl0',
-    tunnels: [
-      exampleTunnel((t) => {
-        t.spec.linkName = 'tunl0';
-      }),
-    ],
-    kernel: bareKernel(),
+    name: 'never takes a foreign link of the wanted name, even one of its own kind (an ipip device down like tunl0)',
+    tunnels: [exampleTunnel()],
+    kernel: (() => {
+      const k = bareKernel();
+      k.links.find((l) => l.name === 'tunl0')!.name = 'ipiptun';
+      return k;
+    })(),
     commands: [],
     conflicts: ['lab:LinkNameTaken'],
   },

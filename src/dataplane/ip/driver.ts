@@ -88,7 +88,7 @@ export function resultsFromBatch(
   });
 }
 
-export class IpDriver implements Driver<IpAction> {
+export class IpDriver implements Driver<IpAction, KernelState> {
   readonly tool = 'ip';
   private readonly ip: string;
   private readonly timeoutMs: number;
