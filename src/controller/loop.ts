@@ -98,8 +98,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     interest = kernelInterest(outcome);
     const corrections = drift.update(outcome);
     // Said in the log too, not only as a cluster Event: standalone, the log is all there is.
-    for (const [tunnel, count] of corrections)
-      log.info('drift corrected', { node: nodeName, tunnel, changes: count });
+    for (const [tunnel, count] of corrections) log.info('drift corrected', { node: nodeName, tunnel, changes: count });
     const report = reportReconcile(nodeName, input.tunnels, outcome, corrections, input.reported);
     if (metrics !== undefined) {
       metrics.recordReconcile(report.result, (performance.now() - started) / 1000);
