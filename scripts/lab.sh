@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: the whole lab (a real API server and etcd, two nodes as
-# User-Mode Linux kernels, the chart, an agent per node, Prometheus), the example tunnel
-# applied with kubectl, a tour, then everything torn down. Needs root.
+# User-Mode Linux kernels, the project's own Linux 6.12, the chart, an agent per node,
+# Prometheus), the example tunnel applied with kubectl, a tour, then everything torn
+# down. Needs root.
 #
 #   ./scripts/lab.sh               the demo: up, tour, down (exits)
 #   ./scripts/lab.sh --nodes 3     the demo with node-a, node-b and node-c: examples/mesh.yaml, every pair pinged
@@ -17,9 +18,12 @@ case "$cmd" in
   -*) cmd=demo ;;   # options of the demo: ./scripts/lab.sh --nodes 3
   *) [ "$#" -gt 0 ] && shift ;;
 esac
+# The nodes' kernel (scripts/uml-kernel.sh: about 11 minutes on 2 cores, once; then
+# cached) is built before the lab starts, so no node waits on it.
+prepare() { scripts/setup.sh; nice scripts/uml-kernel.sh >/dev/null; }
 case "$cmd" in
-  demo) scripts/setup.sh; exec node_modules/.bin/node test/harness/lab-cli.ts up --exit-after-demo "$@" ;;
-  up) scripts/setup.sh; exec node_modules/.bin/node test/harness/lab-cli.ts up "$@" ;;
+  demo) prepare; exec node_modules/.bin/node test/harness/lab-cli.ts up --exit-after-demo "$@" ;;
+  up) prepare; exec node_modules/.bin/node test/harness/lab-cli.ts up "$@" ;;
   down|sh) exec node_modules/.bin/node test/harness/lab-cli.ts "$cmd" "$@" ;;
   *) echo "usage: $0 [--nodes N | up [--nodes N] | down | sh NODE [COMMAND...]]  (N: 2 to 8, default 2)" >&2; exit 2 ;;
 esac

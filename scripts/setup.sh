@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the lab and the tests need on a Debian machine, idempotently:
-# Debian packages (User-Mode Linux kernel, iproute2, ping, tcpdump; openssl for the test
-# API server's certificates; prometheus for promtool and the lab's Prometheus; curl for
-# its HTTP API; nftables for nft in the guests of the lab kernel, which
-# scripts/uml-kernel.sh builds on first use)
+# Debian packages (iproute2, ping, tcpdump; Debian's User-Mode Linux kernel and kmod for
+# the test that needs a kernel without nftables; openssl for the test API server's
+# certificates; prometheus for promtool and the lab's Prometheus; curl for its HTTP API;
+# nftables for nft in the guests of the lab kernel, which scripts/uml-kernel.sh builds
+# and installs its own build tools for: scripts/test.sh and scripts/lab.sh run it next)
 # and the npm packages, which include the pinned Node.js 24 (the npm package "node") used
 # by every script. The cluster tests also need Go (1.26+) and kubectl;
 # scripts/cluster-tools.sh builds kube-apiserver and etcd with that Go.

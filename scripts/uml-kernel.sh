@@ -13,7 +13,9 @@
 # so a changed config or an upgraded source package builds anew (about 11 minutes on 2
 # busy cores), and an unchanged one prints the path at once. The last line on stdout is
 # always the path of the kernel binary; progress goes to stderr. Installs the source
-# package and the build tools (flex bison bc gcc make) with apt-get when missing.
+# package and the build tools (flex bison bc gcc make libc6-dev: a UML kernel is a
+# program of the host, linked with its C library) with apt-get when missing, as root or
+# with sudo. scripts/test.sh and scripts/lab.sh run it before anything else starts.
 # IPIP_KERNEL_JOBS sets make's -j (default: the number of CPUs).
 set -euo pipefail
 
@@ -57,9 +59,10 @@ if [[ -x $entry/linux ]]; then
   exit 0
 fi
 
+# Packages, not commands: libc6-dev has none, and gcc comes without it (only recommended).
 need=()
-for cmd in flex bison bc gcc make; do
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+for pkg in flex bison bc gcc make libc6-dev; do
+  dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -qx 'install ok installed' || need+=("$pkg")
 done
 [[ ${#need[@]} -eq 0 ]] || apt_install "${need[@]}"
 

@@ -1,10 +1,10 @@
 // The cluster lab harness (test/harness/cluster-lab.ts) on its real parts: guests that are
 // real kernels on a bridge, a real kube-apiserver on that bridge, RBAC enforced, and
 // nothing left behind. The agent tests build on exactly this, so it is proven on its own.
-// Needs user-mode-linux and the binaries of scripts/cluster-tools.sh; FAILS (never
-// skips) with an install hint without them.
+// Needs the lab kernel (scripts/uml-kernel.sh) and the binaries of scripts/cluster-tools.sh;
+// FAILS (never skips) with an install hint without them.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -222,16 +222,19 @@ describe('cluster lab: guests on a bridge with a real API server', { timeout: 60
       .stdout.split('\n')
       .filter(Boolean)
       .map(Number);
-    const names = new Set(pids.map(commOf));
+    // A guest's processes are named after its kernel binary (`linux` for the lab kernel's): told by that binary.
+    const kernel = realpathSync(L().guest('node-a').kernel);
+    const whatIs = (pid: number): string | undefined => (exeOf(pid) === kernel ? GUEST : commOf(pid));
+    const names = new Set(pids.map(whatIs));
     // Guards the check below: the processes it watches are the lab's.
-    for (const name of ['linux.uml', 'kube-apiserver', 'etcd'])
+    for (const name of [GUEST, 'kube-apiserver', 'etcd'])
       assert.ok(names.has(name), `${name} runs in ${netns}: ${[...names].join(', ')}`);
-    const guestMB = pids.filter((p) => commOf(p) === 'linux.uml').reduce((sum, p) => sum + pssKB(p), 0) / 1024;
+    const guestMB = pids.filter((p) => whatIs(p) === GUEST).reduce((sum, p) => sum + pssKB(p), 0) / 1024;
 
     const started = Date.now();
     await L().stop();
     t.diagnostic(
-      `lab stopped in ${Date.now() - started} ms; its ${NODES.length} guests used ${guestMB.toFixed(0)} MB (PSS of all linux.uml processes)`,
+      `lab stopped in ${Date.now() - started} ms; its ${NODES.length} guests used ${guestMB.toFixed(0)} MB (PSS of all their processes)`,
     );
     await L().stop();
 
@@ -239,11 +242,23 @@ describe('cluster lab: guests on a bridge with a real API server', { timeout: 60
       spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout,
       new RegExp(`^${netns}( |$)`, 'm'),
     );
-    const left = pids.filter((p) => ['linux.uml', 'kube-apiserver', 'etcd'].includes(commOf(p) ?? ''));
+    const left = pids.filter((p) => [GUEST, 'kube-apiserver', 'etcd'].includes(whatIs(p) ?? ''));
     assert.deepEqual(left, [], 'no process of the lab remains');
     assert.equal(existsSync(apiDir), false, 'the API server dir is removed');
   });
 });
+
+/** What a process of a guest's kernel is called in the checks. */
+const GUEST = 'a guest kernel';
+
+/** The binary a process runs, or undefined once it is gone. */
+function exeOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+}
 
 /** A process's name, or undefined once it is gone (a zombie counts as gone: it runs nothing). */
 function commOf(pid: number): string | undefined {

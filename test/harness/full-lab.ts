@@ -12,6 +12,7 @@ import { clusterTools, kubectlOk, runHelm } from './apiserver.ts';
 import type { KubectlResult } from './apiserver.ts';
 import { nodeAddress, startClusterLab } from './cluster-lab.ts';
 import type { ClusterLab } from './cluster-lab.ts';
+import { labKernel } from './lab-kernel.ts';
 import { requirePrometheus, startPrometheus } from './prometheus.ts';
 import type { Prometheus } from './prometheus.ts';
 import { REPO } from './repo.ts';
@@ -112,8 +113,10 @@ export async function startFullLab(progress: Progress = () => {}, options: FullL
   requirePrometheus();
   progress('building/finding kube-apiserver, etcd and helm (cached after the first build)');
   await clusterTools();
+  progress('building/finding the lab kernel, Linux 6.12 for User-Mode Linux (cached after the first build)');
+  await labKernel();
   progress(
-    `starting the API server and etcd, and booting ${countWord(n)} Linux 6.1 kernels (User-Mode Linux): ` +
+    `starting the API server and etcd, and booting ${countWord(n)} Linux 6.12 kernels (User-Mode Linux): ` +
       names.map((node, i) => `${node} ${nodeAddress(i)}`).join(', '),
   );
   const cluster = await startClusterLab({ nodes: names });

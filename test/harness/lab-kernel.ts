@@ -1,7 +1,8 @@
 // The project's own User-Mode Linux kernel (Linux 6.12 with nftables for ip/ip6/inet, nat
 // and masquerade, every tunnel mode built in, no io_uring), built from Debian's
-// linux-source-6.12 by scripts/uml-kernel.sh on first use and cached outside the checkout.
-// Boot it with Guest.boot({ kernel: await labKernel() }).
+// linux-source-6.12 by scripts/uml-kernel.sh and cached outside the checkout. Every guest
+// boots it (Guest.boot() of uml.ts) unless asked for Debian's. scripts/test.sh and
+// scripts/lab.sh build it before anything starts; a cold build here is the fallback.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

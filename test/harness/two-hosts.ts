@@ -7,6 +7,7 @@
 import { stringify } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { AS_THE_CHART_RUNS_IT } from './privileges.ts';
+import { eventually } from './support.ts';
 import { insmod, namespaceShell } from './uml.ts';
 import type { Guest, Shell } from './uml.ts';
 
@@ -16,6 +17,23 @@ export type LabNode = keyof typeof HOSTS;
 /** The host namespace of a lab node: node-a runs in host-a. */
 export function hostNetns(node: string): string {
   return `host-${node.replace(/^node-/, '')}`;
+}
+
+/**
+ * Waits until no address in the guest (any namespace) is still tentative. A link that
+ * comes up gets an IPv6 link-local address whose duplicate address detection ends a second
+ * or two later, changing `ip addr` and the IPv6 routes: a snapshot of a host taken before
+ * that would differ from one taken after for no reason of the agent's. (The lab kernel has
+ * IPv6 built in; Debian's loads it only with the bridge modules.)
+ */
+export async function addressesSettled(guest: Guest): Promise<void> {
+  const tentative =
+    'ip -6 -o addr show tentative; for ns in $(ip netns list | cut -d" " -f1); do ip -n "$ns" -6 -o addr show tentative; done';
+  await eventually(
+    'no tentative IPv6 address left (duplicate address detection done)',
+    async () => ((await guest.ok(tentative)).trim() === '' ? true : undefined),
+    { timeoutMs: 20_000, intervalMs: 200, context: () => guest.ok(tentative) },
+  );
 }
 
 export async function setUpTwoHosts(guest: Guest): Promise<void> {
@@ -32,12 +50,13 @@ export async function setUpTwoHosts(guest: Guest): Promise<void> {
       'ip -n host-b link set eth1 up',
     ].join(' && '),
   );
+  await addressesSettled(guest);
 }
 
 /** The namespace of the bridge that joins the hosts of setUpHosts. */
 export const SWITCH_NETNS = 'lab-switch';
 
-/** The modules a bridge needs that guest-init.sh does not load (Debian's UML has them as modules). */
+/** The modules a bridge needs that guest-init.sh does not load, on Debian's kernel (the lab kernel has them built in). */
 const BRIDGE_MODULES = [
   'lib/crc-ccitt.ko',
   'net/ipv6/ipv6.ko',
@@ -72,6 +91,7 @@ export async function setUpHosts(guest: Guest, hosts: Readonly<Record<string, st
     );
   }
   await guest.ok(commands.join(' && '));
+  await addressesSettled(guest);
 }
 
 /** A LAN behind a lab host: the host's `lan0` and a namespace on it with one host. */
@@ -104,6 +124,7 @@ export async function setUpLan(guest: Guest, lan: Lan): Promise<void> {
       ...lan.routes.map((dst) => `ip -n ${lan.netns} route add ${dst} via ${gateway} dev eth0`),
     ].join(' && '),
   );
+  await addressesSettled(guest);
 }
 
 /** `sysctl -w` of each setting in a namespace ("net.ipv4.ip_forward=1"). */

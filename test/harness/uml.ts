@@ -1,6 +1,10 @@
-// User-Mode Linux guests for tests and the lab: a real Linux 6.1 kernel with IPIP, as an
-// ordinary process whose root is this machine's / (read-only). Commands run in the guest
-// over its console through guest-shell.ts; each returns its exit code and output.
+// User-Mode Linux guests for tests and the lab: a real Linux kernel as an ordinary
+// process whose root is this machine's / (read-only). Commands run in the guest over its
+// console through guest-shell.ts; each returns its exit code and output. Every guest boots
+// the project's own lab kernel (lab-kernel.ts: Linux 6.12, everything built in, nftables for
+// ip/ip6/inet) unless asked for Debian's linux.uml (6.1, tunnel and bridge drivers as modules,
+// nf_tables for the bridge family only), which stays for what must be proven on a kernel
+// without nftables.
 
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -8,15 +12,20 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { labKernel } from './lab-kernel.ts';
 import { inNetns, withPdeathsig } from './process-guard.ts';
 import { REPO } from './repo.ts';
 
 const READY = '@@GUEST-READY@@';
 const RESULT = '@@GUEST-RESULT@@';
 const ACK = '@@GUEST-ACK@@';
-const UML = '/usr/bin/linux.uml';
+/** Debian's User-Mode Linux kernel (package user-mode-linux, Linux 6.1): boot it with `{ kernel: 'debian' }`. */
+export const DEBIAN_UML = '/usr/bin/linux.uml';
 export const INSTALL_HINT =
-  'apt-get install -y user-mode-linux kmod iproute2 iputils-ping tcpdump (or run .ci/run, which installs them)';
+  'apt-get install -y iproute2 iputils-ping tcpdump (or run scripts/setup.sh, which installs them)';
+const DEBIAN_UML_HINT =
+  'apt-get install -y user-mode-linux kmod (or run scripts/setup.sh, which installs them): ' +
+  "Debian's kernel and the insmod that loads its modules";
 
 export interface CommandResult {
   code: number;
@@ -49,14 +58,15 @@ export function namespaceShell(guest: Guest, netns: string): Shell {
 /**
  * Loads modules of the guest's kernel that guest-init.sh does not (paths under
  * /usr/lib/uml/modules/VERSION/kernel, in dependency order: there is no modprobe), each
- * unless it is loaded already.
+ * unless it is loaded already. Only Debian's kernel has modules: a kernel without that
+ * dir (the lab kernel) has every driver built in, and nothing is loaded.
  */
 export async function insmod(guest: Guest, modules: readonly string[]): Promise<void> {
   const each = modules.map((m) => {
     const name = m.replace(/^.*\//, '').replace(/\.ko$/, '');
     return `{ grep -q '^${name} ' /proc/modules || insmod "$M/${m}"; }`;
   });
-  await guest.ok(`M=/usr/lib/uml/modules/$(uname -r)/kernel && ${each.join(' && ')}`);
+  await guest.ok(`M=/usr/lib/uml/modules/$(uname -r)/kernel; if [ -d "$M" ]; then ${each.join(' && ')}; fi`);
 }
 
 export interface GuestOptions {
@@ -66,7 +76,10 @@ export interface GuestOptions {
   /** A tap device in hostNetns that becomes the guest's vec0. */
   tap?: string;
   bootTimeoutMs?: number;
-  /** The UML kernel binary to boot (labKernel() of lab-kernel.ts builds the project's own); default Debian's linux.uml. */
+  /**
+   * The UML kernel to boot: by default the project's own (labKernel(), built once by
+   * scripts/uml-kernel.sh); 'debian' for Debian's linux.uml 6.1; or the path of a kernel binary.
+   */
   kernel?: string;
 }
 
@@ -77,9 +90,29 @@ export function requireCommands(names: readonly string[], hint: string): void {
   if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: ${hint}`);
 }
 
-/** Fails with how to install it when a part the kernel tests need is missing. */
+/**
+ * Fails with how to install it when a part the kernel tests need is missing (the lab
+ * kernel itself is built by labKernel(), which says what it needs when it cannot).
+ */
 export function requireUml(): void {
-  requireCommands(['linux.uml', 'tcpdump', 'ping', 'insmod', 'ip'], INSTALL_HINT);
+  requireCommands(['tcpdump', 'ping', 'ip'], INSTALL_HINT);
+}
+
+/**
+ * The kernel binary a guest boots for GuestOptions.kernel. IPIP_GUEST_KERNEL ('debian' or
+ * a path) changes the default, to compare a run on another kernel with the lab kernel's.
+ */
+export async function guestKernel(kernel: string | undefined = defaultKernel()): Promise<string> {
+  if (kernel === undefined) return labKernel();
+  const path = kernel === 'debian' ? DEBIAN_UML : kernel;
+  if (path === DEBIAN_UML) requireCommands(['linux.uml', 'insmod'], DEBIAN_UML_HINT);
+  else if (!existsSync(path)) throw new Error(`no UML kernel at ${path}`);
+  return path;
+}
+
+function defaultKernel(): string | undefined {
+  const chosen = process.env.IPIP_GUEST_KERNEL;
+  return chosen === undefined || chosen === '' ? undefined : chosen;
 }
 
 /** Characters of a request per console line: under the 4095 a tty in canonical mode keeps of a line. */
@@ -104,12 +137,16 @@ export class Guest implements Shell {
 
   /** A host dir (under /var/tmp, which the guest sees) for files too big for the console. */
   private staging: string | undefined;
-  private constructor(proc: ChildProcessWithoutNullStreams) {
+  /** The kernel binary this guest runs (its processes' /proc/PID/exe). */
+  readonly kernel: string;
+  private constructor(proc: ChildProcessWithoutNullStreams, kernel: string) {
     this.proc = proc;
+    this.kernel = kernel;
   }
 
   static async boot(options: GuestOptions = {}): Promise<Guest> {
     requireUml();
+    const kernel = await guestKernel(options.kernel);
     const args = [
       `mem=${options.memMB ?? 512}M`,
       'rootfstype=hostfs',
@@ -124,9 +161,9 @@ export class Guest implements Shell {
     if (options.tap !== undefined) args.push(`vec0:transport=tap,ifname=${options.tap}`);
     // The kernel kills the guest if the test process dies, even by SIGKILL. (Only its main
     // process: UML's helper processes outlive it; the cluster lab sweeps those by netns.)
-    const [cmd, cmdArgs] = withPdeathsig(...inNetns(options.hostNetns, options.kernel ?? UML, args));
+    const [cmd, cmdArgs] = withPdeathsig(...inNetns(options.hostNetns, kernel, args));
     const proc = spawn(cmd, cmdArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const guest = new Guest(proc);
+    const guest = new Guest(proc, kernel);
     const ready = new Promise<void>((resolveReady, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`guest did not boot in time; console:\n${guest.console.slice(-30).join('\n')}`)),

@@ -1,5 +1,5 @@
-// A full mesh on a real kernel (User-Mode Linux 6.1), the standalone agent on each host:
-// node-a, node-b, node-c and later node-d are network namespaces on one bridge
+// A full mesh on a real kernel (User-Mode Linux, the lab kernel), the standalone agent on
+// each host: node-a, node-b, node-c and later node-d are network namespaces on one bridge
 // (192.168.40.0/24), strict rp_filter on every one, and a LAN 10.30.0.0/24 behind node-c
 // (one host, in namespace lan-c, that routes the overlay back through node-c, which
 // forwards). examples/mesh.yaml comes up and every pair pings over the overlay; the LAN

@@ -1,11 +1,11 @@
-// Never harm the host, on a real kernel (User-Mode Linux 6.1): hostile and sloppy tunnels
-// against a node that has what real hosts have (a DHCP default route with a metric,
-// routes of a routing daemon, someone else's tunnel, devices and routes that look like
-// the agent's). For each harm class the agent refuses, names the reason, and the node's
-// routing decisions for the addresses that matter, its foreign objects and its underlay
-// are exactly as before. Then the agent is killed again and again in the middle of
-// programming a thousand tunnels: what is left is its own or nothing, a rerun converges,
-// and removing the tunnels leaves nothing behind.
+// Never harm the host, on a real kernel (User-Mode Linux, the lab kernel): hostile and
+// sloppy tunnels against a node that has what real hosts have (a DHCP default route with
+// a metric, routes of a routing daemon, someone else's tunnel, devices and routes that
+// look like the agent's). For each harm class the agent refuses, names the reason, and
+// the node's routing decisions for the addresses that matter, its foreign objects and its
+// underlay are exactly as before. Then the agent is killed again and again in the middle
+// of programming a thousand tunnels: what is left is its own or nothing, a rerun
+// converges, and removing the tunnels leaves nothing behind.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +15,7 @@ import { ping } from '../harness/probes.ts';
 import { exampleTunnel } from '../harness/repo.ts';
 import { eventually } from '../harness/support.ts';
 import {
+  addressesSettled,
   agentCommand,
   agentOnce,
   changed,
@@ -83,6 +84,8 @@ describe('never harm the host, on a real kernel', { timeout: 900_000 }, () => {
         ...lookalikeCommands('ip -n host-a'),
       ].join(' && '),
     );
+    // Every test compares snapshots of host-a: nothing may still be changing on its own.
+    await addressesSettled(guest);
   });
   after(async () => {
     await guest?.stop();

@@ -1,5 +1,6 @@
-// The agent's real code in standalone mode on a real kernel (User-Mode Linux 6.1): two
-// network namespaces joined by a veth are the two hosts of examples/tunnel.yaml.
+// The agent's real code in standalone mode on a real kernel (User-Mode Linux, the lab
+// kernel): two network namespaces joined by a veth are the two hosts of
+// examples/tunnel.yaml.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
