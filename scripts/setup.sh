@@ -12,7 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump openssl:openssl promtool:prometheus curl:curl nft:nftables; do
+# iptables: iptables-legacy, for the tests that show the agent leaves legacy rules alone.
+for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump openssl:openssl \
+  promtool:prometheus curl:curl nft:nftables iptables-legacy:iptables; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

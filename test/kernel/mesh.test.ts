@@ -124,7 +124,11 @@ function assertSaid(runs: Map<Node, Once>, expected: Record<string, string>): vo
 function assertRanAndChangedNothing(runs: Map<Node, Once>): void {
   for (const [n, r] of runs) {
     assert.equal(r.code, 0, `${n}: ${r.stderr}`);
-    assert.deepEqual(Object.keys(r.summary.changes).sort(), ['address', 'link', 'route'], `${n} reported every kind`);
+    assert.deepEqual(
+      Object.keys(r.summary.changes).sort(),
+      ['address', 'link', 'route', 'rules'],
+      `${n} reported every kind`,
+    );
     for (const counts of Object.values(r.summary.changes))
       assert.deepEqual(counts, { create: 0, update: 0, delete: 0 }, n);
   }
@@ -208,9 +212,10 @@ describe('a full mesh on a real kernel, the standalone agent on each host', { ti
     assert.deepEqual(mesh(THREE), meshExample(), 'the manifest is the example');
     const runs = await onEach(THREE, [meshExample()]);
     assertSaid(runs, {
-      'node-a': 'exit 0 link/create=1 address/create=1 route/create=3',
-      'node-b': 'exit 0 link/create=1 address/create=1 route/create=3',
-      'node-c': 'exit 0 link/create=1 address/create=1 route/create=2',
+      // rules: each node's part of the agent's nftables table (the peer filter; node-c's masquerade too).
+      'node-a': 'exit 0 link/create=1 address/create=1 route/create=3 rules/create=1',
+      'node-b': 'exit 0 link/create=1 address/create=1 route/create=3 rules/create=1',
+      'node-c': 'exit 0 link/create=1 address/create=1 route/create=2 rules/create=1',
     });
     for (const node of THREE) {
       const l = (await link(node))!;
@@ -320,10 +325,11 @@ describe('a full mesh on a real kernel, the standalone agent on each host', { ti
     const before = new Map(await Promise.all(THREE.map(async (n) => [n, await counters(n)] as const)));
     const runs = await onEach(NODES, [mesh(NODES)]);
     assertSaid(runs, {
-      'node-a': 'exit 0 route/create=1',
-      'node-b': 'exit 0 route/create=1',
-      'node-c': 'exit 0 route/create=1',
-      'node-d': 'exit 0 link/create=1 address/create=1 route/create=4',
+      // Every filter lets node-d in; node-c masquerades for it too.
+      'node-a': 'exit 0 route/create=1 rules/update=1',
+      'node-b': 'exit 0 route/create=1 rules/update=1',
+      'node-c': 'exit 0 route/create=1 rules/update=1',
+      'node-d': 'exit 0 link/create=1 address/create=1 route/create=4 rules/create=1',
     });
     for (const node of THREE) {
       const now = await counters(node);
@@ -350,10 +356,10 @@ describe('a full mesh on a real kernel, the standalone agent on each host', { ti
     const rest: Node[] = ['node-a', 'node-c', 'node-d'];
     const runs = await onEach(NODES, [mesh(rest)]);
     assertSaid(runs, {
-      'node-a': 'exit 0 route/delete=1',
-      'node-b': 'exit 0 link/delete=1',
-      'node-c': 'exit 0 route/delete=1',
-      'node-d': 'exit 0 route/delete=1',
+      'node-a': 'exit 0 route/delete=1 rules/update=1',
+      'node-b': 'exit 0 link/delete=1 rules/delete=1',
+      'node-c': 'exit 0 route/delete=1 rules/update=1',
+      'node-d': 'exit 0 route/delete=1 rules/update=1',
     });
     for (const node of rest) {
       assert.deepEqual(await meshRoutes(node), routesOf(node, rest), node);
@@ -390,10 +396,10 @@ describe('a full mesh on a real kernel, the standalone agent on each host', { ti
   test("removing the mesh removes every link and route of the agent's, and nothing else", async () => {
     const runs = await onEach(NODES, []);
     assertSaid(runs, {
-      'node-a': 'exit 0 link/delete=1',
+      'node-a': 'exit 0 link/delete=1 rules/delete=1',
       'node-b': 'exit 0',
-      'node-c': 'exit 0 link/delete=1',
-      'node-d': 'exit 0 link/delete=1',
+      'node-c': 'exit 0 link/delete=1 rules/delete=1',
+      'node-d': 'exit 0 link/delete=1 rules/delete=1',
     });
     for (const node of NODES) {
       assert.equal(await link(node), undefined, `${node}: no ${LINK}`);
