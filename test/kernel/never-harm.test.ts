@@ -272,7 +272,11 @@ describe('never harm the host, on a real kernel', { timeout: 900_000 }, () => {
         `kill ${round}: every ipip link is the agent's (group 203) or was there before`,
       );
       const ours = left.filter((l) => l.group === '203');
-      assert.ok(ours.length < 1500, `kill ${round} landed in the middle of the batch (${ours.length} links)`);
+      // The first kill, from no link at all, lands hundreds of links into 1,500: the kill
+      // this test is about. A later run has only what the earlier kills left to do, and
+      // on a fast kernel (6.12) may finish it before its kill lands; what it leaves must
+      // still be the agent's, and the rerun below must converge.
+      if (round === 1) assert.ok(ours.length < 1500, `kill 1 landed in the middle of the batch (${ours.length} links)`);
       t.diagnostic(
         `killed at ${atLeast}: ${ours.length} links, ${ours.filter((l) => l.ifalias === undefined).length} not named yet`,
       );
