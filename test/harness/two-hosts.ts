@@ -4,6 +4,7 @@
 // one bridge (setUpHosts: the mesh of examples/mesh.yaml), and a LAN behind a host
 // (setUpLan). Used by the kernel tests and the benchmarks.
 
+import assert from 'node:assert/strict';
 import { stringify } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { AS_THE_CHART_RUNS_IT } from './privileges.ts';
@@ -203,4 +204,26 @@ export function changed(once: OnceResult): string[] {
 /** The problems of a summary as "tunnel:Reason". */
 export function refusals(once: OnceResult): string[] {
   return once.summary.errors.map((e) => `${e.tunnel}:${e.reason}`);
+}
+
+/** `agent --once` on each of these nodes at the same time, each with these tunnels. */
+export async function agentOnceOnEach<N extends string>(
+  guest: Guest,
+  nodes: readonly N[],
+  tunnels: readonly IpipTunnel[],
+): Promise<Map<N, OnceResult>> {
+  const runs = await Promise.all(nodes.map((n) => agentOnce(guest, n, tunnels)));
+  return new Map(nodes.map((n, i) => [n, runs[i]!]));
+}
+
+/** What each run said, one line per node: its exit code, its problems (!tunnel:Reason), its non-zero changes. */
+export function said(runs: ReadonlyMap<string, OnceResult>): Record<string, string> {
+  return Object.fromEntries(
+    [...runs].map(([n, r]) => [n, [`exit ${r.code}`, ...refusals(r).map((p) => `!${p}`), ...changed(r)].join(' ')]),
+  );
+}
+
+/** The runs said exactly this; on failure, each node's stderr. */
+export function assertSaid(runs: ReadonlyMap<string, OnceResult>, expected: Record<string, string>): void {
+  assert.deepEqual(said(runs), expected, [...runs].map(([n, r]) => `--- ${n}\n${r.stderr}`).join('\n'));
 }

@@ -18,16 +18,15 @@ import type { NftRule, NftTable } from '../harness/probes.ts';
 import { exampleTunnel } from '../harness/repo.ts';
 import { StartedByTest } from '../harness/support.ts';
 import {
-  agentOnce,
-  changed,
+  agentOnceOnEach,
+  assertSaid,
   hostNetns,
   hostShell,
-  refusals,
   setSysctls,
   setUpLan,
   setUpTwoHosts,
 } from '../harness/two-hosts.ts';
-import type { Lan, LabNode as Node, OnceResult as Once } from '../harness/two-hosts.ts';
+import type { Lan, LabNode as Node } from '../harness/two-hosts.ts';
 import { Guest, namespaceShell, requireCommands, shOk } from '../harness/uml.ts';
 
 const NEAR: Node = 'node-a';
@@ -123,21 +122,7 @@ async function foreignSnapshot(): Promise<string> {
 }
 
 /** `agent --once` on both hosts with these tunnels. */
-async function onBoth(tunnels: IpipTunnel[]): Promise<Map<Node, Once>> {
-  const runs = await Promise.all([NEAR, FAR].map((n) => agentOnce(guest(), n, tunnels)));
-  return new Map([
-    [NEAR, runs[0]!],
-    [FAR, runs[1]!],
-  ]);
-}
-
-/** What each run said: its exit code, its problems (!tunnel:Reason), its non-zero changes. */
-function assertSaid(runs: Map<Node, Once>, expected: Record<string, string>): void {
-  const said = Object.fromEntries(
-    [...runs].map(([n, r]) => [n, [`exit ${r.code}`, ...refusals(r).map((p) => `!${p}`), ...changed(r)].join(' ')]),
-  );
-  assert.deepEqual(said, expected, [...runs].map(([n, r]) => `--- ${n}\n${r.stderr}`).join('\n'));
-}
+const onBoth = (tunnels: IpipTunnel[]) => agentOnceOnEach(guest(), [NEAR, FAR], tunnels);
 
 /** The rules of a table without their counters, sorted by chain and comment. */
 function rulesOf(t: NftTable): Array<Omit<NftRule, 'counter'>> {

@@ -17,11 +17,10 @@ import { link as linkOf, ping as pingFrom, startIpipCapture } from '../harness/p
 import { meshExample } from '../harness/repo.ts';
 import { StartedByTest } from '../harness/support.ts';
 import {
-  agentOnce,
-  changed,
+  agentOnceOnEach,
+  assertSaid,
   hostNetns,
   hostShell,
-  refusals,
   setSysctls,
   setUpHosts,
   setUpLan,
@@ -104,21 +103,7 @@ async function startLab(): Promise<Guest> {
 }
 
 /** `agent --once` on each of these nodes at the same time, each with these tunnels. */
-async function onEach(nodes: readonly Node[], tunnels: IpipTunnel[]): Promise<Map<Node, Once>> {
-  const runs = await Promise.all(nodes.map((n) => agentOnce(guest(), n, tunnels)));
-  return new Map(nodes.map((n, i) => [n, runs[i]!]));
-}
-
-/** What each run said, one line per node: its exit code, its problems (!tunnel:Reason), its non-zero changes. */
-function said(runs: Map<Node, Once>): Record<string, string> {
-  return Object.fromEntries(
-    [...runs].map(([n, r]) => [n, [`exit ${r.code}`, ...refusals(r).map((p) => `!${p}`), ...changed(r)].join(' ')]),
-  );
-}
-
-function assertSaid(runs: Map<Node, Once>, expected: Record<string, string>): void {
-  assert.deepEqual(said(runs), expected, [...runs].map(([n, r]) => `--- ${n}\n${r.stderr}`).join('\n'));
-}
+const onEach = (nodes: readonly Node[], tunnels: IpipTunnel[]) => agentOnceOnEach(guest(), nodes, tunnels);
 
 /** The agent ran (its summary counts every kind of object) and changed nothing. */
 function assertRanAndChangedNothing(runs: Map<Node, Once>): void {

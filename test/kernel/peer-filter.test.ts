@@ -18,17 +18,15 @@ import type { NftRule, NftTable } from '../harness/probes.ts';
 import { meshExample } from '../harness/repo.ts';
 import { eventually, StartedByTest } from '../harness/support.ts';
 import {
-  agentOnce,
-  changed,
+  agentOnceOnEach,
+  assertSaid,
   hostNetns,
   hostShell,
-  refusals,
   setSysctls,
   setUpHosts,
   startBackgroundAgent,
   writeManifest,
 } from '../harness/two-hosts.ts';
-import type { OnceResult as Once } from '../harness/two-hosts.ts';
 import { Guest, requireCommands, shOk } from '../harness/uml.ts';
 
 const UNDERLAY = { 'node-a': '192.168.40.2', 'node-b': '192.168.40.3', 'node-c': '192.168.40.4' } as const;
@@ -91,18 +89,7 @@ async function startLab(): Promise<Guest> {
 }
 
 /** `agent --once` on each of these nodes at the same time, each with these tunnels. */
-async function onEach(nodes: readonly Node[], tunnels: IpipTunnel[]): Promise<Map<Node, Once>> {
-  const runs = await Promise.all(nodes.map((n) => agentOnce(guest(), n, tunnels)));
-  return new Map(nodes.map((n, i) => [n, runs[i]!]));
-}
-
-/** What each run said: its exit code, its problems (!tunnel:Reason), its non-zero changes. */
-function assertSaid(runs: Map<Node, Once>, expected: Record<string, string>): void {
-  const said = Object.fromEntries(
-    [...runs].map(([n, r]) => [n, [`exit ${r.code}`, ...refusals(r).map((p) => `!${p}`), ...changed(r)].join(' ')]),
-  );
-  assert.deepEqual(said, expected, [...runs].map(([n, r]) => `--- ${n}\n${r.stderr}`).join('\n'));
-}
+const onEach = (nodes: readonly Node[], tunnels: IpipTunnel[]) => agentOnceOnEach(guest(), nodes, tunnels);
 
 /** The peer filter's rule on a node, as nft prints it. */
 function filterRule(node: Node): Omit<NftRule, 'counter'> {
