@@ -2,16 +2,13 @@
 // arrays, never a shell. A reconcile costs two `ip` processes at most: one batch to read,
 // one batch to write, whatever the number of objects; a third runs `ip monitor` for good.
 
-import { randomUUID } from 'node:crypto';
-import { readdirSync, rmSync, statSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { ActionResult, IpAction } from '../../model/action.ts';
 import type { KernelInterest, KernelState } from '../../model/kernel.ts';
+import { BatchFiles } from '../batch-file.ts';
 import type { CommandObserver, Driver } from '../dataplane.ts';
+import { superviseMonitor } from '../supervise.ts';
 import { monitorLineMatters } from './monitor.ts';
 import { parseObserveOutput } from './parse.ts';
 import { ipLines } from './render.ts';
@@ -37,12 +34,6 @@ interface IpResult {
   stdout: unknown;
   stderr: unknown;
 }
-
-/**
- * Batch files older than this are left by an agent killed during a write (a live write
- * takes at most the `ip` timeout); a new agent removes them.
- */
-const STALE_BATCH_MS = 10 * 60_000;
 
 /** "Already gone" answers to a delete: the wanted end state holds, so they are success. */
 const GONE = /Cannot find device|No such process|Cannot assign requested address|No such device/;
@@ -94,29 +85,13 @@ export class IpDriver implements Driver<IpAction, KernelState> {
   private readonly timeoutMs: number;
   private readonly options: IpDriverOptions;
 
-  private readonly batchDir: string;
-  /** Set once the batch files of an earlier, killed agent have been looked for (at the first write). */
-  private staleBatchesRemoved = false;
+  private readonly batches: BatchFiles;
 
   constructor(options: IpDriverOptions = {}) {
     this.ip = options.ipPath ?? 'ip';
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
-    this.batchDir = options.batchDir ?? tmpdir();
-  }
-
-  private removeStaleBatches(): void {
-    if (this.staleBatchesRemoved) return;
-    this.staleBatchesRemoved = true;
-    try {
-      for (const name of readdirSync(this.batchDir)) {
-        if (!name.startsWith(BATCH_PREFIX)) continue;
-        const path = join(this.batchDir, name);
-        if (Date.now() - statSync(path).mtimeMs > STALE_BATCH_MS) rmSync(path, { force: true });
-      }
-    } catch {
-      // Nothing to clean, or not ours to clean: a write will say what is wrong with the dir.
-    }
+    this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
   }
 
   private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<IpResult> {
@@ -151,29 +126,20 @@ export class IpDriver implements Driver<IpAction, KernelState> {
   }
 
   /**
-   * One `ip -force -batch FILE` for every action. The batch goes through a file, not a
-   * pipe: an agent killed while writing to a pipe would leave `ip` to read a cut-off last
-   * line and run it ("route del 10.1.0.0/24 proto 203" cut to "route del 10.1.0.0/24"
-   * deletes whatever route that is). The file is whole before `ip` starts, and `ip` reads
-   * it to the end even when the agent dies meanwhile.
+   * One `ip -force -batch FILE` for every action, through a file (batch-file.ts says why:
+   * "route del 10.1.0.0/24 proto 203" cut to "route del 10.1.0.0/24" by a kill would
+   * delete whatever route that is).
    */
   async apply(actions: readonly IpAction[]): Promise<ActionResult[]> {
     if (actions.length === 0) return [];
-    this.removeStaleBatches();
     const lines = actions.map(ipLines);
-    const file = join(this.batchDir, `${BATCH_PREFIX}${process.pid}-${randomUUID()}`);
-    try {
-      await writeFile(file, `${lines.flat().join('\n')}\n`, { flag: 'wx', mode: 0o600 });
-    } catch (error) {
-      const message = `cannot write the ip batch to ${this.batchDir}: ${(error as Error).message}`;
-      return actions.map((action) => ({ action, error: message }));
-    }
     // -force: keep going past a failed line, so one bad object does not block the others.
-    let result: IpResult;
-    try {
-      result = await this.run('apply', ['-force', '-batch', file]);
-    } finally {
-      await rm(file, { force: true });
+    const result = await this.batches.with(`${lines.flat().join('\n')}\n`, (file) =>
+      this.run('apply', ['-force', '-batch', file]),
+    );
+    if ('writeError' in result) {
+      const message = `cannot write the ip batch to ${this.batches.directory}: ${result.writeError}`;
+      return actions.map((action) => ({ action, error: message }));
     }
     if (result.timedOut) {
       return actions.map((action) => ({ action, error: `ip -batch timed out after ${this.timeoutMs} ms` }));
@@ -182,41 +148,25 @@ export class IpDriver implements Driver<IpAction, KernelState> {
   }
 
   watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
-    let stopped = false;
-    let kill: (() => void) | undefined;
-    let restartDelay = 1000;
-    const start = () => {
-      if (stopped) return;
+    return superviseMonitor({
       // -o: one line per event; label: each says [LINK], [ADDR] or [ROUTE]; -N: protocols
       // and route types as numbers. Only whether an event concerns us matters: reconcile
       // reads everything.
-      const started = process.hrtime.bigint();
-      const child = execa(this.ip, ['-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
-        buffer: false,
-        reject: false,
-        stdin: 'ignore',
-      });
-      kill = () => child.kill();
-      const lines = createInterface({ input: child.stdout });
-      lines.on('line', (line) => {
-        restartDelay = 1000;
-        onEvent(monitorLineMatters(line, interest()));
-      });
-      void child.then((r) => {
-        // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.
-        this.options.onCommand?.('ip', 'monitor', Number(process.hrtime.bigint() - started) / 1e9, stopped);
-        if (stopped) return;
+      start: () =>
+        execa(this.ip, ['-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
+          buffer: false,
+          reject: false,
+          stdin: 'ignore',
+        }),
+      onLine: (line) => onEvent(monitorLineMatters(line, interest())),
+      // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.
+      onEnd: (seconds, stopped) => this.options.onCommand?.('ip', 'monitor', seconds, stopped),
+      onDeath: (r) => {
         this.options.onMonitorError?.(
           `ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`,
         );
-        setTimeout(start, restartDelay).unref();
-        restartDelay = Math.min(restartDelay * 2, 60_000);
-      });
-    };
-    start();
-    return () => {
-      stopped = true;
-      kill?.();
-    };
+        return undefined;
+      },
+    });
   }
 }

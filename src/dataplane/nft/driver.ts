@@ -5,17 +5,14 @@
 // for good. Once per process (and again every few minutes while it fails) a check-mode
 // load of a sample table asks the kernel whether it can hold the table at all.
 
-import { randomUUID } from 'node:crypto';
-import { readdirSync, rmSync, statSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { ActionResult, NftAction } from '../../model/action.ts';
 import type { KernelInterest, NftState, ObservedRules } from '../../model/kernel.ts';
 import { NFT_FAMILY, NFT_TABLE } from '../../model/ownership.ts';
+import { BatchFiles } from '../batch-file.ts';
 import type { CommandObserver, Driver } from '../dataplane.ts';
+import { superviseMonitor } from '../supervise.ts';
 import { nftMonitorLineMatters } from './monitor.ts';
 import { parseNftListOutput } from './parse.ts';
 import { nftScript } from './render.ts';
@@ -33,9 +30,6 @@ export interface NftDriverOptions {
 }
 
 const BATCH_PREFIX = 'ipip-operator-nft-';
-
-/** Transaction files older than this were left by an agent killed during a write (see the ip driver). */
-const STALE_BATCH_MS = 10 * 60_000;
 
 /**
  * How long a failed probe stands before the next observe asks the kernel again: a node
@@ -92,8 +86,7 @@ export class NftDriver implements Driver<NftAction, NftState> {
   private readonly nft: string;
   private readonly timeoutMs: number;
   private readonly options: NftDriverOptions;
-  private readonly batchDir: string;
-  private staleBatchesRemoved = false;
+  private readonly batches: BatchFiles;
 
   /** The probe's answer: held for good once the kernel took the table; a refusal is asked again after REPROBE_MS. */
   private available: { ok: true } | { ok: false; why: string; at: number } | undefined;
@@ -104,7 +97,7 @@ export class NftDriver implements Driver<NftAction, NftState> {
     this.nft = options.nftPath ?? 'nft';
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
-    this.batchDir = options.batchDir ?? tmpdir();
+    this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
   }
 
   private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<NftResult> {
@@ -185,20 +178,6 @@ export class NftDriver implements Driver<NftAction, NftState> {
     );
   }
 
-  private removeStaleBatches(): void {
-    if (this.staleBatchesRemoved) return;
-    this.staleBatchesRemoved = true;
-    try {
-      for (const name of readdirSync(this.batchDir)) {
-        if (!name.startsWith(BATCH_PREFIX)) continue;
-        const path = join(this.batchDir, name);
-        if (Date.now() - statSync(path).mtimeMs > STALE_BATCH_MS) rmSync(path, { force: true });
-      }
-    } catch {
-      // Nothing to clean, or not ours to clean: the write will say what is wrong with the dir.
-    }
-  }
-
   /**
    * One `nft -f FILE` of the whole table after the write (every action carries it). The
    * transaction goes through a file, not a pipe: nft reads a pipe to its end and applies
@@ -220,19 +199,9 @@ export class NftDriver implements Driver<NftAction, NftState> {
     } catch (error) {
       return fail((error as Error).message);
     }
-    this.removeStaleBatches();
-    const file = join(this.batchDir, `${BATCH_PREFIX}${process.pid}-${randomUUID()}`);
-    try {
-      await writeFile(file, script, { flag: 'wx', mode: 0o600 });
-    } catch (error) {
-      return fail(`cannot write the nft transaction to ${this.batchDir}: ${(error as Error).message}`);
-    }
-    let r: NftResult;
-    try {
-      r = await this.run('apply', ['-f', file]);
-    } finally {
-      await rm(file, { force: true });
-    }
+    const r = await this.batches.with(script, (file) => this.run('apply', ['-f', file]));
+    if ('writeError' in r)
+      return fail(`cannot write the nft transaction to ${this.batches.directory}: ${r.writeError}`);
     if (notInstalled(r)) {
       this.refuse(this.notInstalledWhy());
       return fail(this.notInstalledWhy());
@@ -252,38 +221,18 @@ export class NftDriver implements Driver<NftAction, NftState> {
    * dies; while the kernel is known not to hold the table, only as often as the probe.
    */
   watch(onEvent: (concernsUs: boolean) => void, _interest: () => KernelInterest): () => void {
-    let stopped = false;
-    let kill: (() => void) | undefined;
-    let restartDelay = 1000;
-    const start = () => {
-      if (stopped) return;
-      const started = process.hrtime.bigint();
-      const child = execa(this.nft, ['-j', 'monitor'], { buffer: false, reject: false, stdin: 'ignore' });
-      kill = () => child.kill();
-      const lines = createInterface({ input: child.stdout });
-      lines.on('line', (line) => {
-        restartDelay = 1000;
-        onEvent(nftMonitorLineMatters(line));
-      });
-      void child.then((r) => {
-        this.options.onCommand?.('nft', 'monitor', Number(process.hrtime.bigint() - started) / 1e9, stopped);
-        if (stopped) return;
-        if (this.unavailable() !== undefined) {
-          // Known and reported in the state (tunnels that need rules are refused with it): no log line per restart.
-          setTimeout(start, REPROBE_MS).unref();
-          return;
-        }
+    return superviseMonitor({
+      start: () => execa(this.nft, ['-j', 'monitor'], { buffer: false, reject: false, stdin: 'ignore' }),
+      onLine: (line) => onEvent(nftMonitorLineMatters(line)),
+      onEnd: (seconds, stopped) => this.options.onCommand?.('nft', 'monitor', seconds, stopped),
+      onDeath: (r) => {
+        // Known and reported in the state (tunnels that need rules are refused with it): no log line per restart.
+        if (this.unavailable() !== undefined) return REPROBE_MS;
         this.options.onMonitorError?.(
-          `nft monitor exited (${r.exitCode ?? r.signal ?? (r as NftResult).code}): ${nftError(String(r.stderr ?? ''))}`,
+          `nft monitor exited (${r.exitCode ?? r.signal ?? r.code}): ${nftError(String(r.stderr ?? ''))}`,
         );
-        setTimeout(start, restartDelay).unref();
-        restartDelay = Math.min(restartDelay * 2, 60_000);
-      });
-    };
-    start();
-    return () => {
-      stopped = true;
-      kill?.();
-    };
+        return undefined;
+      },
+    });
   }
 }
