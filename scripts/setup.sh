@@ -4,7 +4,8 @@
 # the test that needs a kernel without nftables; openssl for the test API server's
 # certificates; prometheus for promtool and the lab's Prometheus; curl for its HTTP API;
 # nftables for nft in the guests of the lab kernel, which scripts/uml-kernel.sh builds
-# and installs its own build tools for: scripts/test.sh and scripts/lab.sh run it next)
+# and installs its own build tools for: scripts/test.sh and scripts/lab.sh run it next;
+# buildah and debootstrap, with which scripts/image.sh builds the container image)
 # and the npm packages, which include the pinned Node.js 24 (the npm package "node") used
 # by every script. The cluster tests also need Go (1.26+) and kubectl;
 # scripts/cluster-tools.sh builds kube-apiserver and etcd with that Go.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 need=()
 # iptables: iptables-legacy, for the tests that show the agent leaves legacy rules alone.
 for pair in linux.uml:user-mode-linux insmod:kmod ip:iproute2 ping:iputils-ping tcpdump:tcpdump openssl:openssl \
-  promtool:prometheus curl:curl nft:nftables iptables-legacy:iptables; do
+  promtool:prometheus curl:curl nft:nftables iptables-legacy:iptables buildah:buildah debootstrap:debootstrap; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
