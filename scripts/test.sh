@@ -11,4 +11,7 @@ nice scripts/uml-kernel.sh >/dev/null
 # The cluster tests' kube-apiserver, etcd and helm (built from Go modules, about 5 minutes
 # once; then cached), for the same reason.
 nice scripts/cluster-tools.sh >/dev/null
+# The agent's container image, built from the Dockerfile with buildah (about 2 minutes once,
+# and again when its inputs change; then cached), which test/cluster/image.test.ts checks.
+nice scripts/image.sh >/dev/null
 exec npm test
