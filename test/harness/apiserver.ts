@@ -96,7 +96,7 @@ export async function clusterTools(): Promise<string> {
   const binDir = stdout.trim().split('\n').at(-1) ?? '';
   if (code !== 0 || !existsSync(join(binDir, 'kube-apiserver'))) {
     throw new Error(
-      `cannot build kube-apiserver/etcd for the cluster tests (scripts/cluster-tools.sh exited ${code}):\n` +
+      `cannot build kube-apiserver, etcd, kubectl etc. for the cluster tests (scripts/cluster-tools.sh exited ${code}):\n` +
         `${stderr.trim().split('\n').slice(-40).join('\n')}\n` +
         'The first build needs Go 1.26+ (the official release in /usr/local/go, or GO=/path/to/go) and the Go module proxy; ' +
         'run scripts/cluster-tools.sh by hand to see it whole. Binaries are cached in ' +
@@ -243,8 +243,10 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
     const ca = readFileSync(pki.caCert);
     writeFileSync(kubeconfig, kubeconfigYaml(server, ca, token), { mode: 0o600 });
 
+    // The kubectl built with the server (scripts/cluster-tools.sh), not the machine's:
+    // Debian's is 1.20, too old for this server (no patch --subresource, a skew warning).
     const kubectl = (args: string[], o: { input?: string; timeoutMs?: number } = {}) =>
-      run(...inNetns(netns, 'kubectl', args), {
+      run(...inNetns(netns, join(binDir, 'kubectl'), args), {
         input: o.input,
         timeoutMs: o.timeoutMs ?? 60_000,
         // Own discovery cache per server: ports are reused across runs, and the

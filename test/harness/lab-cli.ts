@@ -19,7 +19,7 @@ import { createServer, request } from 'node:http';
 import type { Server } from 'node:http';
 import { createInterface } from 'node:readline';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { BRIDGE_ADDRESS, listNamespaces, nodeAddress, removeNamespace, staleLabNamespaces } from './cluster-lab.ts';
 import { allOf, MAX_LAB_NODES, MESH_LAN, startFullLab } from './full-lab.ts';
@@ -281,8 +281,11 @@ export async function up(options: UpOptions): Promise<void> {
     const metrics = Object.values(lab.cluster.nodes).map((a) => `http://${a}:${AGENT_METRICS_PORT}/metrics`);
     print(
       [
-        `The API server listens on the lab bridge inside the network namespace ${ns}, so run clients there:`,
-        `  ip netns exec ${ns} kubectl --kubeconfig ${kc} get ipt`,
+        `The API server listens on the lab bridge inside the network namespace ${ns}, so run clients there`,
+        // The full path of the kubectl built with the server: the machine's, if any, is older
+        // (Debian's is 1.20) and PATH would have to be set inside "ip netns exec" to reach it.
+        `(kubectl as built with the server by scripts/cluster-tools.sh, in ${lab.cluster.api.binDir}):`,
+        `  ip netns exec ${ns} ${join(lab.cluster.api.binDir, 'kubectl')} --kubeconfig ${kc} get ipt`,
         `Prometheus (scraping ${allOf(n)} agents every 2 s): ${lab.prometheus.url}`,
         `  ip netns exec ${ns} curl -s '${lab.prometheus.url}/api/v1/query?query=ipip_operator_tunnel_up'`,
         `Agents' metrics: ${andList(metrics)} (same namespace)`,
