@@ -9,7 +9,7 @@
 #
 # The binaries go to a cache OUTSIDE the checkout, keyed by the Kubernetes version:
 #   ${IPIP_TOOLS_CACHE:-$HOME/.cache/ipip-operator/tools}/k8s-vX.Y.Z/{kube-apiserver,...,helm}
-# so only the first run on a machine pays (about 10 minutes on 2 cores); later runs
+# so only the first run on a machine pays (about 12 minutes on 2 cores); later runs
 # print the dir and exit at once. Each binary has a stamp (NAME.version) naming the
 # module version and a hash of how it was built (ldflags, go build flags): one whose
 # stamp is missing or differs is built again, by itself, the others are kept. The

@@ -7,8 +7,10 @@
 # and installs its own build tools for: scripts/test.sh and scripts/lab.sh run it next;
 # buildah and debootstrap, with which scripts/image.sh builds the container image)
 # and the npm packages, which include the pinned Node.js 24 (the npm package "node") used
-# by every script. The cluster tests also need Go (1.26+) and kubectl;
-# scripts/cluster-tools.sh builds kube-apiserver and etcd with that Go.
+# by every script. The cluster tests also need Go (1.26+), with which
+# scripts/cluster-tools.sh builds kube-apiserver, etcd, helm and the kubectl, kubelet,
+# kube-controller-manager and kube-scheduler of the same release (kubectl is built too,
+# not needed on the machine: Debian's is 1.20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
