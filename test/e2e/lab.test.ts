@@ -1,17 +1,18 @@
 // The whole lab, end to end, as the README's first command builds it (test/harness/full-lab.ts,
-// the same code as test/harness/lab-cli.ts): a real API server and etcd, two nodes on real
-// Linux kernels (User-Mode Linux) with strict rp_filter, the Helm chart installed, an
-// agent per node as the chart's ServiceAccount, Prometheus scraping both. Everything is
-// observed as a user would: kubectl, the kernels (ip, ping, tcpdump), Prometheus's HTTP
-// API and promtool.
+// the same code as test/harness/lab-cli.ts): a real API server, etcd, controller-manager and
+// scheduler, two nodes on real Linux kernels (User-Mode Linux) with strict rp_filter, each
+// running containerd and a kubelet, the image built from the Dockerfile, the Helm chart
+// installed, so the agents are the DaemonSet's pods, Prometheus scraping both. Everything
+// is observed as a user would: kubectl (get, logs, exec, delete pod, helm upgrade and
+// uninstall), the kernels (ip, ping, tcpdump), Prometheus's HTTP API and promtool.
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { IpipTunnel } from '../../src/api/types.ts';
-import { run } from '../harness/apiserver.ts';
+import { KUBERNETES_SERVICE_IP, run } from '../harness/apiserver.ts';
 import { curlInNetns, LAB_NODES } from '../harness/cluster-lab.ts';
 import { lookalikeCommands } from '../harness/foreign.ts';
-import { startFullLab } from '../harness/full-lab.ts';
+import { AGENT_SELECTOR, CHART, LAB_VALUES, RELEASE, startFullLab } from '../harness/full-lab.ts';
 import type { FullLab } from '../harness/full-lab.ts';
 import {
   AGENT_METRICS_PORT,
@@ -25,10 +26,16 @@ import {
   startIpipCapture,
 } from '../harness/probes.ts';
 import { EXAMPLE, exampleTunnel as example } from '../harness/repo.ts';
-import { AS_THE_CHART_RUNS_IT, NET_ADMIN_ONLY, privilegesOf } from '../harness/privileges.ts';
+import { NET_ADMIN_ONLY, privilegesOf } from '../harness/privileges.ts';
 import { eventually as waitUntil, StartedByTest } from '../harness/support.ts';
 
 const NODES = ['node-a', 'node-b'] as const;
+
+interface Pod {
+  metadata: { name: string; uid: string; creationTimestamp: string };
+  spec: { containers: Array<{ args: string[] }> };
+  status: { conditions: Array<{ type: string; status: string; lastTransitionTime: string }> };
+}
 type Node = (typeof NODES)[number];
 const OVERLAY: Record<Node, string> = { 'node-a': '172.0.0.2', 'node-b': '172.0.0.3' };
 const ADDRESS: Record<Node, string> = LAB_NODES;
@@ -45,7 +52,7 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   const apply = (t: IpipTunnel): Promise<string> => kubectl(['apply', '-f', '-'], JSON.stringify(t));
 
   const eventually = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> =>
-    waitUntil(what, check, { timeoutMs, context: () => L().cluster.agentLogTails() });
+    waitUntil(what, check, { timeoutMs, context: () => L().agentLogTails() });
   const sh = (node: Node, cmd: string) => L().cluster.guest(node).sh(cmd);
   // The readers of probes.ts, on a node's guest.
   const link = (node: Node, name = 'ipiptun') => linkOf(L().cluster.guest(node), name);
@@ -56,6 +63,12 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   const agentMetrics = (node: Node) =>
     curlInNetns(L().cluster.netns, `http://${ADDRESS[node]}:${AGENT_METRICS_PORT}/metrics`);
   const ready = (): Promise<IpipTunnel> => L().cluster.waitTunnelReady('lab');
+  /** The agent's pod on a node, whole, as kubectl gets it. */
+  const podJson = async (node: Node): Promise<Pod> => {
+    const name = (await L().agentPod(node))?.name;
+    assert.ok(name !== undefined, `an agent pod on ${node}`);
+    return JSON.parse(await kubectl(['get', 'pod', '-n', RELEASE.namespace, name, '-o', 'json'])) as Pod;
+  };
 
   /**
    * What a real host has that is not the agent's, and looks like it: a routing daemon's
@@ -79,10 +92,30 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   }
 
   test(
-    'lab up: API server, two UML nodes with strict rp_filter, the chart installed with helm, ' +
-      'an agent per node as its ServiceAccount, Prometheus scraping both',
+    'lab up: a control plane, two UML nodes with kubelets and strict rp_filter, the chart installed with helm, ' +
+      'a DaemonSet pod per node Ready, Prometheus scraping both',
     async () => {
       await started.start(() => startFullLab());
+      const nodes = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as {
+        items: Array<{
+          metadata: { name: string };
+          status: { addresses: Array<{ type: string; address: string }>; nodeInfo: { kubeletVersion: string } };
+        }>;
+      };
+      const server = JSON.parse(await kubectl(['version', '-o', 'json'])) as { serverVersion: { gitVersion: string } };
+      for (const node of NODES) {
+        const n = nodes.items.find((i) => i.metadata.name === node);
+        assert.ok(n !== undefined, `${node} registered itself`);
+        assert.equal(n.status.addresses.find((a) => a.type === 'InternalIP')?.address, ADDRESS[node]);
+        assert.equal(
+          n.status.nodeInfo.kubeletVersion,
+          server.serverVersion.gitVersion,
+          'the kubelet at the server version',
+        );
+        const pod = await L().agentPod(node);
+        assert.equal(pod?.ready, true, `the agent pod on ${node} is Ready`);
+        assert.match(pod?.image ?? '', /^ghcr\.io\/ipip-operator\/ipip-operator:/);
+      }
       for (const node of NODES) {
         assert.equal(
           (await sh(node, 'sysctl -n net.ipv4.conf.all.rp_filter')).stdout.trim(),
@@ -101,30 +134,46 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     },
   );
 
-  test('the agents run as the chart runs them: only CAP_NET_ADMIN (bounding, permitted, effective), no_new_privs, a read-only root', async () => {
-    for (const node of NODES) {
-      const pid = L().cluster.agentPid(node);
-      assert.ok(pid !== undefined, `the agent of ${node} runs`);
-      const privileges = privilegesOf((await sh(node, `cat /proc/${pid}/status`)).stdout);
-      assert.deepEqual(
-        privileges,
-        {
-          CapInh: '0000000000000000',
-          CapPrm: NET_ADMIN_ONLY,
-          CapEff: NET_ADMIN_ONLY,
-          CapBnd: NET_ADMIN_ONLY,
-          CapAmb: '0000000000000000',
-          NoNewPrivs: '1',
-        },
-        node,
-      );
-      const write = await sh(node, `${AS_THE_CHART_RUNS_IT.join(' ')} touch /ipip-operator-probe`);
-      assert.notEqual(write.code, 0, 'the root filesystem is read-only');
-      assert.match(write.stderr, /Read-only file system/);
-      await sh(node, FOREIGN).then((r) => assert.equal(r.code, 0, r.stderr));
-      foreignBefore[node] = await foreign(node);
-    }
-  });
+  test(
+    'the runtime runs the agents as the chart asks: only CAP_NET_ADMIN (bounding, permitted, effective), ' +
+      'no_new_privs, seccomp, a read-only root; kubectl logs and exec work',
+    async () => {
+      const onlyNetAdmin = {
+        CapInh: '0000000000000000',
+        CapPrm: NET_ADMIN_ONLY,
+        CapEff: NET_ADMIN_ONLY,
+        CapBnd: NET_ADMIN_ONLY,
+        CapAmb: '0000000000000000',
+        NoNewPrivs: '1',
+      };
+      for (const node of NODES) {
+        const pod = await L().agentPod(node);
+        assert.ok(pod !== undefined, `the agent pod of ${node}`);
+        // What the pod itself sees, through the API server, the kubelet and the runtime.
+        const status = await kubectl(['exec', '-n', RELEASE.namespace, pod.name, '--', 'cat', '/proc/self/status']);
+        assert.deepEqual(privilegesOf(status), onlyNetAdmin, `${node}: kubectl exec reads its own status`);
+        assert.match(status, /^Seccomp:\s+2$/m, `${node}: a seccomp filter (RuntimeDefault)`);
+        // And the agent's process as the node's kernel has it.
+        const pid = await L().agentPid(node);
+        assert.ok(pid !== undefined, `the agent of ${node} runs`);
+        assert.deepEqual(privilegesOf((await sh(node, `cat /proc/${pid}/status`)).stdout), onlyNetAdmin, node);
+        const write = await L().cluster.api.kubectl([
+          'exec',
+          '-n',
+          RELEASE.namespace,
+          pod.name,
+          '--',
+          'touch',
+          '/ipip-operator-probe',
+        ]);
+        assert.notEqual(write.code, 0, 'the root filesystem is read-only');
+        assert.match(write.stderr, /Read-only file system/);
+        assert.match(await L().agentLog(node), /agent started/, `${node}: kubectl logs shows the agent's log`);
+        await sh(node, FOREIGN).then((r) => assert.equal(r.code, 0, r.stderr));
+        foreignBefore[node] = await foreign(node);
+      }
+    },
+  );
 
   test('kubectl apply the example -> Ready 2/2, ping both ways, the capture shows IPIP (proto 4) packets', async () => {
     await kubectl(['apply', '-f', EXAMPLE]);
@@ -258,13 +307,19 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     assert.ok(await ping('node-a', OVERLAY['node-b']));
   });
 
-  test('SIGKILL an agent and start it again: the link is not recreated (same index and counters), Ready again', async () => {
+  test('SIGKILL an agent: the kubelet restarts it, the link is not recreated (same index and counters), Ready again', async () => {
     const before = await link('node-b');
     assert.ok(before !== undefined);
-    const exit = await L().cluster.stopAgent('node-b', 'KILL', 0);
-    assert.equal(exit.status, 128 + 9, 'the agent died of SIGKILL');
-    await L().startAgent('node-b');
-    await L().waitAgentReady('node-b');
+    const podBefore = await L().agentPod('node-b');
+    const pid = await L().agentPid('node-b');
+    assert.ok(podBefore !== undefined && pid !== undefined, 'the agent runs on node-b');
+    await sh('node-b', `kill -KILL ${pid}`);
+    const restarted = await eventually('the kubelet restarted the agent on node-b, Ready again', async () => {
+      const pod = await L().agentPod('node-b');
+      return pod?.ready === true && pod.restarts === podBefore.restarts + 1 ? pod : undefined;
+    });
+    assert.equal(restarted.lastExitCode, 128 + 9, 'the container died of SIGKILL');
+    assert.equal(restarted.uid, podBefore.uid, 'the same pod');
     // Not before the new agent has run full reconciles: its first, and one resync (5 s) more.
     await eventually(
       'two reconciles by the restarted agent on node-b',
@@ -278,6 +333,72 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     assert.deepEqual(afterRestart?.stats64?.tx, before.stats64?.tx, 'same transmit counters');
     const view = await L().cluster.tunnel('lab');
     assert.equal(view?.status?.readySummary, '2/2');
+  });
+
+  test('kubectl delete pod of an agent: the DaemonSet makes a new pod, which adopts the tunnel and changes nothing', async () => {
+    const before = await link('node-a');
+    const old = await L().agentPod('node-a');
+    assert.ok(before !== undefined && old !== undefined);
+    await kubectl(['delete', 'pod', '-n', RELEASE.namespace, old.name, '--wait=true']);
+    const fresh = await L().waitAgentReady('node-a');
+    assert.notEqual(fresh.uid, old.uid, 'a new pod');
+    await eventually(
+      'two reconciles by the new agent on node-a',
+      async () => metricSum(await agentMetrics('node-a'), 'ipip_operator_reconcile_total') >= 2,
+      30_000,
+    );
+    const metrics = await agentMetrics('node-a');
+    assert.equal(metricSum(metrics, 'ipip_operator_dataplane_changes_total'), 0, 'the new agent changed nothing');
+    assert.doesNotMatch(await L().agentLog('node-a'), /kernel change/, 'and logged no kernel change');
+    const after = await link('node-a');
+    assert.equal(after?.ifindex, before.ifindex, 'same link index');
+    assert.deepEqual(after?.stats64?.tx, before.stats64?.tx, 'same transmit counters');
+    await ready();
+  });
+
+  test('helm upgrade with a changed value rolls the pods one node at a time; the tunnel stays up and answers all along', async () => {
+    const before = Object.fromEntries(await Promise.all(NODES.map(async (n) => [n, await L().agentPod(n)] as const)));
+    const indexes = await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex));
+    // Pings every 0.2 s from node-a through the tunnel for the whole rollout.
+    await L().cluster.startInGuest('node-a', 'rollout-ping', ['ping', '-i', '0.2', '-W', '1', OVERLAY['node-b']]);
+    const upgraded = await L().helm([
+      'upgrade',
+      RELEASE.name,
+      CHART,
+      '--namespace',
+      RELEASE.namespace,
+      ...LAB_VALUES.flatMap((v) => ['--set', v]),
+      '--set',
+      'logLevel=debug',
+    ]);
+    assert.equal(upgraded.code, 0, upgraded.stderr);
+    await kubectl(['rollout', 'status', `daemonset/${RELEASE.name}`, '-n', RELEASE.namespace, '--timeout=300s']);
+    const stopped = await L().cluster.stopInGuest('node-a', 'rollout-ping', 'INT');
+    const summary = /(\d+) packets transmitted, (\d+) received/.exec(
+      await L().cluster.guestLog('node-a', 'rollout-ping'),
+    );
+    assert.ok(
+      summary !== null && stopped.status === 0,
+      `ping's summary: ${await L().cluster.guestLog('node-a', 'rollout-ping')}`,
+    );
+    assert.ok(Number(summary[1]) >= 10, `pinged through the rollout (${summary[1]} sent)`);
+    assert.equal(summary[2], summary[1], 'every ping of the rollout answered');
+    const pods = await Promise.all(NODES.map((n) => podJson(n)));
+    for (const [i, node] of NODES.entries()) {
+      assert.notEqual(pods[i]!.metadata.uid, before[node]?.uid, `${node}: a new pod`);
+      assert.ok(pods[i]!.spec.containers[0]!.args.includes('--log-level=debug'), `${node}: with the new value`);
+    }
+    // maxUnavailable 1: the later pod was created only once the earlier one was Ready.
+    const [first, second] = [...pods].sort((a, b) =>
+      a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp),
+    );
+    const firstReady = first!.status.conditions.find((c) => c.type === 'Ready')!.lastTransitionTime;
+    assert.ok(
+      second!.metadata.creationTimestamp >= firstReady,
+      `${second!.metadata.name} created at ${second!.metadata.creationTimestamp}, after ${first!.metadata.name} was Ready at ${firstReady}`,
+    );
+    assert.deepEqual(await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex)), indexes, 'the links stayed');
+    await ready();
   });
 
   test('drift by hand on one node (route deleted, link down) -> repaired, counted in ipip_operator_drift_corrections_total', async () => {
@@ -326,19 +447,35 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
   });
 
   test('an agent that starts while the API server is away changes nothing until it has listed, then converges', async () => {
-    await L().cluster.stopAgent('node-a');
-    // What the new agent will find: its link set down by hand, and a link of a tunnel deleted meanwhile.
-    await sh(
-      'node-a',
-      'ip link set ipiptun down && ip link add name ipipgone group 203 type ipip local 192.168.40.2 remote 192.168.40.99 ttl 64 dev eth1 && ' +
-        'ip link set ipipgone alias ipip-operator/gone',
-    );
-    const kernelBefore = (await sh('node-a', 'ip -d link show; ip route show')).stdout;
-    await L().cluster.api.pause();
+    // The kubelet is frozen while the agent is killed, so nothing restarts it before the
+    // kernel is set up for it and the API server is away.
+    const kubelet = (signal: string) => sh('node-a', `pkill -${signal} -x kubelet`);
+    const pid = await L().agentPid('node-a');
+    assert.ok(pid !== undefined, 'the agent runs on node-a');
+    await kubelet('STOP');
+    let kernelBefore: string;
     try {
-      await L().startAgent('node-a');
-      await eventually('the agent tried to list and could not', async () =>
-        /list failed; keeping the last known state/.test(await L().cluster.agentLog('node-a')),
+      await sh('node-a', `kill -TERM ${pid}; while kill -0 ${pid} 2>/dev/null; do sleep 0.1; done`);
+      // What the new agent will find: its link set down by hand, and a link of a tunnel deleted meanwhile.
+      await sh(
+        'node-a',
+        'ip link set ipiptun down && ip link add name ipipgone group 203 type ipip local 192.168.40.2 remote 192.168.40.99 ttl 64 dev eth1 && ' +
+          'ip link set ipipgone alias ipip-operator/gone',
+      );
+      kernelBefore = (await sh('node-a', 'ip -d link show; ip route show')).stdout;
+      await L().cluster.api.pause();
+    } finally {
+      await kubelet('CONT');
+    }
+    try {
+      // kubectl logs needs the API server: the node's own copy of the container's log.
+      await eventually(
+        'the restarted agent tried to list and could not',
+        async () =>
+          /list failed; keeping the last known state/.test(
+            (await sh('node-a', 'cat /var/log/pods/ipip-operator_*/agent/*.log')).stdout,
+          ),
+        90_000,
       );
       assert.equal(await agentReady(L().cluster.guest('node-a')), false, 'not ready before it has listed');
       assert.equal(
@@ -397,9 +534,11 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     assert.equal(await ping('node-a', OVERLAY['node-b']), false, 'no traffic while the underlay is down');
     // The kernel drops the routes through a device that goes down; the host's own network
     // configuration puts its routes back when it comes up (the agent's are on ipiptun).
+    // Among them the route to the kubernetes Service (kubelet-node.ts), where a real node has a default route.
     await sh(
       'node-a',
-      'ip link set eth1 up && ip route add 10.9.0.0/16 via 192.168.40.1 dev eth1 proto bird metric 50 && ip route add 10.77.0.0/16 dev eth1 proto 203',
+      'ip link set eth1 up && ip route add 10.9.0.0/16 via 192.168.40.1 dev eth1 proto bird metric 50 && ip route add 10.77.0.0/16 dev eth1 proto 203 && ' +
+        `ip route replace ${KUBERNETES_SERVICE_IP}/32 via 192.168.40.1 dev eth1`,
     );
     await eventually('traffic resumes', () => ping('node-a', OVERLAY['node-b']), 30_000);
     const metricsAfter = await inside();
@@ -428,5 +567,50 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     }
     assert.equal(await L().cluster.tunnel('lab'), undefined);
     await foreignUntouched();
+  });
+
+  test('helm uninstall, as the README says: the agents go, the tunnels and the CRDs, objects, namespace and Lease stay', async () => {
+    await kubectl(['apply', '-f', EXAMPLE]);
+    await ready();
+    const indexes = await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex));
+    const uninstalled = await L().helm(['uninstall', RELEASE.name, '--namespace', RELEASE.namespace, '--wait']);
+    assert.equal(uninstalled.code, 0, uninstalled.stderr);
+    await eventually('the agent pods gone', async () => {
+      const pods = await kubectl(['get', 'pods', '-n', RELEASE.namespace, '-l', AGENT_SELECTOR, '-o', 'name']);
+      return pods.trim() === '' ? true : undefined;
+    });
+    for (const node of NODES)
+      assert.equal(
+        (await sh(node, "pgrep -f '^node /app/dist/cli/main.js agent'")).code,
+        1,
+        `no agent runs on ${node}`,
+      );
+    const gone = await L().cluster.api.kubectl([
+      'get',
+      'daemonset,serviceaccount,role,rolebinding',
+      '-n',
+      RELEASE.namespace,
+      '-l',
+      'app.kubernetes.io/instance=ipip-operator',
+      '-o',
+      'name',
+    ]);
+    assert.equal(gone.stdout.trim(), '', 'the DaemonSet, ServiceAccount, Roles and bindings are gone');
+    assert.equal(
+      (await L().cluster.api.kubectl(['get', 'clusterrole', `${RELEASE.name}-agent`])).code,
+      1,
+      'the ClusterRole is gone',
+    );
+    await kubectl(['get', 'crd', 'ipiptunnels.tunnel.ipip-operator.dev', 'ipipnodes.tunnel.ipip-operator.dev']);
+    assert.ok((await L().cluster.tunnel('lab')) !== undefined, 'the IpipTunnel stays');
+    assert.match(await kubectl(['get', 'ipipnodes', '-o', 'name']), /node-a[\s\S]*node-b/, 'the IpipNodes stay');
+    await kubectl(['get', 'namespace', RELEASE.namespace]);
+    await kubectl(['get', 'lease', 'ipip-operator-status', '-n', RELEASE.namespace]);
+    assert.deepEqual(
+      await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex)),
+      indexes,
+      'the kernels keep the tunnel',
+    );
+    assert.ok(await ping('node-a', OVERLAY['node-b']), 'and it still carries traffic');
   });
 });

@@ -49,7 +49,7 @@ describe('the lab with three nodes: node-c masquerades for its LAN, whose host h
 
   const kubectl = (args: string[], input?: string): Promise<string> => L().kubectl(args, input);
   const eventually = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> =>
-    waitUntil(what, check, { timeoutMs, context: () => L().cluster.agentLogTails() });
+    waitUntil(what, check, { timeoutMs, context: () => L().agentLogTails() });
   const node = (n: Node) => L().cluster.guest(n);
   const lanHost = () => namespaceShell(node(MESH_LAN.node), MESH_LAN.netns);
   /** node-c's masquerade rules in the agent's table. */

@@ -36,7 +36,7 @@ describe('the lab with three nodes: a full mesh with kubectl, every pair pings, 
   const kubectl = (args: string[], input?: string): Promise<string> => L().kubectl(args, input);
   const apply = (t: IpipTunnel): Promise<string> => kubectl(['apply', '-f', '-'], JSON.stringify(t));
   const eventually = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> =>
-    waitUntil(what, check, { timeoutMs, context: () => L().cluster.agentLogTails() });
+    waitUntil(what, check, { timeoutMs, context: () => L().agentLogTails() });
   const sh = (node: Node, cmd: string) => L().cluster.guest(node).sh(cmd);
   const ok = (node: Node, cmd: string) => L().cluster.guest(node).ok(cmd);
   const link = (node: Node) => linkOf(L().cluster.guest(node), LINK);

@@ -5,6 +5,7 @@
 // RBAC, TokenRequest, Events, Leases, Nodes) but no controllers: no kube-controller-
 // manager runs, so nothing garbage-collects ownerReferences, finalizes namespaces or
 // creates default ServiceAccounts. No kubelet runs either; create Node objects yourself.
+// (The cluster lab with kubelet nodes adds them: control-plane.ts, kubelet-node.ts.)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
@@ -22,10 +23,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inNetns, isAlive, onProcessExit, withPdeathsig } from './process-guard.ts';
+import { issueCertificate } from './certificates.ts';
 import { REPO } from './repo.ts';
 import { eventually, GiveUp } from './support.ts';
 
 const buildScript = join(REPO, 'scripts/cluster-tools.sh');
+
+/** The kubernetes Service's cluster IP: the first address of --service-cluster-ip-range. */
+export const KUBERNETES_SERVICE_IP = '10.0.0.1';
 
 export interface KubectlResult {
   code: number;
@@ -174,6 +179,16 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
 
   try {
     const pki = makePki(dir, bindAddress);
+    const kubeletClient = issueCertificate(
+      dir,
+      'kubelet-client',
+      { cert: pki.caCert, key: pki.caKey },
+      {
+        commonName: 'kube-apiserver-kubelet-client',
+        organizations: ['system:masters'],
+        usage: ['client'],
+      },
+    );
     const token = randomBytes(24).toString('hex');
     const tokenFile = join(dir, 'tokens.csv');
     // token,user,uid,"group1,group2"
@@ -225,10 +240,20 @@ async function startOnce(binDir: string, bindAddress: string, netns: string | un
       `--tls-private-key-file=${pki.serverKey}`,
       `--client-ca-file=${pki.caCert}`,
       `--token-auth-file=${tokenFile}`,
-      '--authorization-mode=RBAC',
+      // As a real cluster: kubelets (kubelet-node.ts) may read and write only what concerns
+      // their own Node and its pods.
+      '--authorization-mode=Node,RBAC',
+      '--enable-admission-plugins=NodeRestriction',
+      // How it calls kubelets (logs, exec): at their InternalIP, checking their serving
+      // certificate against the lab's CA, with a client certificate they accept.
+      `--kubelet-client-certificate=${kubeletClient.cert}`,
+      `--kubelet-client-key=${kubeletClient.key}`,
+      `--kubelet-certificate-authority=${pki.caCert}`,
+      '--kubelet-preferred-address-types=InternalIP',
       `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
       `--service-account-key-file=${saPub}`,
       `--service-account-signing-key-file=${saKey}`,
+      // Its first address is the kubernetes Service's, KUBERNETES_SERVICE_IP.
       '--service-cluster-ip-range=10.0.0.0/24',
       '--profiling=false',
     ];
@@ -340,8 +365,8 @@ function sweepStaleDirs(base: string): void {
   }
 }
 
-/** Spawns a server as a child whose output goes to a log file. */
-function startChild(bin: string, args: string[], logFile: string, netns: string | undefined): ChildProcess {
+/** Spawns a server as a child whose output goes to a log file (also kube-controller-manager, kube-scheduler). */
+export function startChild(bin: string, args: string[], logFile: string, netns: string | undefined): ChildProcess {
   const fd = openSync(logFile, 'a');
   // Parent-death signal: the kernel kills the child when this process dies, even by
   // SIGKILL, which no 'exit' handler sees (see process-guard.ts).
@@ -420,9 +445,13 @@ function makePki(dir: string, bindAddress: string): Pki {
   ips.delete('::');
   const alt = [
     ...[...ips].map((ip, i) => `IP.${i + 1} = ${ip}`),
+    // The kubernetes Service, which pods reach it by (kubelet-node.ts).
+    `IP.${ips.size + 1} = ${KUBERNETES_SERVICE_IP}`,
     'DNS.1 = localhost',
     'DNS.2 = kubernetes',
-    'DNS.3 = kubernetes.default.svc',
+    'DNS.3 = kubernetes.default',
+    'DNS.4 = kubernetes.default.svc',
+    'DNS.5 = kubernetes.default.svc.cluster.local',
   ];
   // A config of our own, so the system's openssl.cnf defaults do not add extensions.
   writeFileSync(

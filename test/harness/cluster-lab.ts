@@ -17,6 +17,9 @@ import { join } from 'node:path';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { kubeconfigYaml, kubectlOk, run, startApiServer } from './apiserver.ts';
 import type { ApiServer } from './apiserver.ts';
+import { startControlPlane } from './control-plane.ts';
+import type { ControlPlane } from './control-plane.ts';
+import { requireKubeletNodeParts, startKubelet } from './kubelet-node.ts';
 import { AS_THE_CHART_RUNS_IT } from './privileges.ts';
 import { agentReady } from './probes.ts';
 import { isAlive, onProcessExit } from './process-guard.ts';
@@ -40,8 +43,16 @@ export function nodeAddress(index: number): string {
 export interface ClusterLabOptions {
   /** Node names, one guest each, addressed in order by nodeAddress(); default node-a, node-b. */
   nodes?: string[];
-  /** Memory of each guest; default 512. */
+  /** Memory of each guest; default 512, or 1536 for kubelet nodes. */
   guestMemMB?: number;
+  /**
+   * Nodes as a cluster has them (kubelet-node.ts): each guest runs containerd and a
+   * kubelet that registers its own Node, and kube-controller-manager and kube-scheduler
+   * run beside the API server, so workloads (the chart's DaemonSet) get pods. These OCI
+   * archives are imported into every node (nodeImages()). Without it, no kubelet runs and
+   * the lab creates the Node objects itself.
+   */
+  kubelets?: { images: string[] };
 }
 
 export interface NodeAddress {
@@ -90,7 +101,7 @@ export async function startClusterLab(opts: ClusterLabOptions = {}): Promise<Clu
   const netns = `${NETNS_PREFIX}${process.pid}${labsInProcess > 1 ? `-${labsInProcess}` : ''}`;
   const lab = new ClusterLab(netns, Object.fromEntries(nodes.map((n, i) => [n, nodeAddress(i)])));
   try {
-    await lab.start(opts.guestMemMB ?? 512);
+    await lab.start(opts.guestMemMB ?? (opts.kubelets === undefined ? 512 : 1536), opts.kubelets);
     return lab;
   } catch (error) {
     await lab.stop().catch((stopError: unknown) => {
@@ -108,6 +119,8 @@ export class ClusterLab {
   private apiServer: ApiServer | undefined;
   private readonly guests = new Map<string, Guest>();
   private guestMemMB = 512;
+  private kubelets: { images: string[] } | undefined;
+  private controlPlane: ControlPlane | undefined;
   /** "node/name" -> pid in that guest, for everything startInGuest started and nobody stopped. */
   private readonly processes = new Map<string, number>();
   private readonly unregister: () => void;
@@ -132,9 +145,16 @@ export class ClusterLab {
     return guest;
   }
 
+  /** Whether the nodes run kubelets (ClusterLabOptions.kubelets). */
+  get hasKubelets(): boolean {
+    return this.kubelets !== undefined;
+  }
+
   /** Used by startClusterLab only. */
-  async start(guestMemMB: number): Promise<void> {
+  async start(guestMemMB: number, kubelets: { images: string[] } | undefined): Promise<void> {
     this.guestMemMB = guestMemMB;
+    this.kubelets = kubelets;
+    if (kubelets !== undefined) requireKubeletNodeParts();
     const nodes = Object.keys(this.nodes);
     const ns = this.netns;
     await ip(['netns', 'add', ns]);
@@ -153,7 +173,7 @@ export class ClusterLab {
       this.apiServer = a;
     });
     const guests = nodes.map(async (node, i) => {
-      const guest = await Guest.boot({ hostNetns: ns, tap: `tap${i}`, memMB: guestMemMB });
+      const guest = await this.bootGuest(i);
       this.guests.set(node, guest);
       await this.configureGuest(node, i);
     });
@@ -162,6 +182,11 @@ export class ClusterLab {
     const applied = await this.api.kubectl(['apply', '-f', join(REPO, 'crds')]);
     if (applied.code !== 0) throw new Error(`kubectl apply -f crds/ failed:\n${applied.stderr}`);
     await kubectlOk(this.api, ['wait', '--for=condition=Established', `crd/${CRD_NAME}`, '--timeout=60s']);
+    if (kubelets !== undefined) {
+      this.controlPlane = startControlPlane(this.api);
+      await settleAll(nodes.map((node) => this.startNodeKubelet(node)));
+      return;
+    }
     await this.applyObjects(
       nodes.map((node) => ({
         apiVersion: 'v1',
@@ -182,9 +207,48 @@ export class ClusterLab {
     if (index < 0) throw new Error(`cluster lab: no node ${node}`);
     await this.guest(node).stop();
     for (const key of [...this.processes.keys()]) if (key.startsWith(`${node}/`)) this.processes.delete(key);
-    const guest = await Guest.boot({ hostNetns: this.netns, tap: `tap${index}`, memMB: this.guestMemMB });
+    const guest = await this.bootGuest(index);
     this.guests.set(node, guest);
     await this.configureGuest(node, index);
+    if (this.kubelets !== undefined) await this.startNodeKubelet(node);
+  }
+
+  private bootGuest(index: number): Promise<Guest> {
+    return Guest.boot({
+      hostNetns: this.netns,
+      tap: `tap${index}`,
+      memMB: this.guestMemMB,
+      writableRoot: this.kubelets !== undefined,
+    });
+  }
+
+  /** containerd and the kubelet in the node; resolves when its Node is Ready. */
+  private async startNodeKubelet(node: string): Promise<void> {
+    await startKubelet(this, node, { images: this.kubelets?.images ?? [] });
+    await eventually(
+      `node ${node} registered by its kubelet and Ready`,
+      async () => {
+        const r = await this.api.kubectl([
+          'get',
+          'node',
+          node,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        ]);
+        return r.code === 0 && r.stdout.trim() === 'True' ? true : undefined;
+      },
+      {
+        timeoutMs: 120_000,
+        context: async () =>
+          `--- kubelet on ${node}:\n${(await this.guestLog(node, 'kubelet')).split('\n').slice(-30).join('\n')}\n` +
+          `--- containerd on ${node}:\n${(await this.guestLog(node, 'containerd')).split('\n').slice(-15).join('\n')}`,
+      },
+    );
+  }
+
+  /** The last lines of kube-controller-manager's and kube-scheduler's logs (kubelet nodes only). */
+  controlPlaneLogs(): string {
+    return this.controlPlane?.logTails() ?? '(no control plane: the nodes run no kubelets)';
   }
 
   /** vec0 (the tap) becomes eth1 with the node's address, and the bridge must answer. */
@@ -469,6 +533,7 @@ export class ClusterLab {
       }),
     );
     await Promise.all([...this.guests].map(([node, guest]) => attempt(`stopping guest ${node}`, () => guest.stop())));
+    await attempt('stopping kube-controller-manager and kube-scheduler', async () => this.controlPlane?.stop());
     await attempt('stopping the API server', async () => this.apiServer?.stop());
     // UML leaves helper processes behind when its main process is killed; anything of
     // the lab still in the namespace goes now.

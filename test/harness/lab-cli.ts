@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname, join } from 'node:path';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { BRIDGE_ADDRESS, listNamespaces, nodeAddress, removeNamespace, staleLabNamespaces } from './cluster-lab.ts';
-import { allOf, MAX_LAB_NODES, MESH_LAN, startFullLab } from './full-lab.ts';
+import { allOf, MAX_LAB_NODES, MESH_LAN, RELEASE, startFullLab } from './full-lab.ts';
 import type { FullLab } from './full-lab.ts';
 import { AGENT_METRICS_PORT, startIpipCapture } from './probes.ts';
 import { isAlive, onProcessExit } from './process-guard.ts';
@@ -220,6 +220,10 @@ export async function up(options: UpOptions): Promise<void> {
     });
     control = await serveControl(lab);
     print(`   up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    step('kubectl get nodes -o wide (each registered by its own kubelet)');
+    print(await lab.kubectl(['get', 'nodes', '-o', 'wide']));
+    step(`kubectl -n ${RELEASE.namespace} get pods -o wide (the DaemonSet's agents, one per node)`);
+    print(await lab.kubectl(['-n', RELEASE.namespace, 'get', 'pods', '-o', 'wide']));
 
     const applied = labTunnel(lab.nodes);
     const name = applied.tunnel.metadata.name;

@@ -81,6 +81,12 @@ export interface GuestOptions {
    * scripts/uml-kernel.sh); 'debian' for Debian's linux.uml 6.1; or the path of a kernel binary.
    */
   kernel?: string;
+  /**
+   * Boot on a writable root (guest-init.sh IPIP_ROOT=overlay): the host's / read-only below,
+   * the guest's writes in its memory above, a real mount runc can pivot_root from. For
+   * nodes that run containerd and a kubelet (kubelet-node.ts).
+   */
+  writableRoot?: boolean;
 }
 
 /** Fails with `hint` when one of these programs is not installed (guests see the machine's). */
@@ -158,6 +164,7 @@ export class Guest implements Shell {
       'con0=fd:0,fd:1',
       `IPIP_REPO=${REPO}`,
     ];
+    if (options.writableRoot === true) args.push('IPIP_ROOT=overlay');
     if (options.tap !== undefined) args.push(`vec0:transport=tap,ifname=${options.tap}`);
     // The kernel kills the guest if the test process dies, even by SIGKILL. (Only its main
     // process: UML's helper processes outlive it; the cluster lab sweeps those by netns.)
