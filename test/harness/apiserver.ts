@@ -6,7 +6,7 @@
 // manager runs, so nothing garbage-collects ownerReferences, finalizes namespaces or
 // creates default ServiceAccounts. No kubelet runs either; create Node objects yourself.
 // (The cluster lab with kubelet nodes adds them: control-plane.ts, kubelet-node.ts.)
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -23,7 +23,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inNetns, isAlive, onProcessExit, withPdeathsig } from './process-guard.ts';
-import { issueCertificate } from './certificates.ts';
+import { createCertificateAuthority, issueCertificate } from './certificates.ts';
 import { REPO } from './repo.ts';
 import { eventually, GiveUp } from './support.ts';
 
@@ -433,111 +433,29 @@ interface Pki {
 }
 
 /**
- * A throwaway CA and a serving cert for the apiserver, valid for 127.0.0.1, localhost
- * and the bind address. Own CA rather than --cert-dir's self-signed pair, whose names
- * depend on the bind/advertise address, and so the same CA can sign client certs.
- * Node's crypto cannot issue X.509 certificates, hence openssl.
+ * A throwaway CA and a serving cert for the apiserver, valid for 127.0.0.1, localhost,
+ * the bind address and the kubernetes Service's IP (which pods reach it by,
+ * kubelet-node.ts). Own CA rather than --cert-dir's self-signed pair, whose names depend
+ * on the bind/advertise address, and so the same CA can sign client certs.
  */
 function makePki(dir: string, bindAddress: string): Pki {
-  const p = (f: string) => join(dir, f);
-  const ips = new Set(['127.0.0.1', bindAddress]);
+  const ips = new Set(['127.0.0.1', bindAddress, KUBERNETES_SERVICE_IP]);
   ips.delete('0.0.0.0');
   ips.delete('::');
-  const alt = [
-    ...[...ips].map((ip, i) => `IP.${i + 1} = ${ip}`),
-    // The kubernetes Service, which pods reach it by (kubelet-node.ts).
-    `IP.${ips.size + 1} = ${KUBERNETES_SERVICE_IP}`,
-    'DNS.1 = localhost',
-    'DNS.2 = kubernetes',
-    'DNS.3 = kubernetes.default',
-    'DNS.4 = kubernetes.default.svc',
-    'DNS.5 = kubernetes.default.svc.cluster.local',
-  ];
-  // A config of our own, so the system's openssl.cnf defaults do not add extensions.
-  writeFileSync(
-    p('openssl.cnf'),
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[dn]',
-      'CN = unused',
-      '[ca]',
-      'basicConstraints = critical,CA:TRUE',
-      'keyUsage = critical,keyCertSign,cRLSign',
-      'subjectKeyIdentifier = hash',
-      '[server]',
-      'basicConstraints = critical,CA:FALSE',
-      'keyUsage = critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage = serverAuth',
-      'subjectAltName = @alt',
-      'authorityKeyIdentifier = keyid',
-      '[alt]',
-      ...alt,
-      '',
-    ].join('\n'),
-  );
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(dir, [
-    'req',
-    '-x509',
-    '-new',
-    ...ec,
-    '-config',
-    p('openssl.cnf'),
-    '-extensions',
-    'ca',
-    '-days',
-    '3',
-    '-subj',
-    '/CN=ipip-operator-test-ca',
-    '-keyout',
-    p('ca.key'),
-    '-out',
-    p('ca.crt'),
-  ]);
-  openssl(dir, [
-    'req',
-    '-new',
-    ...ec,
-    '-config',
-    p('openssl.cnf'),
-    '-subj',
-    '/CN=kube-apiserver',
-    '-keyout',
-    p('server.key'),
-    '-out',
-    p('server.csr'),
-  ]);
-  openssl(dir, [
-    'x509',
-    '-req',
-    '-in',
-    p('server.csr'),
-    '-CA',
-    p('ca.crt'),
-    '-CAkey',
-    p('ca.key'),
-    '-CAcreateserial',
-    '-days',
-    '3',
-    '-extfile',
-    p('openssl.cnf'),
-    '-extensions',
-    'server',
-    '-out',
-    p('server.crt'),
-  ]);
-  return { caCert: p('ca.crt'), caKey: p('ca.key'), serverCert: p('server.crt'), serverKey: p('server.key') };
-}
-
-function openssl(cwd: string, args: string[]): void {
-  const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
-  if (r.error)
-    throw new Error(
-      `openssl is needed to make the test apiserver's certificates (apt-get install openssl): ${r.error.message}`,
-    );
-  if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+  const ca = createCertificateAuthority(dir, 'ca', 'ipip-operator-test-ca');
+  const server = issueCertificate(dir, 'server', ca, {
+    commonName: 'kube-apiserver',
+    usage: ['server'],
+    ips: [...ips],
+    dnsNames: [
+      'localhost',
+      'kubernetes',
+      'kubernetes.default',
+      'kubernetes.default.svc',
+      'kubernetes.default.svc.cluster.local',
+    ],
+  });
+  return { caCert: ca.cert, caKey: ca.key, serverCert: server.cert, serverKey: server.key };
 }
 
 /** A kubeconfig (as text) that authenticates to server with a bearer token. */

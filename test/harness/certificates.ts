@@ -2,8 +2,8 @@
 // server's CA (apiserver.ts): a kubelet's client certificate (system:node:NAME in
 // system:nodes, which the Node authorizer and NodeRestriction judge), its serving
 // certificate (the API server checks it when it calls the kubelet for logs and exec), the
-// controller-manager's and scheduler's client certificates. Node's crypto cannot issue
-// X.509 certificates, hence openssl.
+// controller-manager's and scheduler's client certificates; and that CA itself with the
+// API server's serving certificate. Node's crypto cannot issue X.509 certificates, hence openssl.
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -27,6 +27,8 @@ export interface IssuedCertificate {
 }
 
 const NAME = /^[A-Za-z0-9._-]+$/;
+/** A new P-256 key, unencrypted. */
+const P256 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
 /** What a CN or O may hold here: node names, system: user names, group names. */
 const SUBJECT = /^[A-Za-z0-9:._-]+$/;
 
@@ -66,23 +68,7 @@ export function issueCertificate(
     ].join('\n'),
   );
   const subject = `/${[...(request.organizations ?? []).map((o) => `O=${o}`), `CN=${request.commonName}`].join('/')}`;
-  openssl([
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-config',
-    p('.cnf'),
-    '-subj',
-    subject,
-    '-keyout',
-    p('.key'),
-    '-out',
-    p('.csr'),
-  ]);
+  openssl(['req', '-new', ...P256, '-config', p('.cnf'), '-subj', subject, '-keyout', p('.key'), '-out', p('.csr')]);
   openssl([
     'x509',
     '-req',
@@ -101,6 +87,48 @@ export function issueCertificate(
     p('.cnf'),
     '-extensions',
     'cert',
+    '-out',
+    p('.crt'),
+  ]);
+  return { cert: p('.crt'), key: p('.key') };
+}
+
+/** A self-signed CA (P-256, 3 days) in dir/NAME.crt and dir/NAME.key. */
+export function createCertificateAuthority(dir: string, name: string, commonName: string): IssuedCertificate {
+  if (!NAME.test(name)) throw new Error(`createCertificateAuthority: "${name}" is not a file-name-safe name`);
+  if (!SUBJECT.test(commonName)) throw new Error(`createCertificateAuthority: "${commonName}" is not a subject name`);
+  mkdirSync(dir, { recursive: true });
+  const p = (suffix: string) => join(dir, `${name}${suffix}`);
+  writeFileSync(
+    p('.cnf'),
+    [
+      '[req]',
+      'distinguished_name = dn',
+      'prompt = no',
+      '[dn]',
+      'CN = unused',
+      '[ca]',
+      'basicConstraints = critical,CA:TRUE',
+      'keyUsage = critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier = hash',
+      '',
+    ].join('\n'),
+  );
+  openssl([
+    'req',
+    '-x509',
+    '-new',
+    ...P256,
+    '-config',
+    p('.cnf'),
+    '-extensions',
+    'ca',
+    '-days',
+    '3',
+    '-subj',
+    `/CN=${commonName}`,
+    '-keyout',
+    p('.key'),
     '-out',
     p('.crt'),
   ]);

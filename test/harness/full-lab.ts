@@ -235,7 +235,9 @@ export async function startFullLab(progress: Progress = () => {}, options: FullL
       ...LAB_VALUES.flatMap((v) => ['--set', v]),
     ]);
     if (installed.code !== 0) throw new Error(`helm install exited ${installed.code}:\n${installed.stderr}`);
-    progress(`the DaemonSet's pods: one per node, Ready when its /readyz answers (kubectl rollout status)`);
+    progress(
+      `the DaemonSet's pods: one per node, scheduled by kube-scheduler, started by each kubelet, Ready when the kubelet's probe of /readyz answers`,
+    );
     for (const node of nodes) await waitAgentReady(node);
     progress(`starting Prometheus in the lab's namespace (${cluster.netns}), scraping ${allOf(n)} agents every 2 s`);
     prometheus = await startPrometheus({ netns: cluster.netns, targets: cluster.nodes, dir: cluster.api.dir });

@@ -153,7 +153,9 @@ export async function startKubelet(lab: ClusterLab, node: string, opts: KubeletN
       // The controllers the kubelet's pod cgroups use (UML has no cpuset).
       "echo '+cpu +memory +pids' > /sys/fs/cgroup/cgroup.subtree_control",
       // The kubelet reads the clock speed from "cpu MHz", which UML does not print.
-      `{ mountpoint -q /proc/cpuinfo || { awk '{ print } /^processor/ { print "cpu MHz\\t\\t: 1000.000" }' /proc/cpuinfo > /run/lab/cpuinfo && mount --bind /run/lab/cpuinfo /proc/cpuinfo; }; }`,
+      '{ mountpoint -q /proc/cpuinfo || ' +
+        `{ awk '{ print } /^processor/ { print "cpu MHz\\t\\t: 1000.000" }' /proc/cpuinfo > /run/lab/cpuinfo && ` +
+        'mount --bind /run/lab/cpuinfo /proc/cpuinfo; }; }',
       // kube-proxy's one job here: the kubernetes Service to the API server.
       `ip route replace ${KUBERNETES_SERVICE_IP}/32 via ${apiAddress.hostname} dev eth1`,
       `nft -f - <<'NFT'
