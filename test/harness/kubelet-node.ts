@@ -119,6 +119,14 @@ function kubeletConfig(files: { ca: string; cert: string; key: string }): string
  * server's dir (nodes/NAME), which the guest reads through its root.
  */
 export async function startKubelet(lab: ClusterLab, node: string, opts: KubeletNodeOptions): Promise<void> {
+  // A guest has a /tmp of its own (guest-init.sh) unless the checkout is in it: it runs the
+  // kubelet and reads the images from the machine's files, so they must be where it sees them.
+  for (const path of [lab.api.binDir, ...opts.images])
+    if (path.startsWith('/tmp/') && !REPO.startsWith('/tmp/'))
+      throw new Error(
+        `kubelet nodes cannot see ${path}: a lab node's /tmp is its own. ` +
+          'Keep the caches elsewhere (IPIP_TOOLS_CACHE, IPIP_IMAGE_CACHE; by default under ~/.cache/ipip-operator).',
+      );
   const api = lab.api;
   const address = lab.nodes[node];
   if (address === undefined) throw new Error(`kubelet: no lab node ${node}`);
