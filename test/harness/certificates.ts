@@ -49,24 +49,14 @@ export function issueCertificate(
     ...(request.ips ?? []).map((ip, i) => `IP.${i + 1} = ${ip}`),
     ...(request.dnsNames ?? []).map((dns, i) => `DNS.${i + 1} = ${dns}`),
   ];
-  // A config of our own, so the system's openssl.cnf defaults add no extensions.
-  writeFileSync(
-    p('.cnf'),
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[dn]',
-      'CN = unused',
-      '[cert]',
-      'basicConstraints = critical,CA:FALSE',
-      'keyUsage = critical,digitalSignature,keyEncipherment',
-      `extendedKeyUsage = ${usages.join(',')}`,
-      'authorityKeyIdentifier = keyid',
-      ...(alt.length > 0 ? ['subjectAltName = @alt', '[alt]', ...alt] : []),
-      '',
-    ].join('\n'),
-  );
+  writeConfig(p('.cnf'), [
+    '[cert]',
+    'basicConstraints = critical,CA:FALSE',
+    'keyUsage = critical,digitalSignature,keyEncipherment',
+    `extendedKeyUsage = ${usages.join(',')}`,
+    'authorityKeyIdentifier = keyid',
+    ...(alt.length > 0 ? ['subjectAltName = @alt', '[alt]', ...alt] : []),
+  ]);
   const subject = `/${[...(request.organizations ?? []).map((o) => `O=${o}`), `CN=${request.commonName}`].join('/')}`;
   openssl(['req', '-new', ...P256, '-config', p('.cnf'), '-subj', subject, '-keyout', p('.key'), '-out', p('.csr')]);
   openssl([
@@ -99,21 +89,12 @@ export function createCertificateAuthority(dir: string, name: string, commonName
   if (!SUBJECT.test(commonName)) throw new Error(`createCertificateAuthority: "${commonName}" is not a subject name`);
   mkdirSync(dir, { recursive: true });
   const p = (suffix: string) => join(dir, `${name}${suffix}`);
-  writeFileSync(
-    p('.cnf'),
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[dn]',
-      'CN = unused',
-      '[ca]',
-      'basicConstraints = critical,CA:TRUE',
-      'keyUsage = critical,keyCertSign,cRLSign',
-      'subjectKeyIdentifier = hash',
-      '',
-    ].join('\n'),
-  );
+  writeConfig(p('.cnf'), [
+    '[ca]',
+    'basicConstraints = critical,CA:TRUE',
+    'keyUsage = critical,keyCertSign,cRLSign',
+    'subjectKeyIdentifier = hash',
+  ]);
   openssl([
     'req',
     '-x509',
@@ -133,6 +114,14 @@ export function createCertificateAuthority(dir: string, name: string, commonName
     p('.crt'),
   ]);
   return { cert: p('.crt'), key: p('.key') };
+}
+
+/** An openssl config of our own (the subject comes from -subj), so the system's openssl.cnf defaults add no extensions. */
+function writeConfig(path: string, extensions: string[]): void {
+  writeFileSync(
+    path,
+    ['[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused', ...extensions, ''].join('\n'),
+  );
 }
 
 function openssl(args: string[]): void {
