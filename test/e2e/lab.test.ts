@@ -381,8 +381,10 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
       summary !== null && stopped.status === 0,
       `ping's summary: ${await L().cluster.guestLog('node-a', 'rollout-ping')}`,
     );
-    assert.ok(Number(summary[1]) >= 10, `pinged through the rollout (${summary[1]} sent)`);
-    assert.equal(summary[2], summary[1], 'every ping of the rollout answered');
+    const [sent, answered] = [Number(summary[1]), Number(summary[2])];
+    assert.ok(sent >= 10, `pinged through the rollout (${sent} sent)`);
+    // SIGINT ends ping at once: the echo sent just before may still be on its way back.
+    assert.ok(answered >= sent - 1, `every ping of the rollout answered (but the last, maybe): ${answered} of ${sent}`);
     const pods = await Promise.all(NODES.map((n) => podJson(n)));
     for (const [i, node] of NODES.entries()) {
       assert.notEqual(pods[i]!.metadata.uid, before[node]?.uid, `${node}: a new pod`);
