@@ -8,7 +8,8 @@
 // imagePullPolicy Never.
 //
 // What a real node has that the lab does not:
-// - kube-proxy: one DNAT rule (table ip lab-kube-proxy) sends the kubernetes Service
+// - kube-proxy and a default route: one DNAT rule (table ip lab-kube-proxy) and a /32
+//   route via the bridge send the kubernetes Service
 //   (KUBERNETES_SERVICE_HOST 10.0.0.1:443, what in-cluster clients use) to the API server;
 // - a CNI network for pods: a bridge configuration only, so the runtime reports its
 //   network ready and the Node is Ready; hostNetwork pods (the agent's) never use it;
