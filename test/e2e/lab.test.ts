@@ -577,10 +577,21 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
     const indexes = await Promise.all(NODES.map(async (n) => (await link(n))?.ifindex));
     const uninstalled = await L().helm(['uninstall', RELEASE.name, '--namespace', RELEASE.namespace, '--wait']);
     assert.equal(uninstalled.code, 0, uninstalled.stderr);
-    await eventually('the agent pods gone', async () => {
-      const pods = await kubectl(['get', 'pods', '-n', RELEASE.namespace, '-l', AGENT_SELECTOR, '-o', 'name']);
-      return pods.trim() === '' ? true : undefined;
-    });
+    // The garbage collector deletes the pods after their DaemonSet, and each gets its grace
+    // period (30 s) from its kubelet: here it is seconds, but a slow controller-manager may take
+    // longer, so the deadline is twice that and a miss shows what the pods and controllers say.
+    await waitUntil(
+      'the agent pods gone',
+      async () => {
+        const pods = await kubectl(['get', 'pods', '-n', RELEASE.namespace, '-l', AGENT_SELECTOR, '-o', 'name']);
+        return pods.trim() === '' ? true : undefined;
+      },
+      {
+        timeoutMs: 120_000,
+        context: async () =>
+          `${await kubectl(['get', 'pods', '-n', RELEASE.namespace, '-o', 'wide'])}\n${await L().agentLogTails()}\n${L().cluster.controlPlaneLogs()}`,
+      },
+    );
     for (const node of NODES)
       assert.equal(
         (await sh(node, "pgrep -f '^node /app/dist/cli/main.js agent'")).code,
