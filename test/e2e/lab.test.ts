@@ -12,7 +12,7 @@ import type { IpipTunnel } from '../../src/api/types.ts';
 import { KUBERNETES_SERVICE_IP, run } from '../harness/apiserver.ts';
 import { curlInNetns, LAB_NODES } from '../harness/cluster-lab.ts';
 import { lookalikeCommands } from '../harness/foreign.ts';
-import { AGENT_SELECTOR, CHART, LAB_VALUES, RELEASE, startFullLab } from '../harness/full-lab.ts';
+import { AGENT_COMMAND, AGENT_SELECTOR, CHART, LAB_VALUES, RELEASE, startFullLab } from '../harness/full-lab.ts';
 import type { FullLab } from '../harness/full-lab.ts';
 import {
   AGENT_METRICS_PORT,
@@ -593,11 +593,7 @@ describe('the whole lab: two kernels, a real cluster, kubectl apply, ping, Prome
       },
     );
     for (const node of NODES)
-      assert.equal(
-        (await sh(node, "pgrep -f '^node /app/dist/cli/main.js agent'")).code,
-        1,
-        `no agent runs on ${node}`,
-      );
+      assert.equal((await sh(node, `pgrep -f '${AGENT_COMMAND}'`)).code, 1, `no agent runs on ${node}`);
     const gone = await L().cluster.api.kubectl([
       'get',
       'daemonset,serviceaccount,role,rolebinding',

@@ -145,11 +145,6 @@ export class ClusterLab {
     return guest;
   }
 
-  /** Whether the nodes run kubelets (ClusterLabOptions.kubelets). */
-  get hasKubelets(): boolean {
-    return this.kubelets !== undefined;
-  }
-
   /** Used by startClusterLab only. */
   async start(guestMemMB: number, kubelets: { images: string[] } | undefined): Promise<void> {
     this.guestMemMB = guestMemMB;

@@ -35,15 +35,20 @@ export function startControlPlane(api: ApiServer): ControlPlane {
     writeFileSync(path, certKubeconfigYaml(api.server, api.caFile, cert, user), { mode: 0o600 });
     return path;
   };
-  const kcm = kubeconfigFor('system:kube-controller-manager');
-  const scheduler = kubeconfigFor('system:kube-scheduler');
+  // Each talks to the API server, and checks who calls it, as its own user.
+  const asUser = (user: string): string[] => {
+    const kubeconfig = kubeconfigFor(user);
+    return [
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+    ];
+  };
   const components: Component[] = [
     {
       name: 'kube-controller-manager',
       args: [
-        `--kubeconfig=${kcm}`,
-        `--authentication-kubeconfig=${kcm}`,
-        `--authorization-kubeconfig=${kcm}`,
+        ...asUser('system:kube-controller-manager'),
         // Each controller acts as its own ServiceAccount, as kubeadm runs it.
         '--use-service-account-credentials=true',
         `--service-account-private-key-file=${join(api.dir, 'sa.key')}`,
@@ -57,14 +62,7 @@ export function startControlPlane(api: ApiServer): ControlPlane {
     },
     {
       name: 'kube-scheduler',
-      args: [
-        `--kubeconfig=${scheduler}`,
-        `--authentication-kubeconfig=${scheduler}`,
-        `--authorization-kubeconfig=${scheduler}`,
-        '--leader-elect=false',
-        '--secure-port=0',
-        '--v=1',
-      ],
+      args: [...asUser('system:kube-scheduler'), '--leader-elect=false', '--secure-port=0', '--v=1'],
     },
   ];
   const running: Array<{ name: string; child: ChildProcess; log: string }> = components.map(({ name, args }) => {

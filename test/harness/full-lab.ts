@@ -94,8 +94,8 @@ export interface FullLab {
   agentPod(node: string): Promise<AgentPod | undefined>;
   /** The agent's pid in its node's kernel (the container's process, as the node sees it). */
   agentPid(node: string): Promise<number | undefined>;
-  /** `kubectl logs` of the agent's pod on a node (the current container; --previous for the one before). */
-  agentLog(node: string, previous?: boolean): Promise<string>;
+  /** `kubectl logs` of the agent's pod on a node (its current container). */
+  agentLog(node: string): Promise<string>;
   /** The last lines of every agent's log, for the message of a failed wait. */
   agentLogTails(lines?: number): Promise<string>;
   /** Waits until the node's agent pod is Ready (its readiness probe on /readyz), and returns it. */
@@ -181,16 +181,10 @@ export async function startFullLab(progress: Progress = () => {}, options: FullL
     const pod = pods.items.find((p) => p.metadata.deletionTimestamp === undefined);
     return pod === undefined ? undefined : agentPodOf(pod);
   };
-  const agentLog = async (node: string, previous = false): Promise<string> => {
+  const agentLog = async (node: string): Promise<string> => {
     const pod = await agentPod(node);
     if (pod === undefined) return `(no agent pod on ${node})`;
-    const r = await cluster.api.kubectl([
-      'logs',
-      '-n',
-      RELEASE.namespace,
-      pod.name,
-      ...(previous ? ['--previous'] : []),
-    ]);
+    const r = await cluster.api.kubectl(['logs', '-n', RELEASE.namespace, pod.name]);
     return r.code === 0 ? r.stdout : `(kubectl logs ${pod.name}: ${r.stderr.trim()})`;
   };
   const agentLogTails = async (lines = 25): Promise<string> => {
@@ -258,7 +252,7 @@ export async function startFullLab(progress: Progress = () => {}, options: FullL
       helm,
       agentPod,
       agentPid: async (node) => {
-        const r = await cluster.guest(node).sh(`pgrep -f -o '^node /app/dist/cli/main.js agent'`);
+        const r = await cluster.guest(node).sh(`pgrep -f -o '${AGENT_COMMAND}'`);
         const pid = Number(r.stdout.trim());
         return r.code === 0 && Number.isInteger(pid) && pid > 0 ? pid : undefined;
       },
@@ -297,6 +291,9 @@ export async function startFullLab(progress: Progress = () => {}, options: FullL
     throw error;
   }
 }
+
+/** How the agent's process shows in its node (the image's ENTRYPOINT and the chart's args), for pgrep -f. */
+export const AGENT_COMMAND = '^node /app/dist/cli/main.js agent';
 
 /** The labels of the chart's agent pods (templates/_helpers.tpl selectorLabels). */
 export const AGENT_SELECTOR = `app.kubernetes.io/name=ipip-operator,app.kubernetes.io/instance=${RELEASE.name}`;
