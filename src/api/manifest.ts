@@ -29,30 +29,13 @@ export function parseManifest(text: string, source: string): IpipTunnel[] {
   const names = new Map<string, number>();
   parseAllDocuments(text).forEach((doc, i) => {
     const where = `${source}: document ${i + 1}`;
-    if (doc.errors.length > 0) {
-      problems.push(`${where}: not valid YAML: ${doc.errors[0]!.message}`);
-      return;
-    }
-    let obj: unknown;
-    try {
-      // The yaml library's guard against alias bombs ("billion laughs") throws here.
-      obj = doc.toJS();
-    } catch (error) {
-      problems.push(`${where}: not usable YAML: ${(error as Error).message}`);
-      return;
-    }
-    if (obj === null || obj === undefined) return; // an empty document, e.g. after a trailing ---
-    const errors = validateTunnel(obj);
-    const name = (obj as { metadata?: { name?: unknown } }).metadata?.name;
-    const label = typeof name === 'string' ? `${where} (${name})` : where;
-    if (errors.length > 0) {
-      for (const e of errors) problems.push(`${label}: ${e.field === '' ? '' : `${e.field}: `}${e.message}`);
-      return;
-    }
-    const { status: _ignored, ...tunnel } = obj as IpipTunnel;
+    const tunnel = documentTunnel(doc, where, problems);
+    if (tunnel === undefined) return;
     const first = names.get(tunnel.metadata.name);
     if (first !== undefined) {
-      problems.push(`${label}: metadata.name: "${tunnel.metadata.name}" is already document ${first}`);
+      problems.push(
+        `${where} (${tunnel.metadata.name}): metadata.name: "${tunnel.metadata.name}" is already document ${first}`,
+      );
       return;
     }
     names.set(tunnel.metadata.name, i + 1);
@@ -64,4 +47,113 @@ export function parseManifest(text: string, source: string): IpipTunnel[] {
   }
   if (problems.length > 0) throw new InputError(problems.join('\n'));
   return tunnels;
+}
+
+type ParsedDocument = ReturnType<typeof parseAllDocuments>[number];
+
+/** One document's tunnel, validated; undefined for an empty document or one with problems (pushed to `problems`). */
+function documentTunnel(doc: ParsedDocument, where: string, problems: string[]): IpipTunnel | undefined {
+  if (doc.errors.length > 0) {
+    problems.push(`${where}: not valid YAML: ${doc.errors[0]!.message}`);
+    return undefined;
+  }
+  let obj: unknown;
+  try {
+    // The yaml library's guard against alias bombs ("billion laughs") throws here.
+    obj = doc.toJS();
+  } catch (error) {
+    problems.push(`${where}: not usable YAML: ${(error as Error).message}`);
+    return undefined;
+  }
+  if (obj === null || obj === undefined) return undefined; // an empty document, e.g. after a trailing ---
+  const errors = validateTunnel(obj);
+  const name = (obj as { metadata?: { name?: unknown } }).metadata?.name;
+  const label = typeof name === 'string' ? `${where} (${name})` : where;
+  if (errors.length > 0) {
+    for (const e of errors) problems.push(`${label}: ${e.field === '' ? '' : `${e.field}: `}${e.message}`);
+    return undefined;
+  }
+  const { status: _ignored, ...tunnel } = obj as IpipTunnel;
+  return tunnel;
+}
+
+/**
+ * A document marker: `---` at the start of a line, then a space, a tab or the line's end.
+ * YAML forbids such a line inside any content (a block scalar, a quoted string, a flow
+ * collection), so it always starts a document.
+ */
+const DOCUMENT_MARKER = /^---(?=[ \t\r\n]|$)/gm;
+
+/**
+ * The text cut before each document marker: each piece is a YAML stream of its own that
+ * holds the same documents as in the whole (without directives, which the caller excludes).
+ */
+export function splitDocuments(text: string): string[] {
+  const starts = [0];
+  for (const m of text.matchAll(DOCUMENT_MARKER)) if (m.index > 0) starts.push(m.index);
+  return starts.map((start, i) => text.slice(start, starts[i + 1]));
+}
+
+/**
+ * parseManifest with a memory of the last manifest it parsed. A standalone agent reads its
+ * manifest at every pass, and at 1,000 tunnels parsing and validating all of it was most of
+ * a pass that found nothing to do. A text equal to the last is not parsed again; in a
+ * changed text only the pieces between document markers that changed are parsed and
+ * validated. Any problem, and any text with a directive (`%YAML`, `%TAG`: a directive
+ * belongs to the document after it), goes through parseManifest whole, so a refusal names
+ * the same document and line as ever.
+ */
+export class ManifestParser {
+  private lastText: string | undefined;
+  private lastTunnels: IpipTunnel[] = [];
+  /** Each piece of the last good text, with its tunnels. */
+  private pieces = new Map<string, readonly IpipTunnel[]>();
+  /** How many pieces the last call parsed (0: the text was the same as the last). */
+  parsedPieces = 0;
+
+  parse(text: string, source: string): IpipTunnel[] {
+    this.parsedPieces = 0;
+    if (text === this.lastText) return this.lastTunnels;
+    const tunnels = this.byPiece(text) ?? this.whole(text, source);
+    this.lastText = text;
+    this.lastTunnels = tunnels;
+    return tunnels;
+  }
+
+  /** The tunnels, parsing only new pieces; undefined when anything needs parseManifest's messages. */
+  private byPiece(text: string): IpipTunnel[] | undefined {
+    if (Buffer.byteLength(text) > MAX_MANIFEST_BYTES || /^%/m.test(text)) return undefined;
+    const pieces = new Map<string, readonly IpipTunnel[]>();
+    const tunnels: IpipTunnel[] = [];
+    const names = new Set<string>();
+    for (const cut of splitDocuments(text)) {
+      // A bare marker line starts the same document as no marker: a tunnel moved to the top keeps its parse.
+      const piece = cut.startsWith('---\n') ? cut.slice(4) : cut;
+      let found = pieces.get(piece) ?? this.pieces.get(piece);
+      if (found === undefined) {
+        this.parsedPieces += 1;
+        const problems: string[] = [];
+        const parsed: IpipTunnel[] = [];
+        for (const doc of parseAllDocuments(piece)) {
+          const tunnel = documentTunnel(doc, '', problems);
+          if (tunnel !== undefined) parsed.push(tunnel);
+        }
+        if (problems.length > 0) return undefined;
+        found = parsed;
+      }
+      pieces.set(piece, found);
+      for (const tunnel of found) {
+        if (names.has(tunnel.metadata.name)) return undefined;
+        names.add(tunnel.metadata.name);
+        tunnels.push(tunnel);
+      }
+    }
+    this.pieces = pieces;
+    return tunnels;
+  }
+
+  private whole(text: string, source: string): IpipTunnel[] {
+    this.parsedPieces = splitDocuments(text).length;
+    return parseManifest(text, source);
+  }
 }

@@ -8,7 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { watch as watchFs } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { InputError, MAX_MANIFEST_BYTES, parseManifest } from '../api/manifest.ts';
+import { InputError, MAX_MANIFEST_BYTES, ManifestParser, parseManifest } from '../api/manifest.ts';
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import type { TunnelProblem } from '../model/problem.ts';
@@ -88,9 +88,11 @@ export async function reconcileOnce(options: Omit<StandaloneOptions, 'resyncMs' 
 
 /**
  * The manifest as a tunnel source. A manifest that fails to load never removes anything:
- * the last good one stays in force (and before the first good one, nothing runs).
+ * the last good one stays in force (and before the first good one, nothing runs). Each pass
+ * reads the file (a change the watcher missed is not missed for long), and parses only
+ * what changed since the last read (ManifestParser).
  */
-export function manifestSource(manifestPath: string, log: Logger): TunnelSource {
+export function manifestSource(manifestPath: string, log: Logger, parser = new ManifestParser()): TunnelSource {
   let lastGood: IpipTunnel[] | undefined;
   let watcher: FSWatcher | undefined;
   return {
@@ -102,7 +104,7 @@ export function manifestSource(manifestPath: string, log: Logger): TunnelSource 
     },
     current: async () => {
       try {
-        lastGood = await loadManifest(manifestPath);
+        lastGood = parser.parse(await readManifestFile(manifestPath), manifestPath);
       } catch (error) {
         log.error('manifest rejected; keeping the last good one', {
           manifest: manifestPath,
