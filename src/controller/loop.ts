@@ -3,22 +3,31 @@
 // monitor (only for events about what the last pass programmed) and from a periodic
 // resync; a coalescing runner runs one pass at a time: observe -> resolve -> plan ->
 // apply, then the pure report of the pass goes to the metrics and to the report sink.
-// A pass that left problems, or whose report could not be delivered, is retried with
-// backoff. Where the modes differ is only the source and the sink.
+// A wake-up by kernel events alone is first decided on the view (view.ts: the last read
+// and the events since): when resolve and plan find nothing to do there, the events were
+// the echoes of the agent's own writes (or changes no pass would undo) and nothing is read
+// or written; otherwise a full pass runs. The source, the resync and retries always run a
+// full pass. A pass that left problems, or whose report could not be delivered, is
+// retried with backoff. Where the modes differ is only the source and the sink.
 
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
+import { renderPlan } from '../dataplane/render.ts';
 import { NO_INTEREST } from '../model/kernel.ts';
-import type { KernelInterest } from '../model/kernel.ts';
+import type { KernelChange, KernelInterest } from '../model/kernel.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
-import { problemClass } from '../model/problem.ts';
+import { problemClass, problemsOf } from '../model/problem.ts';
+import type { TunnelProblem } from '../model/problem.ts';
+import { plan } from '../plan/engine.ts';
 import type { Logger } from '../report/log.ts';
 import type { AgentMetrics } from '../report/metrics.ts';
 import { reportReconcile } from '../report/report.ts';
 import type { NodeReport } from '../report/report.ts';
+import { resolve } from '../resolve/resolve.ts';
 import { DriftTracker, kernelInterest, reconcile } from './reconcile.ts';
 import type { ReconcileInput } from './reconcile.ts';
 import { backoffMs, CoalescingRunner } from './runner.ts';
+import { KernelView } from './view.ts';
 
 /** Where the tunnels come from: informers in a cluster, a manifest file standalone. */
 export interface TunnelSource {
@@ -63,6 +72,12 @@ export interface AgentLoop {
   stop(): Promise<void>;
 }
 
+/**
+ * How long a request to reconcile waits for more to come: a burst of kernel events (a
+ * link's deletion takes its addresses and routes with it) or of file events is one pass.
+ */
+export const DEBOUNCE_MS = 200;
+
 /** A reconcile (two `ip` processes with 30 s timeouts, a few API writes) running longer than this is stuck. */
 const STUCK_AFTER_MS = 5 * 60_000;
 
@@ -74,27 +89,85 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   let reconcilingSince: number | undefined;
   /** What the kernel monitor wakes us for: what the last pass programmed (routes of ours, on our links, for our prefixes). */
   let interest: KernelInterest = NO_INTEREST;
+  /** The kernel as the last read and the events since show it; undefined until a pass has read it. */
+  let view: KernelView | undefined;
+  /** The events since the running pass began to read: they are newer than that read, and go onto it. */
+  let sinceRead: KernelChange[] | undefined;
+  /** Whether the next pass must read the kernel: anything but kernel events woke it (the source, the resync, a retry). */
+  let mustRead = true;
+  /** The problems the last full pass found, by tunnel and reason: a view with other problems needs a full pass. */
+  let lastProblems = '';
+
+  /** When the retry of a pass that left problems is due (the runner's timer runs it); undefined: none pending. */
+  let retryAt: number | undefined;
+  /** The actions of the last full pass that failed, as commands: the view may still want them until the retry. */
+  let lastFailed = new Set<string>();
 
   const retry = (): number => {
     failuresInARow += 1;
-    return backoffMs(failuresInARow);
+    const delayMs = backoffMs(failuresInARow);
+    retryAt = Date.now() + delayMs;
+    return delayMs;
   };
+
+  const problemKey = (problems: readonly TunnelProblem[]) =>
+    problems
+      .filter((p) => p.reason !== 'KernelError')
+      .map((p) => `${p.tunnel} ${p.reason}`)
+      .sort()
+      .join('\n');
+
+  /**
+   * Whether the view shows nothing for a pass to do: no action but those the last pass
+   * tried and failed (their retry has its own time), and the same problems.
+   */
+  function viewInSync(input: Omit<ReconcileInput, 'nodeName'>): boolean {
+    if (view === undefined || view.trusted() !== true) return false;
+    const kernel = view.state();
+    const resolutions = resolve({ nodeName, ...input, kernel });
+    const { actions, conflicts } = plan(resolutions, kernel);
+    return (
+      actions.every((a) => lastFailed.has(renderPlan([a]).join('\n'))) &&
+      problemKey([...problemsOf(resolutions), ...conflicts]) === lastProblems
+    );
+  }
 
   async function pass(): Promise<number | undefined> {
     const input = await o.source.current();
     if (input === undefined) return undefined;
+    const retryDue = retryAt !== undefined && Date.now() >= retryAt;
+    if (!mustRead && !retryDue) {
+      if (viewInSync(input)) {
+        metrics?.recordKernelEventCheck('in_sync');
+        // A retry still to come keeps its time (the runner forgets it when a request came meanwhile).
+        return retryAt === undefined ? undefined : retryAt - Date.now();
+      }
+      metrics?.recordKernelEventCheck('reconcile');
+    }
+    mustRead = false;
+    retryAt = undefined;
     const started = performance.now();
     reconcilingSince = Date.now();
     let outcome: ReconcileOutcome;
+    sinceRead = [];
     try {
       outcome = await reconcile(o.dataplane, { nodeName, ...input }, log);
     } catch (error) {
       metrics?.recordReconcile('error', (performance.now() - started) / 1000);
       log.error('reconcile failed', { node: nodeName, error: String((error as Error).message) });
+      view = undefined;
       return retry();
     } finally {
       reconcilingSince = undefined;
     }
+    view = new KernelView(outcome.observed);
+    for (const change of sinceRead) view.apply(change);
+    sinceRead = undefined;
+    view.wrote(outcome.results);
+    lastProblems = problemKey(outcome.problems);
+    lastFailed = new Set(
+      outcome.results.filter((r) => r.error !== undefined).map((r) => renderPlan([r.action]).join('\n')),
+    );
     interest = kernelInterest(outcome);
     const corrections = drift.update(outcome);
     // Said in the log too, not only as a cluster Event: standalone, the log is all there is.
@@ -120,14 +193,20 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
 
   const runner = new CoalescingRunner(pass, { debounceMs: o.debounceMs });
   const stopMonitor = o.dataplane.watch(
-    (concernsUs) => {
+    ({ concernsUs, change }) => {
       metrics?.recordKernelEvent(concernsUs);
+      if (sinceRead !== undefined) sinceRead.push(change);
+      else view?.apply(change);
       if (concernsUs) runner.request();
     },
     () => interest,
   );
-  const resync = setInterval(() => runner.request(), o.resyncMs);
-  o.source.start(() => runner.request());
+  const fullPass = () => {
+    mustRead = true;
+    runner.request();
+  };
+  const resync = setInterval(fullPass, o.resyncMs);
+  o.source.start(fullPass);
   runner.request(0);
 
   return {

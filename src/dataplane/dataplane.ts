@@ -5,7 +5,7 @@
 // about the kernel are proven on a real kernel (test/kernel/).
 
 import type { Action, ActionResult, IpAction, NftAction, Tool } from '../model/action.ts';
-import type { KernelInterest, KernelState, NftState } from '../model/kernel.ts';
+import type { KernelEvent, KernelInterest, KernelState, NftState } from '../model/kernel.ts';
 import type { SysctlReader } from './sysctl/driver.ts';
 
 export interface Dataplane {
@@ -14,11 +14,11 @@ export interface Dataplane {
   /** Runs the actions in order; a failed one does not stop the others. One result per action, in order. */
   apply(actions: readonly Action[]): Promise<ActionResult[]>;
   /**
-   * Calls onEvent for every change of links, addresses or routes, telling whether it
-   * concerns `interest()` (asked at each event: it follows what the last reconcile
-   * programmed); returns a stop function.
+   * Calls onEvent for every change of links, addresses, routes or the agent's nftables
+   * table: what changed, and whether it concerns `interest()` (asked at each event: it
+   * follows what the last reconcile programmed); returns a stop function.
    */
-  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void;
+  watch(onEvent: (event: KernelEvent) => void, interest: () => KernelInterest): () => void;
 }
 
 /** Called after every process a driver runs: its tool, what it was for, how long it took, whether it succeeded. */
@@ -34,7 +34,7 @@ export interface Driver<A extends Action, S> {
   readonly tool: A['tool'];
   observe(): Promise<S>;
   apply(actions: readonly A[]): Promise<ActionResult[]>;
-  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void;
+  watch(onEvent: (event: KernelEvent) => void, interest: () => KernelInterest): () => void;
 }
 
 /** Every tool's driver: the Dataplane the agent runs on a real node. */
@@ -98,7 +98,7 @@ export class KernelDataplane implements Dataplane {
   }
 
   /** Every driver's monitor: a change the agent cares about in any tool's objects wakes it. */
-  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
+  watch(onEvent: (event: KernelEvent) => void, interest: () => KernelInterest): () => void {
     const stops = [this.drivers.ip.watch(onEvent, interest)];
     if (this.drivers.nft !== undefined) stops.push(this.drivers.nft.watch(onEvent, interest));
     return () => {

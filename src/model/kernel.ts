@@ -112,3 +112,27 @@ export interface KernelInterest {
 }
 
 export const NO_INTEREST: KernelInterest = { links: new Set(), prefixes: new Set() };
+
+/**
+ * One kernel event as the monitor read it: what changed, in the terms of the observed
+ * state, so that the agent can keep a view of the kernel between reads (controller/view.ts)
+ * and tell its own writes' echoes from drift without reading everything again.
+ */
+export type KernelChange =
+  /** A link as it is now (added or changed), or as it was when deleted; no addresses or counters. */
+  | { kind: 'link'; deleted: boolean; link: Omit<ObservedLink, 'addresses' | 'stats'> }
+  | { kind: 'address'; deleted: boolean; dev: string; address: ObservedAddress }
+  /** A route of the main table (the table observe reads). */
+  | { kind: 'route'; deleted: boolean; route: ObservedRoute }
+  /** A transaction that touched the agent's nftables table; `own`: one of the agent's own writes. */
+  | { kind: 'nft'; own: boolean }
+  /** Nothing the agent reads: IPv6, another routing table, another nftables table. */
+  | { kind: 'elsewhere' }
+  /** A line the agent cannot read: its view of the kernel is not to be trusted until the next read. */
+  | { kind: 'unreadable' };
+
+export interface KernelEvent {
+  /** Whether it can change what a reconcile would do (the monitor filters: monitor.ts of each driver). */
+  concernsUs: boolean;
+  change: KernelChange;
+}

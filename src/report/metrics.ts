@@ -21,6 +21,8 @@ const result = (ok: boolean) => (ok ? 'success' : 'error');
 export const RECONCILE_RESULTS = ['success', 'error', 'requeue'] as const;
 /** Kernel monitor events: they concern our links or routes (a reconcile), or not. */
 const KERNEL_EVENT_OUTCOMES = ['reconcile', 'ignored'] as const;
+const KERNEL_EVENT_CHECK_RESULTS = ['in_sync', 'reconcile'] as const;
+export type KernelEventCheckResult = (typeof KERNEL_EVENT_CHECK_RESULTS)[number];
 export type ReconcileResult = (typeof RECONCILE_RESULTS)[number];
 
 /** One tunnel link of this node as the metrics show it. */
@@ -93,6 +95,14 @@ export class AgentMetrics {
       'Kernel events seen by the monitor (links, addresses, routes), by outcome: reconcile (they concern ' +
       "our links or routes) or ignored (routes of others, e.g. a BGP daemon's).",
     labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  private readonly kernelEventChecks = new Counter({
+    name: `${PREFIX}kernel_event_checks_total`,
+    help:
+      'Wake-ups by kernel events alone, decided on the view (the last read and the events since), by result: ' +
+      "in_sync (the agent's own writes' echoes, or nothing a pass would change: nothing read) or reconcile (a full pass ran).",
+    labelNames: ['result'],
     registers: [this.registry],
   });
   private readonly reconcileDuration = new Histogram({
@@ -198,6 +208,7 @@ export class AgentMetrics {
     // event rather than seeing the series appear mid-way.
     for (const r of RECONCILE_RESULTS) this.reconciles.inc({ result: r }, 0);
     for (const outcome of KERNEL_EVENT_OUTCOMES) this.kernelEvents.inc({ outcome }, 0);
+    for (const result of KERNEL_EVENT_CHECK_RESULTS) this.kernelEventChecks.inc({ result }, 0);
     for (const object of OBJECT_KINDS) for (const action of VERBS) this.dataplaneChanges.inc({ object, action }, 0);
     for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
     for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.nftCommands.inc({ purpose, result: r }, 0);
@@ -228,6 +239,10 @@ export class AgentMetrics {
   recordKernelEvent(concernsUs: boolean): void {
     const outcome: (typeof KERNEL_EVENT_OUTCOMES)[number] = concernsUs ? 'reconcile' : 'ignored';
     this.kernelEvents.inc({ outcome });
+  }
+
+  recordKernelEventCheck(result: KernelEventCheckResult): void {
+    this.kernelEventChecks.inc({ result });
   }
 
   recordList(resource: string, reason: string): void {

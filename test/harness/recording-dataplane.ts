@@ -5,10 +5,12 @@
 // real kernel (test/kernel/), not here.
 
 import type { Dataplane } from '../../src/dataplane/dataplane.ts';
-import { monitorLineMatters } from '../../src/dataplane/ip/monitor.ts';
+import { monitorLineMatters, parseMonitorLine } from '../../src/dataplane/ip/monitor.ts';
 import { renderPlan } from '../../src/dataplane/render.ts';
 import type { Action, ActionResult } from '../../src/model/action.ts';
-import type { KernelInterest, KernelState } from '../../src/model/kernel.ts';
+import type { KernelChange, KernelEvent, KernelInterest, KernelState, ObservedRoute } from '../../src/model/kernel.ts';
+import { ROUTE_PROTOCOL } from '../../src/model/ownership.ts';
+import { normalizePrefix } from '../../src/net/ipv4.ts';
 import { applyNftAction, applyOperation, ModelError } from './kernel-model.ts';
 
 interface Injected {
@@ -19,8 +21,71 @@ interface Injected {
 }
 
 interface Watcher {
-  onEvent: (concernsUs: boolean) => void;
+  onEvent: (event: KernelEvent) => void;
   interest: () => KernelInterest;
+}
+
+const routeKey = (r: ObservedRoute) => `${r.dst} metric ${r.metric}`;
+
+/**
+ * The events a kernel sends for the difference between two states, as its monitors would
+ * report them: each changed link as it is now (or was, deleted), each address and route
+ * added or deleted; the nftables table's rewrite as the agent's own transaction.
+ */
+export function changesBetween(before: KernelState, after: KernelState, nftWritten: boolean): KernelChange[] {
+  const changes: KernelChange[] = [];
+  const strip = (l: KernelState['links'][number]) => {
+    const { addresses: _addresses, stats: _stats, ...link } = l;
+    return link;
+  };
+  const was = new Map(before.links.map((l) => [l.index, l]));
+  const now = new Map(after.links.map((l) => [l.index, l]));
+  for (const [index, l] of was) {
+    if (!now.has(index)) changes.push({ kind: 'link', deleted: true, link: strip(l) });
+  }
+  for (const [index, l] of now) {
+    const old = was.get(index);
+    if (old === undefined || JSON.stringify(strip(old)) !== JSON.stringify(strip(l))) {
+      changes.push({ kind: 'link', deleted: false, link: strip(l) });
+    }
+    const key = (a: { local: string; prefixlen: number; peer?: string }) => `${a.local}/${a.prefixlen} ${a.peer ?? ''}`;
+    const oldAddresses = new Set((old?.addresses ?? []).map(key));
+    const newAddresses = new Set(l.addresses.map(key));
+    for (const a of old?.addresses ?? []) {
+      if (!newAddresses.has(key(a))) changes.push({ kind: 'address', deleted: true, dev: l.name, address: a });
+    }
+    for (const a of l.addresses) {
+      if (!oldAddresses.has(key(a))) changes.push({ kind: 'address', deleted: false, dev: l.name, address: a });
+    }
+  }
+  const oldRoutes = new Map(before.routes.map((r) => [routeKey(r), r]));
+  const newRoutes = new Map(after.routes.map((r) => [routeKey(r), r]));
+  for (const [k, r] of oldRoutes) if (!newRoutes.has(k)) changes.push({ kind: 'route', deleted: true, route: r });
+  for (const [k, r] of newRoutes) {
+    const old = oldRoutes.get(k);
+    if (old === undefined || JSON.stringify(old) !== JSON.stringify(r))
+      changes.push({ kind: 'route', deleted: false, route: r });
+  }
+  if (nftWritten) changes.push({ kind: 'nft', own: true });
+  return changes;
+}
+
+/** Whether the real monitors would say an echo concerns the agent (see monitorLineMatters). */
+function echoConcerns(change: KernelChange, interest: KernelInterest): boolean {
+  switch (change.kind) {
+    case 'route':
+      return (
+        change.route.protocol === ROUTE_PROTOCOL ||
+        (change.route.dev !== undefined && interest.links.has(change.route.dev)) ||
+        interest.prefixes.has(normalizePrefix(change.route.dst))
+      );
+    case 'nft':
+      return !change.own;
+    case 'elsewhere':
+      return false;
+    default:
+      return true;
+  }
 }
 
 /** Deleting what is already gone is success, as the ip driver counts it. */
@@ -65,6 +130,21 @@ export class RecordingDataplane implements Dataplane {
   async apply(actions: readonly Action[]): Promise<ActionResult[]> {
     if (actions.length === 0) return [];
     this.applied.push(renderPlan(actions));
+    const before = structuredClone(this.state);
+    const results = this.applyAll(actions);
+    // The kernel's echoes of the writes, as its monitors report them.
+    const nftWritten = results.some((r) => r.action.tool === 'nft' && r.error === undefined);
+    this.emit(changesBetween(before, this.state, nftWritten));
+    return results;
+  }
+
+  private emit(changes: readonly KernelChange[]): void {
+    for (const w of this.watchers) {
+      for (const change of changes) w.onEvent({ concernsUs: echoConcerns(change, w.interest()), change });
+    }
+  }
+
+  private applyAll(actions: readonly Action[]): ActionResult[] {
     // Errors read as the ip driver's do: the command, then what the kernel answered.
     return actions.map((action) => {
       const lines = renderPlan([action]);
@@ -95,7 +175,7 @@ export class RecordingDataplane implements Dataplane {
     });
   }
 
-  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
+  watch(onEvent: (event: KernelEvent) => void, interest: () => KernelInterest): () => void {
     const watcher = { onEvent, interest };
     this.watchers.add(watcher);
     return () => this.watchers.delete(watcher);
@@ -112,6 +192,8 @@ export class RecordingDataplane implements Dataplane {
    */
   edit(change: (state: KernelState) => void, monitorLine: string): void {
     change(this.state);
-    for (const w of this.watchers) w.onEvent(monitorLineMatters(monitorLine, w.interest()));
+    for (const w of this.watchers) {
+      w.onEvent({ concernsUs: monitorLineMatters(monitorLine, w.interest()), change: parseMonitorLine(monitorLine) });
+    }
   }
 }

@@ -34,7 +34,7 @@ const driver = new NftDriver({
   onCommand: (tool, purpose, _seconds, ok) => commands.push(tool + ' ' + purpose + ' ' + (ok ? 'ok' : 'failed')),
   onMonitorError: (error) => monitorErrors.push(error),
 });
-driver.watch((concernsUs) => events.push(concernsUs), () => ({ links: new Set(), prefixes: new Set() }));
+driver.watch(({ concernsUs, change }) => events.push(concernsUs + ' ' + change.kind + (change.kind === 'nft' && change.own ? ' own' : '')), () => ({ links: new Set(), prefixes: new Set() }));
 const action = (tunnel, table) => ({ tool: 'nft', kind: 'rules', verb: 'update', tunnel, link: '', detail: '', rules: undefined, table });
 createServer(async (req, res) => {
   let body = '';
@@ -92,7 +92,8 @@ class GuestDriver {
   observe = () => this.ask<NftState>({ op: 'observe' });
   /** Each action's error, or null. */
   apply = (table: readonly ObservedRules[]) => this.ask<(string | null)[]>({ op: 'apply', table });
-  events = () => this.ask<boolean[]>({ op: 'events' });
+  /** The monitor's events so far, each "concernsUs kind[ own]": "false nft own" for a write of the driver's. */
+  events = () => this.ask<string[]>({ op: 'events' });
   commands = () => this.ask<string[]>({ op: 'commands' });
 
   async stop(): Promise<void> {
@@ -210,15 +211,15 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
     );
   });
 
-  test('the monitor wakes for a hand flush of our table, not for a change of the foreign table', async () => {
+  test("the monitor wakes for a hand flush of our table, not for a change of the foreign table, nor for the driver's own writes", async () => {
     const { guest, driver } = lab.get();
     const before = (await driver.events()).length;
     await guest.ok(
       'nft add element inet foreign blocked "{ 203.0.113.20 }" && nft delete element inet foreign blocked "{ 203.0.113.20 }"',
     );
     await guest.ok('nft flush table ip ipip-operator');
-    // The monitor reports in order: the foreign element added and deleted, then one delete per rule of ours.
-    const expected = [false, false, true, true, true];
+    // One event per transaction, in order: the foreign element added, then deleted, then the flush of ours.
+    const expected = ['false elsewhere', 'false elsewhere', 'true nft'];
     const events = await eventually(
       'the monitor to report the foreign change and the flush',
       async () => {
@@ -231,8 +232,20 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
         context: async () => `events: ${JSON.stringify((await driver.events()).slice(before))}`,
       },
     );
-    // Anything before them is the tail of our own writes, which concerns us too.
-    assert.ok(events.slice(0, -expected.length).every((e) => e));
+    assert.deepEqual(events, expected, 'nothing else came meanwhile');
+    // Every write of the driver's so far was one transaction, each reported as its own and no concern.
+    const writes = (await driver.commands()).filter((c) => c === 'nft apply ok').length;
+    const earlier = (await driver.events()).slice(0, before);
+    assert.ok(writes > 0);
+    assert.deepEqual(
+      earlier.filter((e) => e.endsWith(' own')),
+      Array.from({ length: writes }, () => 'false nft own'),
+    );
+    assert.deepEqual(
+      earlier.filter((e) => !e.endsWith(' own') && e !== 'false elsewhere'),
+      [],
+      'no other transaction touched our table before',
+    );
     // What a reconcile then reads: sets and chains left, no rule, so nothing recognised.
     const state = await driver.observe();
     assert.deepEqual(state.available && state.rules.map((r) => [r.tunnel, r.peerFilter, r.masquerade]), [

@@ -12,7 +12,9 @@ import type { AgentLoop, ReportSink, TunnelSource } from '../../src/controller/l
 import type { ReflectorSource } from '../../src/controller/reflector.ts';
 import type { ListPage, NodeAddresses, WatchHandlers } from '../../src/kube/client.ts';
 import { createLogger } from '../../src/report/log.ts';
+import { AgentMetrics } from '../../src/report/metrics.ts';
 import type { NodeReport } from '../../src/report/report.ts';
+import { metricValue } from '../harness/probes.ts';
 import { RecordingDataplane } from '../harness/recording-dataplane.ts';
 import { meshExample } from '../harness/repo.ts';
 import { bareKernel, exampleTunnel, programmedKernel } from './builders.ts';
@@ -101,13 +103,19 @@ describe('the agent loop', () => {
     mock.timers.reset();
   });
 
-  function start(dataplane: RecordingDataplane, source: TunnelSource, sink: ReportSink = recordingSink()): AgentLoop {
+  function start(
+    dataplane: RecordingDataplane,
+    source: TunnelSource,
+    sink: ReportSink = recordingSink(),
+    metrics?: AgentMetrics,
+  ): AgentLoop {
     loop = runAgentLoop({
       nodeName: 'node-a',
       dataplane,
       source,
       sink,
       log,
+      ...(metrics === undefined ? {} : { metrics }),
       resyncMs: RESYNC_MS,
       debounceMs: DEBOUNCE_MS,
     });
@@ -220,6 +228,81 @@ describe('the agent loop', () => {
     await advance(DEBOUNCE_MS);
     assert.equal(dp.observes, passes + 1, 'our route deleted woke one pass');
     assert.deepEqual(dp.applied.at(-1), ['ip route replace 172.0.0.0/24 dev ipiptun proto 203']);
+  });
+
+  // Counts that must hold exactly (issue 14's regression guard; times are in bench/RESULTS.md).
+  test('converging from empty is one read and one write; the echoes of that write wake no second pass', async () => {
+    const dp = new RecordingDataplane(bareKernel());
+    const metrics = new AgentMetrics();
+    start(dp, fixedSource([exampleTunnel(), secondTunnel()]), recordingSink(), metrics);
+    await advance(0);
+    assert.equal(dp.observes, 1);
+    assert.equal(dp.applied.length, 1);
+    await advance(DEBOUNCE_MS * 5);
+    assert.equal(dp.observes, 1, 'no second read');
+    assert.equal(dp.applied.length, 1, 'no second write');
+    const text = await metrics.metrics();
+    assert.ok(metricValue(text, 'ipip_operator_kernel_events_total', { outcome: 'reconcile' }) > 0, 'the echoes came');
+    assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'in_sync' }), 1);
+    assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'reconcile' }), 0);
+  });
+
+  test('a link set down by hand: one read, one write with its one command, and nothing after', async () => {
+    const dp = new RecordingDataplane(programmedKernel());
+    start(dp, fixedSource([exampleTunnel()]));
+    await advance(DEBOUNCE_MS);
+    const [reads, writes] = [dp.observes, dp.applied.length];
+    const link = dp.state.links.find((l) => l.name === 'ipiptun')!;
+    dp.edit(
+      (k) => {
+        k.links.find((l) => l.name === 'ipiptun')!.up = false;
+        k.routes = k.routes.filter((r) => r.dev !== 'ipiptun');
+      },
+      `[LINK]${link.index}: ipiptun@eth1: <POINTOPOINT,NOARP> mtu 1480 qdisc noqueue state DOWN group 203 \\    ` +
+        'link/[768] 192.168.40.2 peer 192.168.40.3 \\    ipip any remote 192.168.40.3 local 192.168.40.2 dev eth1 ttl 64 pmtudisc ' +
+        '\\    alias ipip-operator/lab',
+    );
+    await advance(DEBOUNCE_MS);
+    assert.equal(dp.observes, reads + 1, 'one read');
+    assert.deepEqual(dp.applied.slice(writes), [
+      ['ip link set dev ipiptun up', 'ip route replace 172.0.0.0/24 dev ipiptun proto 203'],
+    ]);
+    await advance(DEBOUNCE_MS * 5);
+    assert.equal(dp.observes, reads + 1, 'the echoes of the repair woke no pass');
+  });
+
+  test("one tunnel's ttl edited: one read and one command", async () => {
+    const dp = new RecordingDataplane(bareKernel());
+    let tunnels = [exampleTunnel(), secondTunnel()];
+    let changed = () => {};
+    const source: TunnelSource = {
+      start: (onChange) => {
+        changed = onChange;
+      },
+      current: async () => ({ tunnels, nodeAddresses: new Map<string, string>() }),
+      ready: () => true as const,
+      stop: async () => {},
+    };
+    start(dp, source);
+    await advance(DEBOUNCE_MS);
+    const [reads, writes] = [dp.observes, dp.applied.length];
+    tunnels = [tunnels[0]!, { ...tunnels[1]!, spec: { ...tunnels[1]!.spec, ttl: 32 } }];
+    changed();
+    await advance(DEBOUNCE_MS * 5);
+    assert.equal(dp.observes, reads + 1);
+    assert.deepEqual(dp.applied.slice(writes), [
+      ['ip link set dev ipiptun2 type ipip local 192.168.40.2 remote 192.168.40.4 ttl 32 dev eth1'],
+    ]);
+  });
+
+  test('an idle minute: the resync alone, one read and no write', async () => {
+    const dp = new RecordingDataplane(programmedKernel());
+    start(dp, fixedSource([exampleTunnel()]));
+    await advance(DEBOUNCE_MS);
+    const [reads, writes] = [dp.observes, dp.applied.length];
+    await advance(RESYNC_MS);
+    assert.equal(dp.observes, reads + 1);
+    assert.equal(dp.applied.length, writes);
   });
 
   test('a tunnel removed while the agent was away is swept only once the first full list has come', async () => {

@@ -3,14 +3,15 @@
 // captured from the lab kernel (scripts/uml-kernel.sh: Linux 6.12.117, nftables 1.0.6).
 // The fixtures came from one guest: TABLE and LONG_TABLE below rendered by nftScript and
 // loaded with `nft -f`, read back with `nft -j -p list table ip ipip-operator` after each
-// step named in nft-list-uml-6.12.json, while `nft -j monitor` ran; its lines, cut at each
-// step, are nft-monitor-uml-6.12.txt.
+// step named in nft-list-uml-6.12.json. The monitor's lines (`nft monitor`, text: only it
+// names the process of each transaction) are below, from a guest of the same kernel.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { NftDriver, nftError } from '../../src/dataplane/nft/driver.ts';
-import { nftMonitorLineMatters } from '../../src/dataplane/nft/monitor.ts';
+import type { KernelEvent } from '../../src/model/kernel.ts';
+import { NftTransactions, parseNftMonitorLine } from '../../src/dataplane/nft/monitor.ts';
 import { parseNftTable } from '../../src/dataplane/nft/parse.ts';
 import { nftScript } from '../../src/dataplane/nft/render.ts';
 import { renderPlan } from '../../src/dataplane/render.ts';
@@ -300,43 +301,67 @@ describe('parseNftTable of nft -j -p list table ip ipip-operator (6.12)', () => 
   });
 });
 
-describe('nftMonitorLineMatters on nft -j monitor lines (6.12)', () => {
-  const sections = new Map<string, string[]>();
-  let current: string[] = [];
-  for (const line of readFileSync(new URL('./fixtures/nft-monitor-uml-6.12.txt', import.meta.url), 'utf8').split(
-    '\n',
-  )) {
-    if (line.startsWith('=====')) {
-      current = [];
-      sections.set(line.slice(5), current);
-    } else if (line !== '') current.push(line);
-  }
-  const foreign = [...sections.keys()].filter((name) => /foreign/.test(name));
+describe('nft monitor: transactions on our table by others concern us, our own writes and other tables do not', () => {
+  // `nft monitor` on UML 6.12 (nftables 1.0.6): a write of ours (process 125), a hand
+  // flush (126), a change of another table (127), the table deleted by hand (128).
+  const lines = [
+    'delete table ip ipip-operator',
+    'add table ip ipip-operator { comment "managed by ipip-operator; every change replaces the whole table" }',
+    'add set ip ipip-operator peers-mesh { type ipv4_addr; }',
+    'add element ip ipip-operator peers-mesh { 192.168.40.3 }',
+    'add chain ip ipip-operator prerouting { type filter hook prerouting priority raw; policy accept; }',
+    'add rule ip ipip-operator prerouting ip protocol ipencap ip daddr 192.168.40.2 ip saddr != @peers-mesh counter packets 0 bytes 0 drop comment "mesh"',
+    '# new generation 2 by process 125 (nft)',
+    'delete rule ip ipip-operator prerouting handle 4',
+    '# new generation 3 by process 126 (nft)',
+    'add element inet foreign blocked { 203.0.113.20 }',
+    '# new generation 4 by process 127 (nft)',
+    'delete chain ip ipip-operator prerouting',
+    'delete table ip ipip-operator',
+    '# new generation 5 by process 128 (nft)',
+  ];
 
-  test('the fixture has a section per step, ours and foreign ones', () => {
-    assert.equal(sections.size, 16);
-    assert.equal(foreign.length, 3);
-    for (const [name, lines] of sections) assert.ok(lines.length > 0, `${name}: no lines`);
+  test('one report per transaction: ours by pid, a hand flush and a hand delete as drift, another table as not ours', () => {
+    const reports: Array<[boolean, boolean]> = [];
+    const own = new Set([125]);
+    const transactions = new NftTransactions(
+      (pid) => own.has(pid),
+      (touched, isOwn) => reports.push([touched, isOwn]),
+    );
+    for (const line of lines) transactions.line(line);
+    assert.deepEqual(reports, [
+      [true, true],
+      [true, false],
+      [false, false],
+      [true, false],
+    ]);
   });
 
-  for (const [name, lines] of sections) {
-    const ours = !foreign.includes(name);
-    test(`${name}: ${ours ? 'every line concerns us' : 'no line concerns us'}`, () => {
-      assert.deepEqual(
-        lines.filter((l) => nftMonitorLineMatters(l) !== ours),
-        [],
-      );
+  test('lines: objects of our table, of other tables (an inet table of the same name too), generations', () => {
+    assert.deepEqual(parseNftMonitorLine('add rule ip ipip-operator postrouting ip saddr @masq-edge masquerade'), {
+      kind: 'object',
+      ours: true,
     });
-  }
+    assert.deepEqual(parseNftMonitorLine('add table inet ipip-operator'), { kind: 'object', ours: false });
+    assert.deepEqual(parseNftMonitorLine('delete table ip ipip-operator-2'), { kind: 'object', ours: false });
+    assert.deepEqual(parseNftMonitorLine('# new generation 12 by process 4567 (nft)'), {
+      kind: 'generation',
+      pid: 4567,
+    });
+    assert.deepEqual(parseNftMonitorLine('# new generation 12'), { kind: 'generation', pid: undefined });
+    assert.equal(parseNftMonitorLine(''), undefined);
+  });
 
-  test('a line that is not an event counts (the safe side); an empty one does not', () => {
-    assert.equal(nftMonitorLineMatters('Error: something nft had to say'), true);
-    assert.equal(nftMonitorLineMatters('{"add": "ipip-operator" '), true);
-    assert.equal(nftMonitorLineMatters(''), false);
-    assert.equal(
-      nftMonitorLineMatters('{"add": {"table": {"family": "inet", "name": "ipip-operator", "handle": 3}}}'),
-      false,
+  test('a line that is not an event counts as ours (the safe side), and a transaction without a pid is not our own', () => {
+    assert.deepEqual(parseNftMonitorLine('Error: something nft had to say'), { kind: 'object', ours: true });
+    const reports: Array<[boolean, boolean]> = [];
+    const transactions = new NftTransactions(
+      () => true,
+      (touched, isOwn) => reports.push([touched, isOwn]),
     );
+    transactions.line('delete rule ip ipip-operator prerouting handle 4');
+    transactions.line('# new generation 3');
+    assert.deepEqual(reports, [[true, false]]);
   });
 });
 
@@ -373,6 +398,7 @@ describe('the nft driver without nft', () => {
 
   test('the monitor of a missing nft says so, and is not left running', async () => {
     const commands: string[] = [];
+    const events: KernelEvent[] = [];
     let stop = () => {};
     const error = await new Promise<string>((resolve) => {
       const driver = new NftDriver({
@@ -381,13 +407,15 @@ describe('the nft driver without nft', () => {
         onMonitorError: resolve,
       });
       stop = driver.watch(
-        () => assert.fail('no event from a monitor that never ran'),
+        (event) => events.push(event),
         () => ({ links: new Set(), prefixes: new Set() }),
       );
     });
     // Stopped before its restart (1 s later, on an unref'd timer): nothing is left running.
     stop();
     assert.match(error, /^nft monitor exited \(ENOENT\)/);
+    // No event came from it; its death says that the agent's view of the table is stale.
+    assert.deepEqual(events, [{ concernsUs: true, change: { kind: 'unreadable' } }]);
     assert.deepEqual(commands, ['nft monitor false']);
   });
 

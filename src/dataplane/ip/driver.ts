@@ -5,11 +5,11 @@
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import type { ActionResult, IpAction } from '../../model/action.ts';
-import type { KernelInterest, KernelState } from '../../model/kernel.ts';
+import type { KernelEvent, KernelInterest, KernelState } from '../../model/kernel.ts';
 import { BatchFiles } from '../batch-file.ts';
 import type { CommandObserver, Driver } from '../dataplane.ts';
 import { superviseMonitor } from '../supervise.ts';
-import { monitorLineMatters } from './monitor.ts';
+import { monitorLineMatters, parseMonitorLine } from './monitor.ts';
 import { parseObserveOutput } from './parse.ts';
 import { ipLines } from './render.ts';
 
@@ -147,24 +147,26 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     return resultsFromBatch(actions, parseBatchErrors(String(result.stderr)), lines);
   }
 
-  watch(onEvent: (concernsUs: boolean) => void, interest: () => KernelInterest): () => void {
+  watch(onEvent: (event: KernelEvent) => void, interest: () => KernelInterest): () => void {
     return superviseMonitor({
       // -o: one line per event; label: each says [LINK], [ADDR] or [ROUTE]; -N: protocols
-      // and route types as numbers. Only whether an event concerns us matters: reconcile
-      // reads everything.
+      // and route types as numbers; -d: each link whole (its tunnel attributes and alias),
+      // so that the line says what the link is now (parseMonitorLine).
       start: () =>
-        execa(this.ip, ['-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
+        execa(this.ip, ['-d', '-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
           buffer: false,
           reject: false,
           stdin: 'ignore',
         }),
-      onLine: (line) => onEvent(monitorLineMatters(line, interest())),
+      onLine: (line) => onEvent({ concernsUs: monitorLineMatters(line, interest()), change: parseMonitorLine(line) }),
       // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.
       onEnd: (seconds, stopped) => this.options.onCommand?.('ip', 'monitor', seconds, stopped),
       onDeath: (r) => {
         this.options.onMonitorError?.(
           `ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`,
         );
+        // Events may have been missed until the next monitor runs: the agent's view of the kernel is stale.
+        onEvent({ concernsUs: true, change: { kind: 'unreadable' } });
         return undefined;
       },
     });

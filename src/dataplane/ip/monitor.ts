@@ -3,7 +3,7 @@
 // reconcile per route event would read the whole routing table over and over for nothing.
 // Pure: the monitor's lines in, a yes or no out.
 
-import type { KernelInterest } from '../../model/kernel.ts';
+import type { KernelChange, KernelInterest, ObservedAddress, ObservedLink, ObservedRoute } from '../../model/kernel.ts';
 import { ROUTE_PROTOCOL } from '../../model/ownership.ts';
 import { normalizePrefix } from '../../net/ipv4.ts';
 
@@ -32,4 +32,144 @@ export function monitorLineMatters(line: string, interest: KernelInterest): bool
   }
   if (dst.includes(':')) return false; // IPv6: not ours to route, and not on our links (checked above)
   return interest.prefixes.has(normalizePrefix(dst));
+}
+
+const ROUTE_TYPE_NAMES: Readonly<Record<string, number>> = {
+  unicast: 1,
+  local: 2,
+  broadcast: 3,
+  anycast: 4,
+  multicast: 5,
+  blackhole: 6,
+  unreachable: 7,
+  prohibit: 8,
+  throw: 9,
+};
+const MAIN_TABLE = 254;
+
+/** The value after `key` among `tokens`, or undefined. */
+function after(tokens: readonly string[], key: string): string | undefined {
+  const i = tokens.indexOf(key);
+  return i >= 0 && i + 1 < tokens.length ? tokens[i + 1] : undefined;
+}
+
+function numberAfter(tokens: readonly string[], key: string): number | undefined {
+  const value = after(tokens, key);
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/** "any" is iproute2's word for an unset tunnel address. */
+const tunnelAddress = (value: string | undefined) => (value === undefined || value === 'any' ? undefined : value);
+
+/**
+ * A `[LINK]` line of `ip -d -o monitor`: "10: name@parent: <FLAGS> mtu M ... group G \ link/...
+ * \ KIND details \ alias TEXT", the segments separated by a backslash. -d prints each link
+ * whole (its kind's attributes and alias too), so a line shows every attribute the agent
+ * compares.
+ */
+function parseLink(body: string, deleted: boolean): KernelChange {
+  const segments = body.split('\\').map((s) => s.trim());
+  const head = /^(\d+): ([^\s@:]+)(?:@[^\s:]*)?: <([^>]*)>(.*)$/.exec(segments[0]!);
+  if (head === null) return { kind: 'unreadable' };
+  const tokens = head[4]!.trim().split(/\s+/);
+  const mtu = numberAfter(tokens, 'mtu');
+  if (mtu === undefined) return { kind: 'unreadable' };
+  const link: Omit<ObservedLink, 'addresses' | 'stats'> = {
+    index: Number(head[1]),
+    name: head[2]!,
+    group: numberAfter(tokens, 'group') ?? 0,
+    up: head[3]!.split(',').includes('UP'),
+    mtu,
+  };
+  for (const segment of segments.slice(1)) {
+    if (segment.startsWith('alias ')) link.alias = segment.slice('alias '.length);
+    const words = segment.split(/\s+/);
+    // The kind's segment: "ipip any remote R local L dev D ttl T pmtudisc ..." (ipip's "any" is its inner protocol).
+    if (words[0] === 'ipip' && words.includes('remote')) {
+      link.kind = 'ipip';
+      const ttl = after(words, 'ttl');
+      link.tunnel = {
+        mode: 'ipip',
+        local: tunnelAddress(after(words, 'local')),
+        remote: tunnelAddress(after(words, 'remote')),
+        ttl: ttl === undefined || ttl === 'inherit' ? 0 : Number(ttl),
+        underlayDevice: after(words, 'dev'),
+      };
+    } else if (link.kind === undefined && /^[a-z][a-z0-9_]*$/.test(words[0]!) && !GENERIC_WORDS.has(words[0]!)) {
+      link.kind = words[0]!;
+    }
+  }
+  return { kind: 'link', deleted, link };
+}
+
+/** First words of `ip -d` segments that are not a link kind. */
+const GENERIC_WORDS = new Set(['link', 'numtxqueues', 'addrgenmode', 'alias', 'altname', 'vf', 'prop', 'bridge_slave']);
+
+/** An `[ADDR]` line: "10: dev    inet A[ peer B]/LEN ... scope S dev"; IPv6 is elsewhere. */
+function parseAddress(body: string, deleted: boolean): KernelChange {
+  const m = /^\d+: (\S+)\s+(inet6?) (\S+?)(?: peer (\S+?))?(?:\/(\d+))?(?:\s|$)(.*)$/.exec(body);
+  if (m === null) return { kind: 'unreadable' };
+  if (m[2] === 'inet6') return { kind: 'elsewhere' };
+  const rest = m[6]!.split(/\s+/);
+  const address: ObservedAddress = {
+    local: m[3]!,
+    prefixlen: m[5] === undefined ? 32 : Number(m[5]),
+    scope: numberAfter(rest, 'scope') ?? 0,
+  };
+  if (m[4] !== undefined) address.peer = m[4];
+  return { kind: 'address', deleted, dev: m[1]!, address };
+}
+
+/** A `[ROUTE]` line: "[TYPE ]DST [via G ]dev D [table T ]proto P scope S ..."; multipath nexthops have no single dev. */
+function parseRoute(body: string, deleted: boolean): KernelChange {
+  const tokens = body.split(/\s+/).filter((t) => t !== '' && t !== '\\');
+  let type = 1;
+  if (tokens.length > 1 && (/^\d+$/.test(tokens[0]!) || ROUTE_TYPE_NAMES[tokens[0]!] !== undefined)) {
+    type = ROUTE_TYPE_NAMES[tokens[0]!] ?? Number(tokens[0]);
+    tokens.shift();
+  }
+  const dst = tokens[0];
+  if (dst === undefined) return { kind: 'unreadable' };
+  if (dst.includes(':')) return { kind: 'elsewhere' };
+  if ((numberAfter(tokens, 'table') ?? MAIN_TABLE) !== MAIN_TABLE) return { kind: 'elsewhere' };
+  let prefix: string;
+  try {
+    prefix = normalizePrefix(dst === 'default' ? '0.0.0.0/0' : dst);
+  } catch {
+    return { kind: 'unreadable' };
+  }
+  const route: ObservedRoute = {
+    dst: prefix,
+    protocol: numberAfter(tokens, 'proto') ?? 0,
+    metric: numberAfter(tokens, 'metric') ?? 0,
+    scope: numberAfter(tokens, 'scope') ?? 0,
+    type,
+  };
+  if (!tokens.includes('nexthop')) {
+    const dev = after(tokens, 'dev');
+    if (dev !== undefined) route.dev = dev;
+    const gateway = after(tokens, 'via');
+    if (gateway !== undefined) route.gateway = gateway;
+  }
+  if (tokens.includes('onlink')) route.onlink = true;
+  return { kind: 'route', deleted, route };
+}
+
+/**
+ * What one line of `ip -d -N -o monitor label link address route` says changed. Pure. A
+ * line it cannot read is `unreadable`, never guessed at: the agent then reads the kernel.
+ */
+export function parseMonitorLine(line: string): KernelChange {
+  const m = /^\[(LINK|ADDR|ROUTE)\](Deleted )?(.*)$/.exec(line);
+  if (m === null) return { kind: 'unreadable' };
+  const deleted = m[2] !== undefined;
+  const body = m[3]!.trim();
+  switch (m[1]) {
+    case 'LINK':
+      return parseLink(body, deleted);
+    case 'ADDR':
+      return parseAddress(body, deleted);
+    default:
+      return parseRoute(body, deleted);
+  }
 }

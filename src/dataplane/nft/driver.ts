@@ -1,19 +1,19 @@
 // The nft driver, the only code that runs nftables' `nft`: through execa with argument
 // arrays, never a shell. It owns one table, `table ip ipip-operator`, whole. A reconcile
 // costs one `nft` to read (`nft -j -p list table`) and, when something changes, one to
-// write the whole table as one transaction (`nft -f FILE`); a third runs `nft -j monitor`
+// write the whole table as one transaction (`nft -f FILE`); a third runs `nft monitor`
 // for good. Once per process (and again every few minutes while it fails) a check-mode
 // load of a sample table asks the kernel whether it can hold the table at all.
 
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import type { ActionResult, NftAction } from '../../model/action.ts';
-import type { KernelInterest, NftState, ObservedRules } from '../../model/kernel.ts';
+import type { KernelEvent, KernelInterest, NftState, ObservedRules } from '../../model/kernel.ts';
 import { NFT_FAMILY, NFT_TABLE } from '../../model/ownership.ts';
 import { BatchFiles } from '../batch-file.ts';
 import type { CommandObserver, Driver } from '../dataplane.ts';
 import { superviseMonitor } from '../supervise.ts';
-import { nftMonitorLineMatters } from './monitor.ts';
+import { NftTransactions } from './monitor.ts';
 import { parseNftListOutput } from './parse.ts';
 import { nftScript } from './render.ts';
 
@@ -30,6 +30,9 @@ export interface NftDriverOptions {
 }
 
 const BATCH_PREFIX = 'ipip-operator-nft-';
+
+/** How long after its start an own write's transaction is still taken for its echo: well past the write's timeout. */
+const OWN_WRITE_MS = 120_000;
 
 /**
  * How long a failed probe stands before the next observe asks the kernel again: a node
@@ -92,6 +95,13 @@ export class NftDriver implements Driver<NftAction, NftState> {
   private available: { ok: true } | { ok: false; why: string; at: number } | undefined;
   /** A probe under way: concurrent observes wait for the one answer. */
   private probing: Promise<void> | undefined;
+  /**
+   * The processes of the agent's own writes whose transaction the monitor has not reported
+   * yet, with when they started: a transaction by one of them is an echo, not drift. A pid
+   * goes when its transaction is seen, or after OWN_WRITE_MS (a write that failed commits
+   * nothing), so a later process that happens to get the same pid is not taken for ours.
+   */
+  private readonly ownWrites = new Map<number, number>();
 
   constructor(options: NftDriverOptions = {}) {
     this.nft = options.nftPath ?? 'nft';
@@ -102,14 +112,23 @@ export class NftDriver implements Driver<NftAction, NftState> {
 
   private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<NftResult> {
     const started = process.hrtime.bigint();
-    const result = await execa(this.nft, args, {
+    const child = execa(this.nft, args, {
       ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
       reject: false,
       timeout: this.timeoutMs,
     });
+    if (purpose === 'apply' && child.pid !== undefined) this.ownWrites.set(child.pid, Date.now());
+    const result = await child;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.options.onCommand?.('nft', purpose, seconds, result.exitCode === 0);
     return result;
+  }
+
+  /** Whether `pid` is one of the agent's own writes (and forgets it: a write is one transaction). */
+  private ownWrite(pid: number): boolean {
+    const now = Date.now();
+    for (const [p, at] of this.ownWrites) if (now - at > OWN_WRITE_MS) this.ownWrites.delete(p);
+    return this.ownWrites.delete(pid);
   }
 
   /** Why the kernel cannot hold the table, as last found; undefined when it can or nobody has asked. */
@@ -216,14 +235,29 @@ export class NftDriver implements Driver<NftAction, NftState> {
   }
 
   /**
-   * `nft -j monitor`: one JSON object per event, of every table; each is told whether it
-   * is about the agent's table (nftMonitorLineMatters). Restarted with backoff when it
-   * dies; while the kernel is known not to hold the table, only as often as the probe.
+   * `nft monitor`: every table's events, one transaction at a time (NftTransactions). A
+   * transaction that touched the agent's table concerns it unless one of its own writes
+   * made it (a write replaces the whole table with what the pass wanted: its echo is no
+   * news). Restarted with backoff when it dies; while the kernel is known not to hold the
+   * table, only as often as the probe.
    */
-  watch(onEvent: (concernsUs: boolean) => void, _interest: () => KernelInterest): () => void {
+  watch(onEvent: (event: KernelEvent) => void, _interest: () => KernelInterest): () => void {
+    let transactions: NftTransactions;
     return superviseMonitor({
-      start: () => execa(this.nft, ['-j', 'monitor'], { buffer: false, reject: false, stdin: 'ignore' }),
-      onLine: (line) => onEvent(nftMonitorLineMatters(line)),
+      start: () => {
+        // Lines cut off by a restart must not run into the next process's first transaction.
+        transactions = new NftTransactions(
+          (pid) => this.ownWrite(pid),
+          (touched, own) =>
+            onEvent(
+              touched
+                ? { concernsUs: !own, change: { kind: 'nft', own } }
+                : { concernsUs: false, change: { kind: 'elsewhere' } },
+            ),
+        );
+        return execa(this.nft, ['monitor'], { buffer: false, reject: false, stdin: 'ignore' });
+      },
+      onLine: (line) => transactions.line(line),
       onEnd: (seconds, stopped) => this.options.onCommand?.('nft', 'monitor', seconds, stopped),
       onDeath: (r) => {
         // Known and reported in the state (tunnels that need rules are refused with it): no log line per restart.
@@ -231,6 +265,8 @@ export class NftDriver implements Driver<NftAction, NftState> {
         this.options.onMonitorError?.(
           `nft monitor exited (${r.exitCode ?? r.signal ?? r.code}): ${nftError(String(r.stderr ?? ''))}`,
         );
+        // Events may have been missed until the next monitor runs: the agent's view of the table is stale.
+        onEvent({ concernsUs: true, change: { kind: 'unreadable' } });
         return undefined;
       },
     });

@@ -1,0 +1,129 @@
+// The agent's view of the kernel between two reads: the last read, with every event the
+// monitors reported since applied to it, in order. A wake-up by kernel events is first
+// decided on it (loop.ts): when the plan on the view is empty, the events were the echoes
+// of the agent's own writes or changes no pass would undo, and nothing is read. A plan
+// that is not empty is never applied from the view: a full pass reads the kernel first.
+// Pure (no I/O): changes in, a KernelState out.
+
+import type { ActionResult } from '../model/action.ts';
+import type {
+  KernelChange,
+  KernelState,
+  NftState,
+  ObservedAddress,
+  ObservedLink,
+  ObservedRoute,
+} from '../model/kernel.ts';
+
+const routeKey = (r: ObservedRoute) => `${r.dst} metric ${r.metric}`;
+const sameAddress = (a: ObservedAddress, b: ObservedAddress) =>
+  a.local === b.local && a.prefixlen === b.prefixlen && a.peer === b.peer;
+
+export class KernelView {
+  private readonly links = new Map<number, ObservedLink>();
+  private readonly routes = new Map<string, ObservedRoute>();
+  private nft: NftState | undefined;
+  private readonly ipv4Forwarding: boolean | undefined;
+  /** undefined while the view holds; else why it cannot be trusted (the next wake-up reads the kernel). */
+  private distrust: string | undefined;
+
+  constructor(read: KernelState) {
+    for (const link of read.links) this.links.set(link.index, { ...link, addresses: [...link.addresses] });
+    for (const route of read.routes) this.routes.set(routeKey(route), route);
+    this.nft = read.nft;
+    this.ipv4Forwarding = read.ipv4Forwarding;
+  }
+
+  /** true, or why the view is not to be decided on. */
+  trusted(): true | string {
+    return this.distrust ?? true;
+  }
+
+  private byName(name: string): ObservedLink | undefined {
+    for (const link of this.links.values()) if (link.name === name) return link;
+    return undefined;
+  }
+
+  /** The kernel drops a link's IPv4 routes when it goes down or away, without an event for each. */
+  private dropRoutesOn(name: string): void {
+    for (const [key, route] of this.routes) if (route.dev === name) this.routes.delete(key);
+  }
+
+  apply(change: KernelChange): void {
+    switch (change.kind) {
+      case 'link': {
+        const { link } = change;
+        const before = this.links.get(link.index);
+        const named = this.byName(link.name);
+        if (named !== undefined && named.index !== link.index) {
+          // A link of that name under another index: its deletion was missed.
+          this.links.delete(named.index);
+          this.dropRoutesOn(named.name);
+        }
+        if (change.deleted) {
+          this.links.delete(link.index);
+          this.dropRoutesOn(link.name);
+          return;
+        }
+        if (before !== undefined && before.name !== link.name) {
+          for (const [key, route] of this.routes)
+            if (route.dev === before.name) this.routes.set(key, { ...route, dev: link.name });
+        }
+        const now: ObservedLink = { ...link, addresses: before?.addresses ?? [] };
+        if (before?.stats !== undefined) now.stats = before.stats;
+        this.links.set(link.index, now);
+        if (!link.up) this.dropRoutesOn(link.name);
+        return;
+      }
+      case 'address': {
+        const link = this.byName(change.dev);
+        if (link === undefined) {
+          this.distrust = `an address event on ${change.dev}, a link the view does not have`;
+          return;
+        }
+        const others = link.addresses.filter((a) => !sameAddress(a, change.address));
+        link.addresses = change.deleted ? others : [...others, change.address];
+        return;
+      }
+      case 'route':
+        if (change.deleted) this.routes.delete(routeKey(change.route));
+        else this.routes.set(routeKey(change.route), change.route);
+        return;
+      case 'nft':
+        // The agent's own writes are put in by wrote(); anyone else's change is not read from events.
+        if (!change.own) this.distrust = "the agent's nftables table was changed by another process";
+        return;
+      case 'elsewhere':
+        return;
+      case 'unreadable':
+        this.distrust = 'a kernel event the agent could not read';
+        return;
+    }
+  }
+
+  /**
+   * What a pass's writes did to the table: nft writes replace it whole, and the monitor
+   * reports them only as the agent's own (no content), so the view takes the written
+   * table from the actions. A failed write leaves the view not to be trusted.
+   */
+  wrote(results: readonly ActionResult[]): void {
+    for (const { action, error } of results) {
+      if (action.tool !== 'nft') continue;
+      if (error !== undefined) {
+        this.distrust = 'a write of the nftables table failed';
+        return;
+      }
+      this.nft = { available: true, table: action.table.length > 0, rules: [...action.table] };
+    }
+  }
+
+  state(): KernelState {
+    const state: KernelState = {
+      links: [...this.links.values()].map((l) => ({ ...l, addresses: [...l.addresses] })),
+      routes: [...this.routes.values()],
+    };
+    if (this.nft !== undefined) state.nft = this.nft;
+    if (this.ipv4Forwarding !== undefined) state.ipv4Forwarding = this.ipv4Forwarding;
+    return state;
+  }
+}
