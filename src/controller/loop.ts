@@ -81,6 +81,17 @@ export const DEBOUNCE_MS = 200;
 /** A reconcile (two `ip` processes with 30 s timeouts, a few API writes) running longer than this is stuck. */
 const STUCK_AFTER_MS = 5 * 60_000;
 
+/** The same objects (not equal ones: a source gives new objects for anything that changed). */
+function sameInput(a: Omit<ReconcileInput, 'nodeName'>, b: Omit<ReconcileInput, 'nodeName'> | undefined): boolean {
+  return (
+    b !== undefined &&
+    a.tunnels === b.tunnels &&
+    a.nodeAddresses === b.nodeAddresses &&
+    a.published === b.published &&
+    a.reported === b.reported
+  );
+}
+
 export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   const { log, metrics, nodeName } = o;
   const drift = new DriftTracker();
@@ -93,8 +104,12 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   let view: KernelView | undefined;
   /** The events since the running pass began to read: they are newer than that read, and go onto it. */
   let sinceRead: KernelChange[] | undefined;
-  /** Whether the next pass must read the kernel: anything but kernel events woke it (the source, the resync, a retry). */
+  /** Whether the next pass must read the kernel: the resync, or the first pass. */
   let mustRead = true;
+  /** Whether the source said it changed since the last pass; it must read then unless the source gives what it gave before. */
+  let sourceChanged = false;
+  /** What the source gave the last full pass. */
+  let lastInput: Omit<ReconcileInput, 'nodeName'> | undefined;
   /** The problems the last full pass found, by tunnel and reason: a view with other problems needs a full pass. */
   let lastProblems = '';
 
@@ -135,6 +150,10 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   async function pass(): Promise<number | undefined> {
     const input = await o.source.current();
     if (input === undefined) return undefined;
+    // A source that gives the very objects it gave before (a manifest saved again unchanged,
+    // a second event of one save) changed nothing: that wake-up is decided on the view too.
+    if (sourceChanged && !sameInput(input, lastInput)) mustRead = true;
+    sourceChanged = false;
     const retryDue = retryAt !== undefined && Date.now() >= retryAt;
     if (!mustRead && !retryDue) {
       if (viewInSync(input)) {
@@ -146,6 +165,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     }
     mustRead = false;
     retryAt = undefined;
+    lastInput = input;
     const started = performance.now();
     reconcilingSince = Date.now();
     let outcome: ReconcileOutcome;
@@ -201,12 +221,14 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     },
     () => interest,
   );
-  const fullPass = () => {
+  const resync = setInterval(() => {
     mustRead = true;
     runner.request();
-  };
-  const resync = setInterval(fullPass, o.resyncMs);
-  o.source.start(fullPass);
+  }, o.resyncMs);
+  o.source.start(() => {
+    sourceChanged = true;
+    runner.request();
+  });
   runner.request(0);
 
   return {

@@ -12,7 +12,7 @@ import type { TunnelProblem } from '../model/problem.ts';
 import { normalizePrefix } from '../net/ipv4.ts';
 import { plan } from '../plan/engine.ts';
 import type { Logger } from '../report/log.ts';
-import { resolve } from '../resolve/resolve.ts';
+import { mayWantRules, resolve } from '../resolve/resolve.ts';
 import type { PublishedUnderlay } from '../resolve/resolve.ts';
 
 export interface ReconcileInput {
@@ -26,7 +26,7 @@ export interface ReconcileInput {
 }
 
 export async function reconcile(dataplane: Dataplane, input: ReconcileInput, log: Logger): Promise<ReconcileOutcome> {
-  const observed = await dataplane.observe();
+  const observed = await dataplane.observe({ rules: input.tunnels.some(mayWantRules) });
   const resolutions = resolve({ ...input, kernel: observed });
   const { actions, conflicts } = plan(resolutions, observed);
   const results = await dataplane.apply(actions);

@@ -111,7 +111,8 @@ export function manifestSource(manifestPath: string, log: Logger, parser = new M
           error: String((error as Error).message),
         });
       }
-      return lastGood === undefined ? undefined : { tunnels: lastGood, nodeAddresses: new Map() };
+      // The same objects while the file is the same (the loop then knows nothing changed).
+      return lastGood === undefined ? undefined : { tunnels: lastGood, nodeAddresses: NO_ADDRESSES };
     },
     ready: () => (lastGood === undefined ? 'no good manifest loaded yet' : true),
     stop: async () => {
@@ -119,6 +120,9 @@ export function manifestSource(manifestPath: string, log: Logger, parser = new M
     },
   };
 }
+
+/** Standalone, no node publishes an address. */
+const NO_ADDRESSES: ReadonlyMap<string, string> = new Map();
 
 /** Runs until the returned stop() is called. */
 export function runStandalone(options: StandaloneOptions): AgentLoop {

@@ -8,9 +8,20 @@ import type { Action, ActionResult, IpAction, NftAction, Tool } from '../model/a
 import type { KernelEvent, KernelInterest, KernelState, NftState } from '../model/kernel.ts';
 import type { SysctlReader } from './sysctl/driver.ts';
 
+/** What a pass may need of the kernel beyond links, addresses and routes. */
+export interface ObserveHint {
+  /**
+   * Whether any tunnel can want rules in the agent's nftables table (resolve's
+   * mayWantRules). When none can, the table is read only while it may exist (it was there
+   * at the last read, or someone else changed it since): a node of point-to-point tunnels
+   * runs no nft process per pass.
+   */
+  rules: boolean;
+}
+
 export interface Dataplane {
-  /** Reads links, addresses and routes: one consistent-enough snapshot. */
-  observe(): Promise<KernelState>;
+  /** Reads links, addresses and routes (and the agent's nftables table, see ObserveHint): one consistent-enough snapshot. */
+  observe(hint?: ObserveHint): Promise<KernelState>;
   /** Runs the actions in order; a failed one does not stop the others. One result per action, in order. */
   apply(actions: readonly Action[]): Promise<ActionResult[]>;
   /**
@@ -32,7 +43,7 @@ export type CommandObserver = (
 /** The part of the dataplane that one tool does: it reads S, the part of the kernel state that is its tool's. */
 export interface Driver<A extends Action, S> {
   readonly tool: A['tool'];
-  observe(): Promise<S>;
+  observe(hint?: ObserveHint): Promise<S>;
   apply(actions: readonly A[]): Promise<ActionResult[]>;
   watch(onEvent: (event: KernelEvent) => void, interest: () => KernelInterest): () => void;
 }
@@ -40,8 +51,8 @@ export interface Driver<A extends Action, S> {
 /** Every tool's driver: the Dataplane the agent runs on a real node. */
 export interface Drivers {
   ip: Driver<IpAction, KernelState>;
-  /** The agent's nftables table; absent: not read, and nft actions fail. */
-  nft?: Driver<NftAction, NftState>;
+  /** The agent's nftables table (undefined: not read this time); absent: never read, and nft actions fail. */
+  nft?: Driver<NftAction, NftState | undefined>;
   /** Settings read, never written; absent: not read. */
   sysctl?: SysctlReader;
 }
@@ -53,10 +64,10 @@ export class KernelDataplane implements Dataplane {
     this.drivers = drivers;
   }
 
-  async observe(): Promise<KernelState> {
+  async observe(hint?: ObserveHint): Promise<KernelState> {
     const [state, nft, ipv4Forwarding] = await Promise.all([
       this.drivers.ip.observe(),
-      this.drivers.nft?.observe(),
+      this.drivers.nft?.observe(hint),
       this.drivers.sysctl?.ipv4Forwarding(),
     ]);
     return {

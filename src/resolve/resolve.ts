@@ -301,6 +301,16 @@ function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | u
 }
 
 /**
+ * Whether a tunnel can want any part of the agent's nftables table on some node: a mesh
+ * (three endpoints or more) that drops foreign IPIP, or an endpoint that masquerades.
+ * When no tunnel can, the table is not read at every pass (dataplane.observe's hint).
+ */
+export function mayWantRules(tunnel: IpipTunnel): boolean {
+  const { endpoints, dropForeignIpip } = tunnel.spec;
+  return (endpoints.length > 2 && dropForeignIpip !== false) || endpoints.some((e) => e.masquerade === true);
+}
+
+/**
  * This tunnel's part of the agent's nftables table on this node, or undefined when it
  * needs none: masquerade of what the other endpoints send (their overlay addresses and
  * networks) when this endpoint asks for it; for a mesh (`peerFilter` given), the drop of

@@ -42,7 +42,7 @@ createServer(async (req, res) => {
   const q = JSON.parse(body);
   let answer;
   try {
-    if (q.op === 'observe') answer = await driver.observe();
+    if (q.op === 'observe') answer = (await driver.observe(q.hint)) ?? 'not read';
     else if (q.op === 'apply') {
       const actions = q.table.length === 0 ? [action('gone', [])] : q.table.map((r) => action(r.tunnel, q.table));
       answer = (await driver.apply(actions)).map((r) => r.error ?? null);
@@ -90,6 +90,8 @@ class GuestDriver {
   }
 
   observe = () => this.ask<NftState>({ op: 'observe' });
+  /** observe with the hint that no tunnel can want rules: "not read" when it ran nothing. */
+  observeWithoutRules = () => this.ask<NftState | 'not read'>({ op: 'observe', hint: { rules: false } });
   /** Each action's error, or null. */
   apply = (table: readonly ObservedRules[]) => this.ask<(string | null)[]>({ op: 'apply', table });
   /** The monitor's events so far, each "concernsUs kind[ own]": "false nft own" for a write of the driver's. */
@@ -269,6 +271,28 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
       (await driver.commands()).filter((c) => c.startsWith('nft apply')),
       ['nft apply ok', 'nft apply ok', 'nft apply ok', 'nft apply ok', 'nft apply ok'],
     );
+  });
+  test('with no tunnel that can want rules, no nft runs while the table cannot be there; a table made by hand is read', async () => {
+    const { guest, driver } = lab.get();
+    // The last write removed the table: nothing to read, and nothing is run.
+    const before = (await driver.commands()).length;
+    assert.equal(await driver.observeWithoutRules(), 'not read');
+    assert.equal((await driver.commands()).length, before, 'no nft process');
+    // Someone makes the table: the monitor tells, and the next observe reads it (to remove it, a pass would plan).
+    const events = (await driver.events()).length;
+    await guest.ok('nft add table ip ipip-operator');
+    await eventually(
+      'the monitor to report the hand-made table',
+      async () => ((await driver.events()).slice(events).includes('true nft') ? true : undefined),
+      {
+        timeoutMs: 15_000,
+        intervalMs: 200,
+        context: async () => JSON.stringify((await driver.events()).slice(events)),
+      },
+    );
+    assert.deepEqual(await driver.observeWithoutRules(), { available: true, table: true, rules: [] });
+    assert.deepEqual((await driver.commands()).slice(before), ['nft observe ok']);
+    assert.deepEqual(await driver.apply([]), [null]);
   });
 });
 

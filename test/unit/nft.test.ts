@@ -372,7 +372,7 @@ describe('the nft driver without nft', () => {
       nftPath: '/nonexistent/nft',
       onCommand: (tool, purpose, _seconds, ok) => commands.push(`${tool} ${purpose} ${ok}`),
     });
-    const state = await driver.observe();
+    const state = (await driver.observe())!;
     assert.equal(state.available, false);
     assert.match(state.available ? '' : state.why, /^nft is not installed .*apt-get install nftables/);
     // The probe ran once; a second observe within REPROBE_MS asks nothing.

@@ -11,7 +11,7 @@ import type { ActionResult, NftAction } from '../../model/action.ts';
 import type { KernelEvent, KernelInterest, NftState, ObservedRules } from '../../model/kernel.ts';
 import { NFT_FAMILY, NFT_TABLE } from '../../model/ownership.ts';
 import { BatchFiles } from '../batch-file.ts';
-import type { CommandObserver, Driver } from '../dataplane.ts';
+import type { CommandObserver, Driver, ObserveHint } from '../dataplane.ts';
 import { superviseMonitor } from '../supervise.ts';
 import { NftTransactions } from './monitor.ts';
 import { parseNftListOutput } from './parse.ts';
@@ -84,7 +84,7 @@ export function nftError(stderr: string): string {
   return more === 0 ? errors[0]! : `${errors[0]} (and ${more} more error${more === 1 ? '' : 's'})`;
 }
 
-export class NftDriver implements Driver<NftAction, NftState> {
+export class NftDriver implements Driver<NftAction, NftState | undefined> {
   readonly tool = 'nft';
   private readonly nft: string;
   private readonly timeoutMs: number;
@@ -102,6 +102,12 @@ export class NftDriver implements Driver<NftAction, NftState> {
    * nothing), so a later process that happens to get the same pid is not taken for ours.
    */
   private readonly ownWrites = new Map<number, number>();
+  /**
+   * Whether the table may be in the kernel: it was at the last read or write, or someone
+   * else changed it since, or the monitor died (what it missed is not known). While it
+   * may not, and no tunnel can want rules, observe reads nothing.
+   */
+  private tableMayExist = true;
 
   constructor(options: NftDriverOptions = {}) {
     this.nft = options.nftPath ?? 'nft';
@@ -177,8 +183,19 @@ export class NftDriver implements Driver<NftAction, NftState> {
     await this.probing;
   }
 
-  /** The agent's table: one `nft -j -p list table ip ipip-operator` (after the first probe, in steady state). */
-  async observe(): Promise<NftState> {
+  /**
+   * The agent's table: one `nft -j -p list table ip ipip-operator` (after the first probe,
+   * in steady state); undefined, with no process, when no tunnel can want rules and the
+   * table cannot be there (see tableMayExist).
+   */
+  async observe(hint?: ObserveHint): Promise<NftState | undefined> {
+    if (hint?.rules === false && !this.tableMayExist) return undefined;
+    const state = await this.read();
+    this.tableMayExist = !state.available || state.table;
+    return state;
+  }
+
+  private async read(): Promise<NftState> {
     await this.ensureProbed();
     const why = this.unavailable();
     if (why !== undefined) return { available: false, why };
@@ -226,6 +243,8 @@ export class NftDriver implements Driver<NftAction, NftState> {
       return fail(this.notInstalledWhy());
     }
     if (r.timedOut) return fail(`nft -f timed out after ${this.timeoutMs} ms`);
+    // After a failed write the table is whatever it was: it may be there.
+    this.tableMayExist = r.exitCode !== 0 || table.length > 0;
     if (r.exitCode === 0) return actions.map((action) => ({ action }));
     const message = nftError(String(r.stderr));
     // The kernel refused the family or nat after all: say so at the next observe, before anything else is tried.
@@ -248,12 +267,14 @@ export class NftDriver implements Driver<NftAction, NftState> {
         // Lines cut off by a restart must not run into the next process's first transaction.
         transactions = new NftTransactions(
           (pid) => this.ownWrite(pid),
-          (touched, own) =>
+          (touched, own) => {
+            if (touched && !own) this.tableMayExist = true;
             onEvent(
               touched
                 ? { concernsUs: !own, change: { kind: 'nft', own } }
                 : { concernsUs: false, change: { kind: 'elsewhere' } },
-            ),
+            );
+          },
         );
         return execa(this.nft, ['monitor'], { buffer: false, reject: false, stdin: 'ignore' });
       },
@@ -266,6 +287,7 @@ export class NftDriver implements Driver<NftAction, NftState> {
           `nft monitor exited (${r.exitCode ?? r.signal ?? r.code}): ${nftError(String(r.stderr ?? ''))}`,
         );
         // Events may have been missed until the next monitor runs: the agent's view of the table is stale.
+        this.tableMayExist = true;
         onEvent({ concernsUs: true, change: { kind: 'unreadable' } });
         return undefined;
       },
