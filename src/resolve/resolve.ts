@@ -222,13 +222,28 @@ const routeClaim = (dst: string, field: string): Claim => ({
   what: `route ${dst}`,
 });
 
+/**
+ * validateTunnel, once per object: the sources give the same object again while a tunnel
+ * is unchanged (the informer's cache, the manifest's parser), and tunnels are never
+ * changed in place, so a pass re-validates only what changed.
+ */
+const validations = new WeakMap<IpipTunnel, ReturnType<typeof validateTunnel>>();
+function validated(tunnel: IpipTunnel): ReturnType<typeof validateTunnel> {
+  let errors = validations.get(tunnel);
+  if (errors === undefined) {
+    errors = validateTunnel(tunnel);
+    validations.set(tunnel, errors);
+  }
+  return errors;
+}
+
 function resolveOne(tunnel: IpipTunnel, input: ResolveInput, node: NodeIndex | undefined): Resolved {
   const name = tunnel.metadata.name;
   const endpoints = Array.isArray(tunnel.spec?.endpoints) ? tunnel.spec.endpoints : [];
   const selfIndex = endpoints.findIndex((e) => e?.nodeName === input.nodeName);
   if (selfIndex < 0) return { resolution: { tunnel: name, outcome: 'absent' }, claims: [] };
 
-  const invalid = validateTunnel(tunnel);
+  const invalid = validated(tunnel);
   if (invalid.length > 0) {
     const first = invalid[0]!;
     const more = invalid.length > 1 ? ` (and ${invalid.length - 1} more)` : '';
