@@ -176,6 +176,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       metrics?.recordReconcile('error', (performance.now() - started) / 1000);
       log.error('reconcile failed', { node: nodeName, error: String((error as Error).message) });
       view = undefined;
+      sinceRead = undefined;
       return retry();
     } finally {
       reconcilingSince = undefined;
