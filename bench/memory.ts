@@ -38,6 +38,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -64,6 +65,8 @@ interface Sample {
   startupMs?: number;
   rssMiB: number;
   rssAfterGcMiB: number;
+  /** Of that, what is not file-backed (RssAnon: not the node binary's pages, which are shared and reclaimable). */
+  rssAnonMiB: number;
   heapUsedMiB: number;
   heapTotalMiB: number;
   externalMiB: number;
@@ -125,6 +128,16 @@ async function recordingDataplane(): Promise<Dataplane> {
     return results;
   };
   return dataplane;
+}
+
+/** RssAnon of /proc/self/status, in bytes (0 where there is none). */
+function rssAnon(): number {
+  try {
+    const kb = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    return kb === undefined ? 0 : Number(kb) * 1024;
+  } catch {
+    return 0;
+  }
 }
 
 async function child(mode: Mode, target: string): Promise<void> {
@@ -210,6 +223,7 @@ async function child(mode: Mode, target: string): Promise<void> {
       sample: {
         rssMiB: mib(rss),
         rssAfterGcMiB: mib(usage.rss),
+        rssAnonMiB: mib(rssAnon()),
         heapUsedMiB: mib(usage.heapUsed),
         heapTotalMiB: mib(usage.heapTotal),
         externalMiB: mib(usage.external),
@@ -557,9 +571,9 @@ async function parent(): Promise<void> {
     say('');
     say(
       '| code | mode | tunnels | start-up to first reconcile (ms) | RSS settled (MiB) | RSS after GC (MiB) ' +
-        '| heap used (MiB) | heap total (MiB) | external (MiB) |',
+        '| of it anon (MiB) | heap used (MiB) | heap total (MiB) | external (MiB) |',
     );
-    say('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+    say('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const variant of variants) {
       const entry = await buildVariant(variant, dir);
       const rows: [Mode, number][] = [
@@ -590,6 +604,7 @@ async function parent(): Promise<void> {
             m((s) => s.startupMs),
             m((s) => s.rssMiB),
             m((s) => s.rssAfterGcMiB),
+            m((s) => s.rssAnonMiB),
             m((s) => s.heapUsedMiB),
             m((s) => s.heapTotalMiB),
             m((s) => s.externalMiB),
