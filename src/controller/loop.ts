@@ -78,8 +78,29 @@ export interface AgentLoop {
  */
 export const DEBOUNCE_MS = 200;
 
+/**
+ * The debounce of a wake-up by kernel events: the lines of one change (a link's deletion
+ * takes its addresses and routes with it) come within a millisecond or two, and a repair
+ * should not wait for a file's. A burst that is split anyway costs a check on the view.
+ */
+export const KERNEL_DEBOUNCE_MS = 20;
+
 /** A reconcile (two `ip` processes with 30 s timeouts, a few API writes) running longer than this is stuck. */
 const STUCK_AFTER_MS = 5 * 60_000;
+
+/** A wanted link gone or down, a wanted route or an address of a wanted link deleted: work for a pass, whatever else came. */
+function surelyDrift(change: KernelChange, wantedLinks: ReadonlySet<string>, interest: KernelInterest): boolean {
+  switch (change.kind) {
+    case 'link':
+      return wantedLinks.has(change.link.name) && (change.deleted || !change.link.up);
+    case 'address':
+      return change.deleted && wantedLinks.has(change.dev);
+    case 'route':
+      return change.deleted && interest.prefixes.has(change.route.dst);
+    default:
+      return false;
+  }
+}
 
 /** The same objects (not equal ones: a source gives new objects for anything that changed). */
 function sameInput(a: Omit<ReconcileInput, 'nodeName'>, b: Omit<ReconcileInput, 'nodeName'> | undefined): boolean {
@@ -112,6 +133,10 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   let lastInput: Omit<ReconcileInput, 'nodeName'> | undefined;
   /** The problems the last full pass found, by tunnel and reason: a view with other problems needs a full pass. */
   let lastProblems = '';
+  /** The links the last pass wanted: an event that one of them went down or away is drift for sure. */
+  let wantedLinks: ReadonlySet<string> = new Set();
+  /** Whether an event since the last read was surely drift (no check on the view then: it would find work anyway). */
+  let driftSeen = false;
 
   /** When the retry of a pass that left problems is due (the runner's timer runs it); undefined: none pending. */
   let retryAt: number | undefined;
@@ -152,7 +177,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     if (input === undefined) return undefined;
     // A source that gives the very objects it gave before (a manifest saved again unchanged,
     // a second event of one save) changed nothing: that wake-up is decided on the view too.
-    if (sourceChanged && !sameInput(input, lastInput)) mustRead = true;
+    if ((sourceChanged && !sameInput(input, lastInput)) || driftSeen) mustRead = true;
     sourceChanged = false;
     const retryDue = retryAt !== undefined && Date.now() >= retryAt;
     if (!mustRead && !retryDue) {
@@ -164,6 +189,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       metrics?.recordKernelEventCheck('reconcile');
     }
     mustRead = false;
+    driftSeen = false;
     retryAt = undefined;
     lastInput = input;
     const started = performance.now();
@@ -190,6 +216,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       outcome.results.filter((r) => r.error !== undefined).map((r) => renderPlan([r.action]).join('\n')),
     );
     interest = kernelInterest(outcome);
+    wantedLinks = new Set(outcome.resolutions.flatMap((r) => (r.outcome === 'desired' ? [r.desired.link.name] : [])));
     const corrections = drift.update(outcome);
     // Said in the log too, not only as a cluster Event: standalone, the log is all there is.
     for (const [tunnel, count] of corrections) log.info('drift corrected', { node: nodeName, tunnel, changes: count });
@@ -218,7 +245,9 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       metrics?.recordKernelEvent(concernsUs);
       if (sinceRead !== undefined) sinceRead.push(change);
       else view?.apply(change);
-      if (concernsUs) runner.request();
+      if (!concernsUs) return;
+      if (surelyDrift(change, wantedLinks, interest)) driftSeen = true;
+      runner.request(Math.min(KERNEL_DEBOUNCE_MS, o.debounceMs));
     },
     () => interest,
   );

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import type { IpipNode, IpipTunnel, NodeTunnelStatus } from '../../src/api/types.ts';
 import { informerSource } from '../../src/controller/cluster.ts';
-import { runAgentLoop } from '../../src/controller/loop.ts';
+import { KERNEL_DEBOUNCE_MS, runAgentLoop } from '../../src/controller/loop.ts';
 import type { AgentLoop, ReportSink, TunnelSource } from '../../src/controller/loop.ts';
 import type { ReflectorSource } from '../../src/controller/reflector.ts';
 import type { ListPage, NodeAddresses, WatchHandlers } from '../../src/kube/client.ts';
@@ -247,9 +247,10 @@ describe('the agent loop', () => {
     assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'reconcile' }), 0);
   });
 
-  test('a link set down by hand: one read, one write with its one command, and nothing after', async () => {
+  test('a link set down by hand: one read after the kernel debounce, one write, and nothing after', async () => {
     const dp = new RecordingDataplane(programmedKernel());
-    start(dp, fixedSource([exampleTunnel()]));
+    const metrics = new AgentMetrics();
+    start(dp, fixedSource([exampleTunnel()]), recordingSink(), metrics);
     await advance(DEBOUNCE_MS);
     const [reads, writes] = [dp.observes, dp.applied.length];
     const link = dp.state.links.find((l) => l.name === 'ipiptun')!;
@@ -262,13 +263,19 @@ describe('the agent loop', () => {
         'link/[768] 192.168.40.2 peer 192.168.40.3 \\    ipip any remote 192.168.40.3 local 192.168.40.2 dev eth1 ttl 64 pmtudisc ' +
         '\\    alias ipip-operator/lab',
     );
-    await advance(DEBOUNCE_MS);
+    await advance(KERNEL_DEBOUNCE_MS - 1, 1);
+    assert.equal(dp.observes, reads, 'not before the debounce of kernel events');
+    await advance(1);
     assert.equal(dp.observes, reads + 1, 'one read');
     assert.deepEqual(dp.applied.slice(writes), [
       ['ip link set dev ipiptun up', 'ip route replace 172.0.0.0/24 dev ipiptun proto 203'],
     ]);
     await advance(DEBOUNCE_MS * 5);
     assert.equal(dp.observes, reads + 1, 'the echoes of the repair woke no pass');
+    // A link of ours down is surely drift: the pass read at once, with no check on the view first.
+    const text = await metrics.metrics();
+    assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'reconcile' }), 0);
+    assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'in_sync' }), 1);
   });
 
   test("one tunnel's ttl edited: one read and one command", async () => {
