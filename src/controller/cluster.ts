@@ -104,6 +104,23 @@ function reportsIn(ipipNodes: Reflector<IpipNode>): NodeReportOf {
   };
 }
 
+/**
+ * Like reportsIn, for a run that lasts: a node's entries are indexed again when its
+ * IpipNode in the cache is another object than the one they were read from.
+ */
+function currentReportsIn(ipipNodes: Reflector<IpipNode>): NodeReportOf {
+  const byNode = new Map<string, { from: IpipNode | undefined; entries: Map<string, NodeTunnelStatus> }>();
+  return (node, tunnel) => {
+    const now = ipipNodes.get(node);
+    let read = byNode.get(node);
+    if (read === undefined || read.from !== now) {
+      read = { from: now, entries: entriesOf(now) };
+      byNode.set(node, read);
+    }
+    return read.entries.get(tunnel);
+  };
+}
+
 /** Whether two versions of a node's IpipNode publish a different underlay address for one of these tunnels. */
 function underlaysChanged(
   old: IpipNode | undefined,
@@ -358,13 +375,18 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
   async function writeAggregates(): Promise<number | undefined> {
     if (!elector.isLeader || !tunnels.synced || !ipipNodes.synced) return undefined;
     let failed = false;
-    const now = new Date();
-    const reportOf = reportsIn(ipipNodes);
-    const changed = tunnels
-      .items()
-      .map((tunnel) => ({ tunnel, wanted: aggregateStatus(tunnel, reportOf, now) }))
-      .filter(({ tunnel, wanted }) => !sameAggregate(tunnel.status, wanted));
-    await eachLimited(changed, WRITE_CONCURRENCY, async ({ tunnel, wanted }) => {
+    const reportOf = currentReportsIn(ipipNodes);
+    const due = (tunnel: IpipTunnel) => {
+      const wanted = aggregateStatus(tunnel, reportOf, new Date());
+      return sameAggregate(tunnel.status, wanted) ? undefined : wanted;
+    };
+    const changed = tunnels.items().filter((tunnel) => due(tunnel) !== undefined);
+    // Each is computed again when its turn comes: with a thousand to write, the last would
+    // otherwise say what the caches said a minute or more before (and be written again).
+    await eachLimited(changed, WRITE_CONCURRENCY, async ({ metadata: { name } }) => {
+      const tunnel = tunnels.get(name);
+      const wanted = tunnel === undefined ? undefined : due(tunnel);
+      if (tunnel === undefined || wanted === undefined) return;
       if (!(await writeStatus(tunnel, AGGREGATE_FIELD_MANAGER, wanted))) failed = true;
     });
     aggregateFailures = failed ? aggregateFailures + 1 : 0;
