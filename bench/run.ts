@@ -1,18 +1,26 @@
-// Benchmarks, reported in bench/RESULTS.md:  node bench/run.ts
-// 1. The pure core (resolve + plan) on one node with N tunnels, no-op and from empty.
-// 2. The real dataplane in a User-Mode Linux kernel with N tunnels: observe, plan and
-//    apply times and the number of `ip` processes (create all, no-op, remove all).
-// 3. The standalone agent's resident memory, idle, with the example tunnel.
-// UML timings are a guest kernel's, slower than bare metal: compare runs, not machines.
+// The benchmark suite, reported in bench/RESULTS.md:  npm run bench  (= node bench/run.ts)
+//   node bench/run.ts [section ...]   sections: pure floor memory cluster mesh (default: all, in that order)
+// - pure: the pure core (resolve + plan) on one node with N tunnels, no-op and from empty.
+// - floor: the agent against the kernel's own floor on the lab kernel, one guest per size
+//   (bench/floor.ts): converge, no-op, repairs, one edit, idle; floor, agent and ratio side by side.
+// - memory: RSS, heap and start-up of the agent, standalone and in a cluster (bench/memory.ts).
+// - cluster: 1,000 IpipTunnels applied at once across the lab's nodes (bench/cluster-scale.ts).
+// - mesh: a mesh of 50, 100 and 200 endpoints, bytes received per agent (bench/mesh.ts).
+// UML timings are a guest kernel's, slower than bare metal: compare ratios measured in
+// the same run, not absolute times across machines.
 
+import { spawnSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
 import type { KernelState } from '../src/model/kernel.ts';
 import { plan } from '../src/plan/engine.ts';
 import { resolve } from '../src/resolve/resolve.ts';
 import { applyModel } from '../test/harness/kernel-model.ts';
 import { bareKernel } from '../test/unit/builders.ts';
-import { Guest } from '../test/harness/uml.ts';
-import { setUpTwoHosts, startBackgroundAgent } from '../test/harness/two-hosts.ts';
+import { FLOOR_HEADER, floorRows, measureFloor, SIZES } from './floor.ts';
 import { manyTunnels } from './tunnels.ts';
+
+const SECTIONS = ['pure', 'floor', 'memory', 'cluster', 'mesh'] as const;
+type Section = (typeof SECTIONS)[number];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -37,48 +45,62 @@ function pure(n: number) {
   return { n, fromEmptyMs: time(empty), noopMs: time(programmed), noopActions: once(programmed).actions.length };
 }
 
-const lines: string[] = [];
-const say = (s: string) => {
-  lines.push(s);
-  process.stdout.write(`${s}\n`);
-};
+const say = (s = '') => process.stdout.write(`${s}\n`);
 
-say('| tunnels | resolve+plan from empty (ms, median of 30) | resolve+plan no-op (ms) | no-op actions |');
-say('|---:|---:|---:|---:|');
-for (const n of [1, 10, 100, 1000]) {
-  const r = pure(n);
-  say(`| ${n} | ${r.fromEmptyMs.toFixed(3)} | ${r.noopMs.toFixed(3)} | ${r.noopActions} |`);
+/** Another benchmark of the suite, as its own process (each boots what it needs and cleans up); its tables pass through. */
+function script(file: string, args: string[]): void {
+  const r = spawnSync(process.execPath, [file, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`bench: ${file} ${args.join(' ')} failed (exit ${r.status ?? r.signal})`);
 }
 
-const guest = await Guest.boot({ memMB: 1024 });
-try {
-  await setUpTwoHosts(guest);
-  say('');
-  say(
-    '| tunnels | create: observe / plan / apply (ms) | commands in 1 batch | ip processes | no-op: ' +
-      'observe / plan / apply (ms) | no-op ip processes | remove all (ms) |',
-  );
-  say('|---:|---|---:|---:|---|---:|---:|');
-  for (const n of [1, 10, 100, 300]) {
-    const out = await guest.ok(`ip netns exec host-a node bench/dataplane-guest.ts ${n}`, 300_000);
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as {
-      create: Record<string, number>;
-      noop: Record<string, number>;
-      remove: Record<string, number>;
-    };
-    const f = (x: Record<string, number>) =>
-      `${x.observeMs!.toFixed(1)} / ${x.planMs!.toFixed(1)} / ${x.applyMs!.toFixed(1)}`;
-    say(
-      `| ${n} | ${f(r.create)} | ${r.create.commands} | ${r.create.ipProcesses} | ${f(r.noop)} | ${r.noop.ipProcesses} | ${r.remove.totalMs!.toFixed(1)} |`,
-    );
+const asked = process.argv.slice(2);
+for (const a of asked) {
+  if (!(SECTIONS as readonly string[]).includes(a)) {
+    process.stderr.write(`bench: unknown section "${a}"; sections: ${SECTIONS.join(' ')}\n`);
+    process.exit(2);
   }
-  await guest.ok('cp examples/tunnel.yaml /run/lab/tunnel.yaml');
-  await startBackgroundAgent(guest, 'node-a', '--manifest /run/lab/tunnel.yaml --log-level warn');
-  // What is measured: the RSS 8 s after the start (not a wait for something to happen).
-  await new Promise((r) => setTimeout(r, 8000));
-  const rss = await guest.ok('ps -o rss= -p $(pgrep -f "src/cli/main.ts agent" | head -1)');
-  say('');
-  say(`Standalone agent (example tunnel, idle 8 s after start): RSS ${Math.round(Number(rss.trim()) / 1024)} MiB.`);
-} finally {
-  await guest.stop();
+}
+const sections: readonly Section[] = asked.length === 0 ? SECTIONS : (asked as Section[]);
+
+say(
+  `# ipip-operator benchmarks, ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ` +
+    `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`,
+);
+for (const section of sections) {
+  say();
+  switch (section) {
+    case 'pure': {
+      say('## The pure core: resolve + plan for one node');
+      say();
+      say('| tunnels | resolve+plan from empty (ms, median of 30) | resolve+plan no-op (ms) | no-op actions |');
+      say('|---:|---:|---:|---:|');
+      for (const n of [1, 10, 100, 1000]) {
+        const r = pure(n);
+        say(`| ${n} | ${r.fromEmptyMs.toFixed(3)} | ${r.noopMs.toFixed(3)} | ${r.noopActions} |`);
+      }
+      break;
+    }
+    case 'floor': {
+      say('## The agent against the kernel floor (lab kernel, a guest per size)');
+      say();
+      for (const line of FLOOR_HEADER) say(line);
+      for (const size of SIZES) for (const row of floorRows(await measureFloor(size))) say(row);
+      break;
+    }
+    case 'memory':
+      say('## Memory and start-up');
+      say();
+      script('bench/memory.ts', []);
+      break;
+    case 'cluster':
+      say('## 1,000 IpipTunnels in the cluster lab');
+      say();
+      script('bench/cluster-scale.ts', ['1000']);
+      break;
+    case 'mesh':
+      say('## A mesh of N endpoints: what each agent receives');
+      say();
+      script('bench/mesh.ts', ['50', '100', '200']);
+      break;
+  }
 }

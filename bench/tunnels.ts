@@ -27,3 +27,44 @@ export function manyTunnels(n: number): IpipTunnel[] {
     },
   }));
 }
+
+/** Peers per mesh: the CRD's limit is 200 endpoints (its CEL rules compare them pairwise), node-a is one. */
+export const PEERS_PER_MESH = 199;
+
+/** node-a's underlay address in mesh k: one per mesh, since two any-remote links cannot share a local address. */
+export function meshLocal(k: number): string {
+  return `192.168.${50 + k}.2`;
+}
+
+/**
+ * `peers` mesh peers of node-a, in meshes of at most 200 endpoints (node-a and 199
+ * others): mesh k has its link meshK on node-a's address meshLocal(k) on eth1, and every
+ * peer an underlay address of its own, so each needs a route and a place in the filter.
+ */
+export function meshTunnels(peers: number): IpipTunnel[] {
+  const meshes: IpipTunnel[] = [];
+  for (let k = 0, first = 0; first < peers; k++, first += PEERS_PER_MESH) {
+    const count = Math.min(PEERS_PER_MESH, peers - first);
+    meshes.push({
+      apiVersion: 'tunnel.ipip-operator.dev/v1alpha1',
+      kind: 'IpipTunnel',
+      metadata: { name: `mesh${k}` },
+      spec: {
+        linkName: `mesh${k}`,
+        endpoints: [
+          {
+            nodeName: 'node-a',
+            underlay: { address: meshLocal(k), interface: 'eth1' },
+            overlayAddress: `172.${20 + k}.255.1`,
+          },
+          ...Array.from({ length: count }, (_, j) => ({
+            nodeName: `peer-${k}-${j}`,
+            underlay: { address: host(`10.${210 + k}`, j) },
+            overlayAddress: host(`172.${20 + k}`, j),
+          })),
+        ],
+      },
+    });
+  }
+  return meshes;
+}

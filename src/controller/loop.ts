@@ -14,7 +14,7 @@ import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import { renderPlan } from '../dataplane/render.ts';
 import { NO_INTEREST } from '../model/kernel.ts';
-import type { KernelChange, KernelInterest } from '../model/kernel.ts';
+import type { KernelEvent, KernelInterest } from '../model/kernel.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
 import { problemClass, problemsOf } from '../model/problem.ts';
 import type { TunnelProblem } from '../model/problem.ts';
@@ -88,20 +88,6 @@ export const KERNEL_DEBOUNCE_MS = 20;
 /** A reconcile (two `ip` processes with 30 s timeouts, a few API writes) running longer than this is stuck. */
 const STUCK_AFTER_MS = 5 * 60_000;
 
-/** A wanted link gone or down, a wanted route or an address of a wanted link deleted: work for a pass, whatever else came. */
-function surelyDrift(change: KernelChange, wantedLinks: ReadonlySet<string>, interest: KernelInterest): boolean {
-  switch (change.kind) {
-    case 'link':
-      return wantedLinks.has(change.link.name) && (change.deleted || !change.link.up);
-    case 'address':
-      return change.deleted && wantedLinks.has(change.dev);
-    case 'route':
-      return change.deleted && interest.prefixes.has(change.route.dst);
-    default:
-      return false;
-  }
-}
-
 /** The same objects (not equal ones: a source gives new objects for anything that changed). */
 function sameInput(a: Omit<ReconcileInput, 'nodeName'>, b: Omit<ReconcileInput, 'nodeName'> | undefined): boolean {
   return (
@@ -124,7 +110,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   /** The kernel as the last read and the events since show it; undefined until a pass has read it. */
   let view: KernelView | undefined;
   /** The events since the running pass began to read: they are newer than that read, and go onto it. */
-  let sinceRead: KernelChange[] | undefined;
+  let sinceRead: KernelEvent[] | undefined;
   /** Whether the next pass must read the kernel: the resync, or the first pass. */
   let mustRead = true;
   /** Whether the source said it changed since the last pass; it must read then unless the source gives what it gave before. */
@@ -133,10 +119,12 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   let lastInput: Omit<ReconcileInput, 'nodeName'> | undefined;
   /** The problems the last full pass found, by tunnel and reason: a view with other problems needs a full pass. */
   let lastProblems = '';
-  /** The links the last pass wanted: an event that one of them went down or away is drift for sure. */
-  let wantedLinks: ReadonlySet<string> = new Set();
-  /** Whether an event since the last read was surely drift (no check on the view then: it would find work anyway). */
-  let driftSeen = false;
+  /**
+   * The links the last pass wanted, and the prefixes of the routes it wanted, but for those
+   * on a link whose action failed: the view showing one of them gone or down is drift for sure.
+   */
+  let sureLinks: ReadonlySet<string> = new Set();
+  let surePrefixes: ReadonlySet<string> = new Set();
 
   /** When the retry of a pass that left problems is due (the runner's timer runs it); undefined: none pending. */
   let retryAt: number | undefined;
@@ -163,6 +151,8 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
    */
   function viewInSync(input: Omit<ReconcileInput, 'nodeName'>): boolean {
     if (view === undefined || view.trusted() !== true) return false;
+    // A wanted link gone or down, or a wanted route gone, is work for sure: no plan needed to see it.
+    if (view.lacks(sureLinks, surePrefixes)) return false;
     const kernel = view.state();
     const resolutions = resolve({ nodeName, ...input, kernel });
     const { actions, conflicts } = plan(resolutions, kernel);
@@ -177,7 +167,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     if (input === undefined) return undefined;
     // A source that gives the very objects it gave before (a manifest saved again unchanged,
     // a second event of one save) changed nothing: that wake-up is decided on the view too.
-    if ((sourceChanged && !sameInput(input, lastInput)) || driftSeen) mustRead = true;
+    if (sourceChanged && !sameInput(input, lastInput)) mustRead = true;
     sourceChanged = false;
     const retryDue = retryAt !== undefined && Date.now() >= retryAt;
     if (!mustRead && !retryDue) {
@@ -189,7 +179,6 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       metrics?.recordKernelEventCheck('reconcile');
     }
     mustRead = false;
-    driftSeen = false;
     retryAt = undefined;
     lastInput = input;
     const started = performance.now();
@@ -208,7 +197,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       reconcilingSince = undefined;
     }
     view = new KernelView(outcome.observed);
-    for (const change of sinceRead) view.apply(change);
+    for (const { change } of sinceRead) view.apply(change);
     sinceRead = undefined;
     view.wrote(outcome.results);
     lastProblems = problemKey(outcome.problems);
@@ -216,7 +205,10 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       outcome.results.filter((r) => r.error !== undefined).map((r) => renderPlan([r.action]).join('\n')),
     );
     interest = kernelInterest(outcome);
-    wantedLinks = new Set(outcome.resolutions.flatMap((r) => (r.outcome === 'desired' ? [r.desired.link.name] : [])));
+    const failedLinks = new Set(outcome.results.filter((r) => r.error !== undefined).map((r) => r.action.link));
+    const wanted = outcome.resolutions.flatMap((r) => (r.outcome === 'desired' ? [r.desired] : []));
+    sureLinks = new Set(wanted.map((d) => d.link.name).filter((name) => !failedLinks.has(name)));
+    surePrefixes = new Set(wanted.flatMap((d) => d.routes.filter((r) => !failedLinks.has(r.dev)).map((r) => r.dst)));
     const corrections = drift.update(outcome);
     // Said in the log too, not only as a cluster Event: standalone, the log is all there is.
     for (const [tunnel, count] of corrections) log.info('drift corrected', { node: nodeName, tunnel, changes: count });
@@ -241,13 +233,12 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
 
   const runner = new CoalescingRunner(pass, { debounceMs: o.debounceMs });
   const stopMonitor = o.dataplane.watch(
-    ({ concernsUs, change }) => {
+    (event) => {
+      const { concernsUs, change } = event;
       metrics?.recordKernelEvent(concernsUs);
-      if (sinceRead !== undefined) sinceRead.push(change);
+      if (sinceRead !== undefined) sinceRead.push(event);
       else view?.apply(change);
-      if (!concernsUs) return;
-      if (surelyDrift(change, wantedLinks, interest)) driftSeen = true;
-      runner.request(Math.min(KERNEL_DEBOUNCE_MS, o.debounceMs));
+      if (concernsUs) runner.request(Math.min(KERNEL_DEBOUNCE_MS, o.debounceMs));
     },
     () => interest,
   );

@@ -117,6 +117,17 @@ export class KernelView {
     }
   }
 
+  /** Whether a link of `links` is gone or down, or a prefix of `prefixes` has no route: a cheap look for sure drift. */
+  lacks(links: ReadonlySet<string>, prefixes: ReadonlySet<string>): boolean {
+    const up = new Set<string>();
+    for (const link of this.links.values()) if (link.up) up.add(link.name);
+    for (const name of links) if (!up.has(name)) return true;
+    const routed = new Set<string>();
+    for (const route of this.routes.values()) routed.add(route.dst);
+    for (const prefix of prefixes) if (!routed.has(prefix)) return true;
+    return false;
+  }
+
   state(): KernelState {
     const state: KernelState = {
       links: [...this.links.values()].map((l) => ({ ...l, addresses: [...l.addresses] })),

@@ -34,7 +34,10 @@ const driver = new NftDriver({
   onCommand: (tool, purpose, _seconds, ok) => commands.push(tool + ' ' + purpose + ' ' + (ok ? 'ok' : 'failed')),
   onMonitorError: (error) => monitorErrors.push(error),
 });
-driver.watch(({ concernsUs, change }) => events.push(concernsUs + ' ' + change.kind + (change.kind === 'nft' && change.own ? ' own' : '')), () => ({ links: new Set(), prefixes: new Set() }));
+driver.watch(
+  ({ concernsUs, change }) => events.push(concernsUs + ' ' + change.kind + (change.kind === 'nft' && change.own ? ' own' : '')),
+  () => ({ links: new Set(), prefixes: new Set() }),
+);
 const action = (tunnel, table) => ({ tool: 'nft', kind: 'rules', verb: 'update', tunnel, link: '', detail: '', rules: undefined, table });
 createServer(async (req, res) => {
   let body = '';

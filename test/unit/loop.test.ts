@@ -272,9 +272,9 @@ describe('the agent loop', () => {
     ]);
     await advance(DEBOUNCE_MS * 5);
     assert.equal(dp.observes, reads + 1, 'the echoes of the repair woke no pass');
-    // A link of ours down is surely drift: the pass read at once, with no check on the view first.
+    // The view showed the link down: a full pass (the check's answer), then the repair's echoes in sync.
     const text = await metrics.metrics();
-    assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'reconcile' }), 0);
+    assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'reconcile' }), 1);
     assert.equal(metricValue(text, 'ipip_operator_kernel_event_checks_total', { result: 'in_sync' }), 1);
   });
 
@@ -300,6 +300,27 @@ describe('the agent loop', () => {
     assert.deepEqual(dp.applied.slice(writes), [
       ['ip link set dev ipiptun2 type ipip local 192.168.40.2 remote 192.168.40.4 ttl 32 dev eth1'],
     ]);
+  });
+
+  test("a tunnel removed: one read and one write, and the removal's own echoes wake no second pass", async () => {
+    const dp = new RecordingDataplane(programmedKernel());
+    let tunnels = [exampleTunnel()];
+    let changed = () => {};
+    start(dp, {
+      start: (onChange) => {
+        changed = onChange;
+      },
+      current: async () => ({ tunnels, nodeAddresses: new Map<string, string>() }),
+      ready: () => true as const,
+      stop: async () => {},
+    });
+    await advance(DEBOUNCE_MS);
+    const [reads, writes] = [dp.observes, dp.applied.length];
+    tunnels = [];
+    changed();
+    await advance(DEBOUNCE_MS * 5);
+    assert.equal(dp.observes, reads + 1);
+    assert.deepEqual(dp.applied.slice(writes), [['ip link del dev ipiptun']]);
   });
 
   test('an idle minute: the resync alone, one read and no write', async () => {

@@ -13,10 +13,29 @@ import { applyModel } from '../harness/kernel-model.ts';
 import { bareKernel, exampleTunnel } from './builders.ts';
 
 const D = '\\    ';
-const created = `[LINK]10: b0@eth1: <POINTOPOINT,NOARP> mtu 1480 qdisc noop state DOWN group 203 ${D}link/[768] 192.168.40.2 peer 10.200.0.1 promiscuity 0  allmulti 0 minmtu 0 maxmtu 0 ${D}ipip any remote 10.200.0.1 local 192.168.40.2 dev eth1 ttl 64 pmtudisc numtxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536 `;
-const up = `[LINK]10: b0@eth1: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1480 qdisc noqueue state UNKNOWN group 203 ${D}link/[768] 192.168.40.2 peer 10.200.0.1 promiscuity 0  allmulti 0 minmtu 0 maxmtu 0 ${D}ipip any remote 10.200.0.1 local 192.168.40.2 dev eth1 ttl 64 pmtudisc numtxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536 ${D}alias ipip-operator/t0`;
-const mesh = `[LINK]11: m0@eth1: <NOARP,UP,LOWER_UP> mtu 1480 qdisc noqueue state UNKNOWN group 0 ${D}link/[768] 192.168.40.2 brd 0.0.0.0 promiscuity 0  allmulti 0 minmtu 0 maxmtu 0 ${D}ipip any remote any local 192.168.40.2 dev eth1 ttl inherit pmtudisc numtxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536 `;
-const veth = `[LINK]2: b1@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN group 0 ${D}link/[1] 12:8f:4d:02:31:f2 brd ff:ff:ff:ff:ff:ff promiscuity 0  allmulti 0 minmtu 68 maxmtu 65535 ${D}veth numtxqueues 2 numrxqueues 2 gso_max_size 65536 gso_max_segs 65535 tso_max_size 524280 tso_max_segs 65535 gro_max_size 65536 `;
+/** The sizes iproute2 prints after a tunnel's attributes. */
+const SIZES = 'gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536 ';
+const created = [
+  `[LINK]10: b0@eth1: <POINTOPOINT,NOARP> mtu 1480 qdisc noop state DOWN group 203 `,
+  `link/[768] 192.168.40.2 peer 10.200.0.1 promiscuity 0  allmulti 0 minmtu 0 maxmtu 0 `,
+  `ipip any remote 10.200.0.1 local 192.168.40.2 dev eth1 ttl 64 pmtudisc numtxqueues 1 ${SIZES}`,
+].join(D);
+const up = [
+  `[LINK]10: b0@eth1: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1480 qdisc noqueue state UNKNOWN group 203 `,
+  `link/[768] 192.168.40.2 peer 10.200.0.1 promiscuity 0  allmulti 0 minmtu 0 maxmtu 0 `,
+  `ipip any remote 10.200.0.1 local 192.168.40.2 dev eth1 ttl 64 pmtudisc numtxqueues 1 ${SIZES}`,
+  `alias ipip-operator/t0`,
+].join(D);
+const mesh = [
+  `[LINK]11: m0@eth1: <NOARP,UP,LOWER_UP> mtu 1480 qdisc noqueue state UNKNOWN group 0 `,
+  `link/[768] 192.168.40.2 brd 0.0.0.0 promiscuity 0  allmulti 0 minmtu 0 maxmtu 0 `,
+  `ipip any remote any local 192.168.40.2 dev eth1 ttl inherit pmtudisc numtxqueues 1 ${SIZES}`,
+].join(D);
+const veth = [
+  `[LINK]2: b1@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN group 0 `,
+  `link/[1] 12:8f:4d:02:31:f2 brd ff:ff:ff:ff:ff:ff promiscuity 0  allmulti 0 minmtu 68 maxmtu 65535 `,
+  `veth numtxqueues 2 numrxqueues 2 gso_max_size 65536 gso_max_segs 65535 tso_max_size 524280 tso_max_segs 65535 gro_max_size 65536 `,
+].join(D);
 
 describe('parseMonitorLine: what a line of ip -d monitor says changed', () => {
   test('a link whole: name, flags, mtu, group, the ipip attributes and the alias', () => {

@@ -79,6 +79,17 @@ export function resultsFromBatch(
   });
 }
 
+/**
+ * A write's timeout: the driver's, plus WRITE_MS_PER_LINE for each command. One batch
+ * holds a pass's every command (5,000 for 1,000 tunnels from empty), which a slow node
+ * (UML under `--cpu-prof`, 2 shared cores) was seen to take 29 s to run: a fixed 30 s
+ * would kill a write that is making progress, and every retry would start over.
+ */
+export const WRITE_MS_PER_LINE = 10;
+export function writeTimeoutMs(baseMs: number, lines: number): number {
+  return baseMs + lines * WRITE_MS_PER_LINE;
+}
+
 export class IpDriver implements Driver<IpAction, KernelState> {
   readonly tool = 'ip';
   private readonly ip: string;
@@ -94,12 +105,17 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
   }
 
-  private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<IpResult> {
+  private async run(
+    purpose: 'observe' | 'apply',
+    args: string[],
+    input?: string,
+    timeoutMs = this.timeoutMs,
+  ): Promise<IpResult> {
     const started = process.hrtime.bigint();
     const result = await execa(this.ip, args, {
       ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
       reject: false,
-      timeout: this.timeoutMs,
+      timeout: timeoutMs,
       stripFinalNewline: false,
     });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -134,15 +150,16 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     if (actions.length === 0) return [];
     const lines = actions.map(ipLines);
     // -force: keep going past a failed line, so one bad object does not block the others.
+    const timeoutMs = writeTimeoutMs(this.timeoutMs, lines.flat().length);
     const result = await this.batches.with(`${lines.flat().join('\n')}\n`, (file) =>
-      this.run('apply', ['-force', '-batch', file]),
+      this.run('apply', ['-force', '-batch', file], undefined, timeoutMs),
     );
     if ('writeError' in result) {
       const message = `cannot write the ip batch to ${this.batches.directory}: ${result.writeError}`;
       return actions.map((action) => ({ action, error: message }));
     }
     if (result.timedOut) {
-      return actions.map((action) => ({ action, error: `ip -batch timed out after ${this.timeoutMs} ms` }));
+      return actions.map((action) => ({ action, error: `ip -batch timed out after ${timeoutMs} ms` }));
     }
     return resultsFromBatch(actions, parseBatchErrors(String(result.stderr)), lines);
   }
