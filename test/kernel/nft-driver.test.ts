@@ -293,7 +293,12 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
         context: async () => JSON.stringify((await driver.events()).slice(events)),
       },
     );
-    assert.deepEqual(await driver.observeWithoutRules(), { available: true, table: true, rules: [] });
+    // A table the driver did not write is a part of no tunnel's, which a pass removes.
+    assert.deepEqual(await driver.observeWithoutRules(), {
+      available: true,
+      table: true,
+      rules: [{ tunnel: '(no tunnel)' }],
+    });
     assert.deepEqual((await driver.commands()).slice(before), ['nft observe ok']);
     assert.deepEqual(await driver.apply([]), [null]);
   });
