@@ -45,6 +45,8 @@ export interface ClusterAgentOptions {
 
 /** Status writes in flight at once: many tunnels changing together should not queue one by one. */
 const WRITE_CONCURRENCY = 8;
+/** Events in flight at once (best effort, never ahead of the status writes). */
+const EVENT_CONCURRENCY = 2;
 
 /**
  * The Lease holder writes a tunnel's aggregate at most this often. Every write of an
@@ -277,6 +279,7 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
   const { client, log, metrics, nodeName } = o;
   const events = new EventRecorder(client, nodeName, log);
   let aggregateFailures = 0;
+  let eventsRecorded: Promise<void> = Promise.resolve();
 
   const aggregateRunner = new CoalescingRunner(() => writeAggregates(), {
     debounceMs: Math.max(o.debounceMs, AGGREGATE_INTERVAL_MS),
@@ -317,7 +320,12 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
 
   const sink: ReportSink = {
     deliver: async (report) => {
-      for (const e of report.events) void events.record(e);
+      // In the background and a few at a time, one pass's after another's: a pass that
+      // programs hundreds of tunnels has as many Events, and all at once they queued the
+      // Lease's renewal and the status writes behind them until those timed out.
+      const batch = report.events;
+      if (batch.length > 0)
+        eventsRecorded = eventsRecorded.then(() => eachLimited(batch, EVENT_CONCURRENCY, (e) => events.record(e)));
       const written = report.nodeStatus === undefined ? true : await writeNode(report.nodeStatus);
       // Each pass (the resync's too) gives the Lease holder a look at the aggregates.
       if (elector.isLeader) aggregateRunner.request();
@@ -383,7 +391,10 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
     const changed = tunnels.items().filter((tunnel) => due(tunnel) !== undefined);
     // Each is computed again when its turn comes: with a thousand to write, the last would
     // otherwise say what the caches said a minute or more before (and be written again).
+    // A Lease lost meanwhile stops the run: the new holder writes from then on, and two
+    // writers with caches of different ages would write each other's past.
     await eachLimited(changed, WRITE_CONCURRENCY, async ({ metadata: { name } }) => {
+      if (!elector.isLeader) return;
       const tunnel = tunnels.get(name);
       const wanted = tunnel === undefined ? undefined : due(tunnel);
       if (tunnel === undefined || wanted === undefined) return;
