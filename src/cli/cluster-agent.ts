@@ -6,6 +6,7 @@ import { InputError } from '../api/manifest.ts';
 import { objectNameProblem } from '../api/names.ts';
 import { runClusterAgent } from '../controller/cluster.ts';
 import { LEASE_NAME } from '../controller/lease.ts';
+import { DEBOUNCE_MS } from '../controller/loop.ts';
 import { nodeDataplane } from '../dataplane/node.ts';
 import { KubeClient } from '../kube/client.ts';
 import { startHttpServer } from '../report/http.ts';
@@ -56,7 +57,7 @@ export async function runClusterCommand(o: ClusterCommandOptions): Promise<numbe
     log,
     metrics,
     resyncMs: o.resyncMs,
-    debounceMs: 200,
+    debounceMs: DEBOUNCE_MS,
     lease: { namespace, name: LEASE_NAME },
   });
   const probes = { isReady: agent.ready, isHealthy: agent.healthy };

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InputError } from '../api/manifest.ts';
+import { DEBOUNCE_MS } from '../controller/loop.ts';
 import { loadManifest, reconcileOnce, runStandalone } from '../controller/standalone.ts';
 import { nodeDataplane } from '../dataplane/node.ts';
 import { renderPlan } from '../dataplane/render.ts';
@@ -241,7 +242,7 @@ async function standaloneAgent(
   }
   // Fail fast on a manifest that is bad from the start; later bad edits keep the last good one.
   await loadManifest(manifest);
-  const agent = runStandalone({ manifestPath: manifest, nodeName, dataplane, log, resyncMs, debounceMs: 200 });
+  const agent = runStandalone({ manifestPath: manifest, nodeName, dataplane, log, resyncMs, debounceMs: DEBOUNCE_MS });
   const signal = await untilSignal();
   log.info('stopping; tunnels stay as they are', { signal });
   await agent.stop();

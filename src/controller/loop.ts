@@ -73,10 +73,11 @@ export interface AgentLoop {
 }
 
 /**
- * How long a request to reconcile waits for more to come: a burst of kernel events (a
- * link's deletion takes its addresses and routes with it) or of file events is one pass.
+ * How long a request to reconcile from the source waits for more to come: an editor's
+ * save (a new file renamed over the old) or a burst of informer events is one pass. More
+ * that come while a pass runs make one more pass after it, whatever this is.
  */
-export const DEBOUNCE_MS = 200;
+export const DEBOUNCE_MS = 50;
 
 /**
  * The debounce of a wake-up by kernel events: the lines of one change (a link's deletion
