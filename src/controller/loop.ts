@@ -6,15 +6,16 @@
 // A wake-up by kernel events alone is first decided on the view (view.ts: the last read
 // and the events since): when resolve and plan find nothing to do there, the events were
 // the echoes of the agent's own writes (or changes no pass would undo) and nothing is read
-// or written; otherwise a full pass runs. The source, the resync and retries always run a
-// full pass. A pass that left problems, or whose report could not be delivered, is
-// retried with backoff. Where the modes differ is only the source and the sink.
+// or written; otherwise a full pass runs. A wake-up by a source that gives the very
+// objects it gave before is decided the same way; the resync, retries and a real source
+// change always run a full pass. A pass that left problems, or whose report could not be
+// delivered, is retried with backoff. Where the modes differ is only the source and the sink.
 
 import type { IpipTunnel } from '../api/types.ts';
 import type { Dataplane } from '../dataplane/dataplane.ts';
 import { renderPlan } from '../dataplane/render.ts';
 import { NO_INTEREST } from '../model/kernel.ts';
-import type { KernelEvent, KernelInterest } from '../model/kernel.ts';
+import type { KernelChange, KernelInterest } from '../model/kernel.ts';
 import type { ReconcileOutcome } from '../model/outcome.ts';
 import { problemClass, problemsOf } from '../model/problem.ts';
 import type { TunnelProblem } from '../model/problem.ts';
@@ -111,7 +112,7 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
   /** The kernel as the last read and the events since show it; undefined until a pass has read it. */
   let view: KernelView | undefined;
   /** The events since the running pass began to read: they are newer than that read, and go onto it. */
-  let sinceRead: KernelEvent[] | undefined;
+  let sinceRead: KernelChange[] | undefined;
   /** Whether the next pass must read the kernel: the resync, or the first pass. */
   let mustRead = true;
   /** Whether the source said it changed since the last pass; it must read then unless the source gives what it gave before. */
@@ -198,15 +199,14 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       reconcilingSince = undefined;
     }
     view = new KernelView(outcome.observed);
-    for (const { change } of sinceRead) view.apply(change);
+    for (const change of sinceRead) view.apply(change);
     sinceRead = undefined;
     view.wrote(outcome.results);
     lastProblems = problemKey(outcome.problems);
-    lastFailed = new Set(
-      outcome.results.filter((r) => r.error !== undefined).map((r) => renderPlan([r.action]).join('\n')),
-    );
+    const failed = outcome.results.filter((r) => r.error !== undefined).map((r) => r.action);
+    lastFailed = new Set(failed.map((a) => renderPlan([a]).join('\n')));
     interest = kernelInterest(outcome);
-    const failedLinks = new Set(outcome.results.filter((r) => r.error !== undefined).map((r) => r.action.link));
+    const failedLinks = new Set(failed.map((a) => a.link));
     const wanted = outcome.resolutions.flatMap((r) => (r.outcome === 'desired' ? [r.desired] : []));
     sureLinks = new Set(wanted.map((d) => d.link.name).filter((name) => !failedLinks.has(name)));
     surePrefixes = new Set(wanted.flatMap((d) => d.routes.filter((r) => !failedLinks.has(r.dev)).map((r) => r.dst)));
@@ -234,10 +234,9 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
 
   const runner = new CoalescingRunner(pass, { debounceMs: o.debounceMs });
   const stopMonitor = o.dataplane.watch(
-    (event) => {
-      const { concernsUs, change } = event;
+    ({ concernsUs, change }) => {
       metrics?.recordKernelEvent(concernsUs);
-      if (sinceRead !== undefined) sinceRead.push(event);
+      if (sinceRead !== undefined) sinceRead.push(change);
       else view?.apply(change);
       if (concernsUs) runner.request(Math.min(KERNEL_DEBOUNCE_MS, o.debounceMs));
     },
