@@ -14,8 +14,9 @@ import type {
   ObservedLink,
   ObservedRoute,
 } from '../model/kernel.ts';
+import { routeKey } from '../plan/routes.ts';
 
-const routeKey = (r: ObservedRoute) => `${r.dst} metric ${r.metric}`;
+const keyOf = (r: ObservedRoute) => routeKey(r.dst, r.metric);
 const sameAddress = (a: ObservedAddress, b: ObservedAddress) =>
   a.local === b.local && a.prefixlen === b.prefixlen && a.peer === b.peer;
 
@@ -29,7 +30,7 @@ export class KernelView {
 
   constructor(read: KernelState) {
     for (const link of read.links) this.links.set(link.index, { ...link, addresses: [...link.addresses] });
-    for (const route of read.routes) this.routes.set(routeKey(route), route);
+    for (const route of read.routes) this.routes.set(keyOf(route), route);
     this.nft = read.nft;
     this.ipv4Forwarding = read.ipv4Forwarding;
   }
@@ -86,8 +87,8 @@ export class KernelView {
         return;
       }
       case 'route':
-        if (change.deleted) this.routes.delete(routeKey(change.route));
-        else this.routes.set(routeKey(change.route), change.route);
+        if (change.deleted) this.routes.delete(keyOf(change.route));
+        else this.routes.set(keyOf(change.route), change.route);
         return;
       case 'nft':
         // The agent's own writes are put in by wrote(); anyone else's change is not read from events.

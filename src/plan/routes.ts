@@ -13,7 +13,8 @@ import type { KindPlanner, LinkOwners } from './planner.ts';
 /** The metric the agent's routes have: the kernel's default for IPv4. */
 const MAIN_METRIC = 0;
 
-const routeKey = (dst: string, metric: number) => `${dst} metric ${metric}`;
+/** A route's identity in the main table (the kernel's is destination, TOS and metric; TOS is never set here). */
+export const routeKey = (dst: string, metric: number) => `${dst} metric ${metric}`;
 
 function replace(tunnel: string, d: DesiredRoute, verb: 'create' | 'update'): Action {
   return {

@@ -5,12 +5,12 @@
 // real kernel (test/kernel/), not here.
 
 import type { Dataplane } from '../../src/dataplane/dataplane.ts';
-import { monitorLineMatters, parseMonitorLine } from '../../src/dataplane/ip/monitor.ts';
+import { monitorLineMatters, parseMonitorLine, routeConcerns } from '../../src/dataplane/ip/monitor.ts';
 import { renderPlan } from '../../src/dataplane/render.ts';
 import type { Action, ActionResult } from '../../src/model/action.ts';
 import type { KernelChange, KernelEvent, KernelInterest, KernelState, ObservedRoute } from '../../src/model/kernel.ts';
+import { routeKey } from '../../src/plan/routes.ts';
 import { ROUTE_PROTOCOL } from '../../src/model/ownership.ts';
-import { normalizePrefix } from '../../src/net/ipv4.ts';
 import { applyNftAction, applyOperation, ModelError } from './kernel-model.ts';
 
 interface Injected {
@@ -25,7 +25,7 @@ interface Watcher {
   interest: () => KernelInterest;
 }
 
-const routeKey = (r: ObservedRoute) => `${r.dst} metric ${r.metric}`;
+const keyOf = (r: ObservedRoute) => routeKey(r.dst, r.metric);
 
 /**
  * The events a kernel sends for the difference between two states, as its monitors would
@@ -58,8 +58,8 @@ export function changesBetween(before: KernelState, after: KernelState, nftWritt
       if (!oldAddresses.has(key(a))) changes.push({ kind: 'address', deleted: false, dev: l.name, address: a });
     }
   }
-  const oldRoutes = new Map(before.routes.map((r) => [routeKey(r), r]));
-  const newRoutes = new Map(after.routes.map((r) => [routeKey(r), r]));
+  const oldRoutes = new Map(before.routes.map((r) => [keyOf(r), r]));
+  const newRoutes = new Map(after.routes.map((r) => [keyOf(r), r]));
   for (const [k, r] of oldRoutes) if (!newRoutes.has(k)) changes.push({ kind: 'route', deleted: true, route: r });
   for (const [k, r] of newRoutes) {
     const old = oldRoutes.get(k);
@@ -74,10 +74,11 @@ export function changesBetween(before: KernelState, after: KernelState, nftWritt
 function echoConcerns(change: KernelChange, interest: KernelInterest): boolean {
   switch (change.kind) {
     case 'route':
-      return (
-        change.route.protocol === ROUTE_PROTOCOL ||
-        (change.route.dev !== undefined && interest.links.has(change.route.dev)) ||
-        interest.prefixes.has(normalizePrefix(change.route.dst))
+      return routeConcerns(
+        change.route.dst,
+        change.route.protocol === ROUTE_PROTOCOL,
+        change.route.dev === undefined ? [] : [change.route.dev],
+        interest,
       );
     case 'nft':
       return !change.own;

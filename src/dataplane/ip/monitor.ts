@@ -6,6 +6,7 @@
 import type { KernelChange, KernelInterest, ObservedAddress, ObservedLink, ObservedRoute } from '../../model/kernel.ts';
 import { ROUTE_PROTOCOL } from '../../model/ownership.ts';
 import { normalizePrefix } from '../../net/ipv4.ts';
+import { ROUTE_TYPE_NAMES, tunnelAddress } from './parse.ts';
 
 /** Our route protocol, as `ip -N` prints it. */
 const OUR_PROTO = String(ROUTE_PROTOCOL);
@@ -25,26 +26,26 @@ export function monitorLineMatters(line: string, interest: KernelInterest): bool
   if (tokens.length > 1 && /^\d+$/.test(tokens[0]!)) tokens.shift(); // a route type, numeric with -N (2: local)
   const dst = tokens[0];
   if (dst === undefined || dst === '') return true;
+  let ours = false;
+  const devs: string[] = [];
   for (let i = 1; i < tokens.length - 1; i++) {
-    if (tokens[i] === 'proto' && tokens[i + 1] === OUR_PROTO) return true;
+    if (tokens[i] === 'proto' && tokens[i + 1] === OUR_PROTO) ours = true;
     // Multipath routes name a dev per nexthop: any of them counts.
-    if (tokens[i] === 'dev' && interest.links.has(tokens[i + 1]!)) return true;
+    if (tokens[i] === 'dev') devs.push(tokens[i + 1]!);
   }
+  return routeConcerns(dst, ours, devs, interest);
+}
+
+/**
+ * monitorLineMatters' rule for a route, once read: one of ours (`ours`: proto 203), on one
+ * of our links (any of `devs`), or for a prefix we route.
+ */
+export function routeConcerns(dst: string, ours: boolean, devs: readonly string[], interest: KernelInterest): boolean {
+  if (ours || devs.some((dev) => interest.links.has(dev))) return true;
   if (dst.includes(':')) return false; // IPv6: not ours to route, and not on our links (checked above)
   return interest.prefixes.has(normalizePrefix(dst));
 }
 
-const ROUTE_TYPE_NAMES: Readonly<Record<string, number>> = {
-  unicast: 1,
-  local: 2,
-  broadcast: 3,
-  anycast: 4,
-  multicast: 5,
-  blackhole: 6,
-  unreachable: 7,
-  prohibit: 8,
-  throw: 9,
-};
 const MAIN_TABLE = 254;
 
 /** The value after `key` among `tokens`, or undefined. */
@@ -57,9 +58,6 @@ function numberAfter(tokens: readonly string[], key: string): number | undefined
   const value = after(tokens, key);
   return value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
 }
-
-/** "any" is iproute2's word for an unset tunnel address. */
-const tunnelAddress = (value: string | undefined) => (value === undefined || value === 'any' ? undefined : value);
 
 /**
  * A `[LINK]` line of `ip -d -o monitor`: "10: name@parent: <FLAGS> mtu M ... group G \ link/...

@@ -11,7 +11,8 @@ type Json = Record<string, unknown>;
 const SCOPE_NAMES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
 const PROTOCOL_NAMES: Record<string, number> = { unspec: 0, redirect: 1, kernel: 2, boot: 3, static: 4 };
 const GROUP_NAMES: Record<string, number> = { default: 0 };
-const TYPE_NAMES: Record<string, number> = {
+/** Route types by iproute2's name (rtnetlink's RTN_* numbers), for output where -N was not honoured; monitor.ts reads them too. */
+export const ROUTE_TYPE_NAMES: Readonly<Record<string, number>> = {
   unicast: 1,
   local: 2,
   broadcast: 3,
@@ -20,10 +21,11 @@ const TYPE_NAMES: Record<string, number> = {
   blackhole: 6,
   unreachable: 7,
   prohibit: 8,
+  throw: 9,
 };
 
 /** Numbers come as numbers or numeric strings; names only if -N was not honoured. */
-function toNumber(value: unknown, names: Record<string, number>, fallback: number): number {
+function toNumber(value: unknown, names: Readonly<Record<string, number>>, fallback: number): number {
   if (typeof value === 'number') return value;
   if (typeof value === 'string') {
     if (/^[0-9]+$/.test(value)) return Number(value);
@@ -71,8 +73,8 @@ function parseStats(raw: unknown): LinkStats | undefined {
   return Object.values(stats).every((n) => typeof n === 'number') ? (stats as LinkStats) : undefined;
 }
 
-/** An address attribute of info_data: iproute2 prints "any" for an unset one. */
-function tunnelAddress(value: unknown): string | undefined {
+/** A tunnel address attribute (info_data, or a monitor line's word): iproute2 prints "any" for an unset one. */
+export function tunnelAddress(value: unknown): string | undefined {
   const text = str(value);
   return text === 'any' ? undefined : text;
 }
@@ -133,7 +135,7 @@ export function parseRoutes(json: unknown): ObservedRoute[] {
       protocol: toNumber(raw.protocol, PROTOCOL_NAMES, 0),
       metric: typeof raw.metric === 'number' ? raw.metric : 0,
       scope: toNumber(raw.scope, SCOPE_NAMES, 0),
-      type: toNumber(raw.type, TYPE_NAMES, 1),
+      type: toNumber(raw.type, ROUTE_TYPE_NAMES, 1),
     };
     const dev = str(raw.dev);
     if (dev !== undefined) route.dev = dev;
