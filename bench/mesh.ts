@@ -21,7 +21,7 @@ import type { KernelState } from '../src/model/kernel.ts';
 import { createLogger } from '../src/report/log.ts';
 import { AgentMetrics } from '../src/report/metrics.ts';
 import { kubeconfigYaml, kubectlOk, startApiServer } from '../test/harness/apiserver.ts';
-import type { ApiServer } from '../test/harness/apiserver.ts';
+import { serverMetrics } from './apiserver-metrics.ts';
 import { RecordingDataplane } from '../test/harness/recording-dataplane.ts';
 import { REPO } from '../test/harness/repo.ts';
 import { eventually } from '../test/harness/support.ts';
@@ -41,28 +41,6 @@ function kernelOf(i: number): KernelState {
   k.links.find((l) => l.name === 'eth1')!.addresses = [{ local: underlay(i), prefixlen: 16, scope: 0 }];
   k.routes = [{ dst: '10.200.0.0/16', dev: 'eth1', protocol: 2, metric: 0, scope: 253, type: 1 }];
   return { ...k, ipv4Forwarding: true };
-}
-
-/** Sums of the API server's counters and histograms we read, by metric and label set. */
-async function serverMetrics(api: ApiServer): Promise<Map<string, number>> {
-  const text = await kubectlOk(api, ['get', '--raw', '/metrics'], undefined, 60_000);
-  const found = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m =
-      /^(apiserver_watch_events_sizes_sum|apiserver_watch_events_total|apiserver_request_total)\{([^}]*)\} ([0-9.e+]+)$/.exec(
-        line,
-      );
-    if (m === null) continue;
-    const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    const resource = labels.resource ?? '';
-    if (!['ipipnodes', 'ipiptunnels', 'nodes', 'leases'].includes(resource)) continue;
-    const key =
-      m[1] === 'apiserver_request_total'
-        ? `requests ${labels.verb} ${resource}${labels.subresource ? `/${labels.subresource}` : ''}`
-        : `${m[1] === 'apiserver_watch_events_total' ? 'events' : 'bytes'} ${resource}`;
-    found.set(key, (found.get(key) ?? 0) + Number(m[3]));
-  }
-  return found;
 }
 
 const delta = (a: Map<string, number>, b: Map<string, number>, key: string) => (b.get(key) ?? 0) - (a.get(key) ?? 0);
