@@ -74,5 +74,6 @@ export async function runClusterCommand(o: ClusterCommandOptions): Promise<numbe
   log.info('stopping; tunnels stay as they are', { signal });
   await Promise.all(servers.map((s) => s.close()));
   await agent.stop();
+  client.close();
   return 0;
 }

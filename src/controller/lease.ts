@@ -8,8 +8,8 @@
 // Every agent of a DaemonSet is a candidate; non-leaders only read the Lease every
 // `retryMs`, which is what keeps this cheap on a large cluster.
 
-import type { V1Lease } from '@kubernetes/client-node';
 import { ApiError, microTime } from '../kube/client.ts';
+import type { Lease } from '../kube/client.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { Logger } from '../report/log.ts';
 
@@ -84,7 +84,7 @@ export class LeaseElector {
         return;
       }
       const holder = lease.spec?.holderIdentity ?? '';
-      const record = `${holder}@${String(lease.spec?.renewTime?.getTime?.() ?? lease.spec?.renewTime ?? '')}`;
+      const record = `${holder}@${lease.spec?.renewTime ?? ''}`;
       if (this.observed?.record !== record) this.observed = { record, atMs: now.getTime() };
       const durationMs = (lease.spec?.leaseDurationSeconds ?? this.o.leaseSeconds) * 1000;
       const expired = holder === '' || now.getTime() > this.observed.atMs + durationMs;
@@ -111,7 +111,7 @@ export class LeaseElector {
   }
 
   /** The Lease as we want it: renewed by us, or taken over (acquireTime set, transitions counted). */
-  private record(current: V1Lease | undefined, now: Date, acquiring: boolean): V1Lease {
+  private record(current: Lease | undefined, now: Date, acquiring: boolean): Lease {
     const spec = current?.spec ?? {};
     return {
       apiVersion: 'coordination.k8s.io/v1',

@@ -1,30 +1,23 @@
-// The only code that talks to the Kubernetes API server (@kubernetes/client-node). Every
-// call has a timeout (the library sets none), reports to an observer (for metrics), and
-// throws ApiError with the HTTP status, so callers can tell "gone" (404), "expired" (410)
-// and "conflict" (409) from "the server is away" (status 0).
+// The only code that talks to the Kubernetes API server: about ten endpoints (lists,
+// watches, server-side apply, Events, Leases) over node:https with one keep-alive pool.
+// Every call has a timeout, reports to an observer (for metrics), and throws ApiError with
+// the HTTP status, so callers can tell "gone" (404), "expired" (410) and "conflict" (409)
+// from "the server is away" (status 0).
+//
+// Not @kubernetes/client-node: importing it costs a node agent about 80 MiB of RSS and a
+// second of start-up (1,226 modules, every generated model kept by its serializer, its
+// source text held by V8), more than the agent's own work at 1,000 tunnels (bench/RESULTS.md,
+// "Memory and start-up"); a tree-shaken bundle of it still costs 52 MiB. What the agent needs
+// of the API is small and stable (the paths below are Kubernetes' v1 API).
 
 import { readFileSync } from 'node:fs';
-import {
-  ApiException,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  Observable,
-  PatchStrategy,
-  V1MicroTime,
-  Watch,
-} from '@kubernetes/client-node';
-import type {
-  ConfigurationOptions,
-  CoreV1Event,
-  RequestContext,
-  ResponseContext,
-  V1Lease,
-  V1Node,
-} from '@kubernetes/client-node';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { API_GROUP, KIND, NODE_KIND } from '../api/types.ts';
 import type { IpipNode, IpipTunnel, IpipTunnelStatus, NodeTunnelStatus, ObjectMeta } from '../api/types.ts';
+import { loadClusterAccess, SERVICE_ACCOUNT_DIR } from './config.ts';
+import type { ClusterAccess } from './config.ts';
 
 export const TUNNEL_VERSION = 'v1alpha1';
 export const TUNNEL_PLURAL = 'ipiptunnels';
@@ -63,6 +56,41 @@ export interface WatchHandlers {
   onDone(err: unknown): void;
 }
 
+/** The part of a Node the agent reads. */
+export interface KubeNode {
+  metadata?: { name?: string; uid?: string; [key: string]: unknown };
+  status?: { addresses?: { type: string; address: string }[] };
+}
+
+/** A coordination.k8s.io/v1 Lease; times are MicroTime strings (microTime()). */
+export interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; [key: string]: unknown };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
+
+/** A core/v1 Event as the agent writes it; times are RFC 3339 strings to the second (eventTime()). */
+export interface KubeEvent {
+  metadata: { name: string; namespace: string };
+  involvedObject: { apiVersion: string; kind: string; name: string; uid?: string };
+  type: string;
+  reason: string;
+  message: string;
+  source: { component: string; host: string };
+  reportingComponent: string;
+  reportingInstance: string;
+  firstTimestamp: string;
+  lastTimestamp: string;
+  count: number;
+}
+
 /** A Node as the agent needs it: nothing else of the (large) Node object is kept. */
 export interface NodeAddresses {
   name: string;
@@ -91,7 +119,7 @@ export function tunnelOf(object: IpipTunnel): IpipTunnel {
 }
 
 /** The first IPv4 InternalIP of a Node, which is what the underlay falls back to. */
-export function nodeAddressesOf(node: Pick<V1Node, 'metadata' | 'status'>): NodeAddresses {
+export function nodeAddressesOf(node: KubeNode): NodeAddresses {
   const name = node.metadata?.name ?? '';
   const internal = node.status?.addresses?.find(
     (a) => a.type === 'InternalIP' && /^\d+\.\d+\.\d+\.\d+$/.test(a.address),
@@ -116,188 +144,226 @@ export function ipipNodeOf(object: IpipNode): IpipNode {
   return node;
 }
 
-function loadConfig(kubeconfig: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  if (kubeconfig !== undefined) kc.loadFromFile(kubeconfig);
-  else if (process.env.KUBECONFIG) kc.loadFromDefault();
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  if (kc.getCurrentCluster() === null) {
-    throw new Error('no Kubernetes cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a pod');
+/** The message of a failed answer: the Status object's, else the body's first line, else the status line. */
+function failureMessage(status: number, body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown };
+    if (typeof parsed.message === 'string' && parsed.message !== '') return parsed.message;
+  } catch {
+    /* not JSON: the text itself */
   }
-  return kc;
+  const line = body.split('\n', 1)[0]!.trim().slice(0, 200);
+  return line === '' ? `HTTP ${status}` : `HTTP ${status}: ${line}`;
 }
 
-/** Turns whatever the library threw into an ApiError with the status and the server's message. */
-function toApiError(error: unknown, what: string): ApiError {
-  if (error instanceof ApiError) return error;
-  if (error instanceof ApiException) {
-    let message = String(error.message);
-    const body: unknown = error.body;
-    if (typeof body === 'string') {
-      try {
-        message = (JSON.parse(body) as { message?: string }).message ?? message;
-      } catch {
-        /* not JSON: keep the library's message */
-      }
-    } else if (typeof body === 'object' && body !== null && 'message' in body)
-      message = String((body as { message: unknown }).message);
-    return new ApiError(error.code, `${what}: ${message}`);
-  }
-  const cause = (error as { cause?: { code?: string } }).cause?.code;
-  return new ApiError(0, `${what}: ${(error as Error).message}${cause === undefined ? '' : ` (${cause})`}`);
+/** A request that got no answer: what happened, with the socket's error code when there is one. */
+function noAnswer(what: string, error: unknown): ApiError {
+  const e = error as { name?: string; code?: string; message?: string };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError')
+    return new ApiError(0, `${what}: no answer in time (${e.message ?? e.name})`);
+  return new ApiError(0, `${what}: ${e.message ?? String(error)}${e.code === undefined ? '' : ` (${e.code})`}`);
 }
+
+function query(params: Record<string, string | number | boolean | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
+  const text = q.toString();
+  return text === '' ? '' : `?${text}`;
+}
+
+const enc = encodeURIComponent;
+const APPLY = 'application/apply-patch+yaml';
+const MERGE = 'application/merge-patch+json';
+/** Sockets per client: the aggregate writer keeps 8 requests in flight, Events 2, three watches hold one each. */
+const MAX_SOCKETS = 24;
 
 export class KubeClient {
   readonly server: string;
-  private readonly kc: KubeConfig;
-  private readonly core: CoreV1Api;
-  private readonly custom: CustomObjectsApi;
-  private readonly coordination: CoordinationV1Api;
+  private readonly access: ClusterAccess;
+  /** The server's origin and path (a proxy may serve the API under one), without a trailing slash. */
+  private readonly base: string;
   private readonly timeoutMs: number;
   private readonly observe: ApiObserver;
   /**
-   * The library builds a new undici Agent for every request (applySecurityAuthentication),
-   * so every call paid a TLS handshake of its own: the first is kept and every request
-   * goes through it, on its kept-alive connections (seen at 1000 tunnels: the agents' top
-   * CPU cost in UML). Watches keep one of their own each.
+   * One pool of kept-alive connections for every request, watches included: a TLS
+   * handshake per request was the agents' top CPU cost at 1,000 tunnels in UML.
    */
-  private dispatcher: ReturnType<RequestContext['getDispatcher']>;
+  private readonly agent: HttpAgent;
+  private readonly send: typeof httpRequest;
 
   constructor(options: ClientOptions = {}) {
-    this.kc = loadConfig(options.kubeconfig);
-    this.server = this.kc.getCurrentCluster()!.server;
-    this.core = this.kc.makeApiClient(CoreV1Api);
-    this.custom = this.kc.makeApiClient(CustomObjectsApi);
-    this.coordination = this.kc.makeApiClient(CoordinationV1Api);
+    this.access = loadClusterAccess(options.kubeconfig);
+    const url = new URL(this.access.server);
+    this.server = this.access.server;
+    this.base = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
     this.timeoutMs = options.timeoutMs ?? 15_000;
     this.observe = options.onRequest ?? (() => {});
+    const pool = { keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: 8 };
+    if (url.protocol === 'https:') {
+      const a = this.access;
+      this.agent = new HttpsAgent({
+        ...pool,
+        ...(a.ca === undefined ? {} : { ca: a.ca }),
+        ...(a.clientCert === undefined ? {} : { cert: a.clientCert, key: a.clientKey }),
+        ...(a.tlsServerName === undefined ? {} : { servername: a.tlsServerName }),
+        rejectUnauthorized: !a.insecure,
+      });
+      this.send = httpsRequest as typeof httpRequest;
+    } else {
+      this.agent = new HttpAgent(pool);
+      this.send = httpRequest;
+    }
   }
 
   /** The namespace of the pod we run in, when in-cluster; undefined otherwise. */
   static podNamespace(): string | undefined {
     try {
-      return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+      return readFileSync(`${SERVICE_ACCOUNT_DIR}/namespace`, 'utf8').trim() || undefined;
     } catch {
       return undefined;
     }
   }
 
-  /** Request options: a timeout on every call, and a Content-Type for patches. */
-  private options(contentType?: string): ConfigurationOptions {
-    const timeoutMs = this.timeoutMs;
-    const middleware = {
-      pre: (ctx: RequestContext) => {
-        this.dispatcher ??= ctx.getDispatcher();
-        if (this.dispatcher !== undefined) ctx.setDispatcher(this.dispatcher);
-        ctx.setSignal(AbortSignal.timeout(timeoutMs));
-        if (contentType !== undefined) ctx.setHeaderParam('Content-Type', contentType);
-        return new Observable(Promise.resolve(ctx));
-      },
-      post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
-    };
-    return { middleware: [middleware], middlewareMergeStrategy: 'append' };
+  /** Closes the kept-alive connections (a stopped agent leaves no socket open). */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private headers(contentType: string | undefined, length: number | undefined): Record<string, string> {
+    const headers: Record<string, string> = { Accept: 'application/json', 'User-Agent': 'ipip-operator' };
+    const token = this.access.token();
+    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    if (contentType !== undefined) headers['Content-Type'] = contentType;
+    if (length !== undefined) headers['Content-Length'] = String(length);
+    return headers;
+  }
+
+  /** Starts one request; `answer` gets the response, `failed` a request that got none. */
+  private open(
+    method: string,
+    path: string,
+    body: string | undefined,
+    contentType: string | undefined,
+    signal: AbortSignal,
+    answer: (response: IncomingMessage) => void,
+    failed: (error: unknown) => void,
+  ) {
+    const payload = body === undefined ? undefined : Buffer.from(body);
+    const req = this.send(
+      `${this.base}${path}`,
+      { method, agent: this.agent, headers: this.headers(contentType, payload?.length), signal },
+      answer,
+    );
+    req.on('error', failed);
+    req.end(payload);
+    return req;
   }
 
   /**
-   * One request, counted by verb and result. `answers` are HTTP statuses that are an
-   * answer for this caller, not a failure (a Lease that does not exist yet): still thrown
-   * as ApiError, but counted as a success, so the error rate shows only real failures.
+   * One request, counted by verb and result, answered with the parsed body. `answers` are
+   * HTTP statuses that are an answer for this caller, not a failure (a Lease that does not
+   * exist yet): still thrown as ApiError, but counted as a success, so the error rate shows
+   * only real failures.
    */
-  private async call<T>(
+  private call<T>(
     verb: string,
     what: string,
-    request: () => Promise<T>,
-    answers: readonly number[] = [],
+    method: string,
+    path: string,
+    options: { body?: unknown; contentType?: string; answers?: readonly number[] } = {},
   ): Promise<T> {
-    try {
-      const result = await request();
-      this.observe(verb, true);
-      return result;
-    } catch (error) {
-      const apiError = toApiError(error, what);
-      this.observe(verb, answers.includes(apiError.status));
-      throw apiError;
-    }
+    const answers = options.answers ?? [];
+    return new Promise<T>((resolve, reject) => {
+      const fail = (error: ApiError) => {
+        this.observe(verb, answers.includes(error.status));
+        reject(error);
+      };
+      const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+      const contentType = options.contentType ?? (body === undefined ? undefined : 'application/json');
+      this.open(
+        method,
+        path,
+        body,
+        contentType,
+        AbortSignal.timeout(this.timeoutMs),
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('error', (error) => fail(noAnswer(what, error)));
+          response.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const status = response.statusCode ?? 0;
+            if (status < 200 || status > 299)
+              return fail(new ApiError(status, `${what}: ${failureMessage(status, text)}`));
+            let parsed: unknown;
+            try {
+              parsed = text === '' ? undefined : JSON.parse(text);
+            } catch (error) {
+              return fail(new ApiError(0, `${what}: the answer is not JSON: ${(error as Error).message}`));
+            }
+            this.observe(verb, true);
+            resolve(parsed as T);
+          });
+        },
+        (error) => fail(noAnswer(what, error)),
+      );
+    });
   }
 
   /** A list in pages of 500 (a big cluster's list is not one huge response), as one call. */
-  private async listPaged<T>(
-    what: string,
-    page: (params: {
-      limit: number;
-      _continue?: string;
-    }) => Promise<{ items: T[]; resourceVersion: string; next: string | undefined }>,
-  ): Promise<ListPage<T>> {
-    const items: T[] = [];
+  private async listPaged<T, K>(what: string, path: string, keep: (object: T) => K): Promise<ListPage<K>> {
+    const items: K[] = [];
     let next: string | undefined;
     let resourceVersion = '';
     do {
-      const cont = next;
-      const got = await this.call('list', what, () =>
-        page(cont === undefined ? { limit: 500 } : { limit: 500, _continue: cont }),
+      const list = await this.call<{ items?: T[]; metadata?: { resourceVersion?: string; continue?: string } }>(
+        'list',
+        what,
+        'GET',
+        `${path}${query({ limit: 500, continue: next })}`,
       );
-      items.push(...got.items);
-      resourceVersion = got.resourceVersion;
-      next = got.next || undefined;
+      for (const item of list.items ?? []) items.push(keep(item));
+      resourceVersion = list.metadata?.resourceVersion ?? '';
+      next = list.metadata?.continue || undefined;
     } while (next !== undefined);
     return { items, resourceVersion };
   }
 
-  // --- IpipTunnels ---
+  // --- IpipTunnels and IpipNodes ---
 
-  /** A list of one of our cluster-scoped kinds, in pages, each object slimmed by `keep`. */
-  private listOurs<T>(plural: string, keep: (object: T) => T): Promise<ListPage<T>> {
-    return this.listPaged(`list ${plural}`, async (page) => {
-      const list = (await this.custom.listClusterCustomObject(
-        { group: API_GROUP, version: TUNNEL_VERSION, plural, ...page },
-        this.options(),
-      )) as { items: T[]; metadata: { resourceVersion: string; continue?: string } };
-      return {
-        items: list.items.map(keep),
-        resourceVersion: list.metadata.resourceVersion,
-        next: list.metadata.continue,
-      };
-    });
-  }
-
-  private watchOurs(plural: string, resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
-    return this.watch(`/apis/${API_GROUP}/${TUNNEL_VERSION}/${plural}`, resourceVersion, handlers);
+  private ours(plural: string, name?: string, subresource?: string): string {
+    const base = `/apis/${API_GROUP}/${TUNNEL_VERSION}/${plural}`;
+    return name === undefined ? base : `${base}/${enc(name)}${subresource === undefined ? '' : `/${subresource}`}`;
   }
 
   listTunnels(): Promise<ListPage<IpipTunnel>> {
-    return this.listOurs(TUNNEL_PLURAL, tunnelOf);
+    return this.listPaged(`list ${TUNNEL_PLURAL}`, this.ours(TUNNEL_PLURAL), tunnelOf);
   }
 
   watchTunnels(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
-    return this.watchOurs(TUNNEL_PLURAL, resourceVersion, handlers);
+    return this.watch(this.ours(TUNNEL_PLURAL), resourceVersion, handlers);
   }
 
   /** Server-side apply of the status subresource as `fieldManager` (the aggregate's). */
   async applyTunnelStatus(name: string, fieldManager: string, status: IpipTunnelStatus): Promise<IpipTunnel> {
     const body = { apiVersion: `${API_GROUP}/${TUNNEL_VERSION}`, kind: KIND, metadata: { name }, status };
+    // 404: deleted meanwhile, nothing left to report on.
+    const path = `${this.ours(TUNNEL_PLURAL, name, 'status')}${query({ fieldManager, force: true })}`;
     return tunnelOf(
-      (await this.call(
-        'apply',
-        `apply status of ipiptunnel ${name}`,
-        () =>
-          this.custom.patchClusterCustomObjectStatus(
-            { group: API_GROUP, version: TUNNEL_VERSION, plural: TUNNEL_PLURAL, name, body, fieldManager, force: true },
-            this.options(PatchStrategy.ServerSideApply),
-          ),
-        [404],
-      )) as IpipTunnel,
-    ); // 404: deleted meanwhile, nothing left to report on
+      await this.call<IpipTunnel>('apply', `apply status of ipiptunnel ${name}`, 'PATCH', path, {
+        body,
+        contentType: APPLY,
+        answers: [404],
+      }),
+    );
   }
 
-  // --- IpipNodes ---
-
   listIpipNodes(): Promise<ListPage<IpipNode>> {
-    return this.listOurs(NODE_PLURAL, ipipNodeOf);
+    return this.listPaged(`list ${NODE_PLURAL}`, this.ours(NODE_PLURAL), ipipNodeOf);
   }
 
   watchIpipNodes(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
-    return this.watchOurs(NODE_PLURAL, resourceVersion, handlers);
+    return this.watch(this.ours(NODE_PLURAL), resourceVersion, handlers);
   }
 
   /**
@@ -321,27 +387,16 @@ export class KubeClient {
       tunnels,
       readySummary,
     };
+    const path = `${this.ours(NODE_PLURAL, name)}${query({ fieldManager, force: true })}`;
     return ipipNodeOf(
-      (await this.call('apply', `apply ipipnode ${name}`, () =>
-        this.custom.patchClusterCustomObject(
-          { group: API_GROUP, version: TUNNEL_VERSION, plural: NODE_PLURAL, name, body, fieldManager, force: true },
-          this.options(PatchStrategy.ServerSideApply),
-        ),
-      )) as IpipNode,
+      await this.call<IpipNode>('apply', `apply ipipnode ${name}`, 'PATCH', path, { body, contentType: APPLY }),
     );
   }
 
   // --- Nodes ---
 
   listNodes(): Promise<ListPage<NodeAddresses>> {
-    return this.listPaged('list nodes', async (page) => {
-      const list = await this.core.listNode(page, this.options());
-      return {
-        items: list.items.map(nodeAddressesOf),
-        resourceVersion: list.metadata?.resourceVersion ?? '',
-        next: list.metadata?._continue,
-      };
-    });
+    return this.listPaged('list nodes', '/api/v1/nodes', nodeAddressesOf);
   }
 
   watchNodes(resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
@@ -351,105 +406,136 @@ export class KubeClient {
   // --- Watches ---
 
   /**
-   * A watch from `resourceVersion` with bookmarks. The server ends it after 5-10 minutes
-   * (spread, so many agents do not reconnect at once); a silent connection is dropped
-   * after 2 minutes without a byte (bookmarks arrive about every minute).
+   * A watch from `resourceVersion` with bookmarks: one JSON event per line. The server ends
+   * it after 5-10 minutes (spread, so many agents do not reconnect at once); a silent
+   * connection is dropped after 2 minutes without a byte (bookmarks arrive about every
+   * minute). Resolves at once with the function that stops it; how it ends goes to onDone,
+   * once, and nothing is delivered after it is stopped.
    */
-  private async watch(path: string, resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
-    const watch = new Watch(this.kc);
-    // The library's inactivity timeout (30 s, declared private in its types) would drop an
-    // idle but healthy watch between two bookmarks.
-    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = 120_000;
+  async watch(path: string, resourceVersion: string, handlers: WatchHandlers): Promise<() => void> {
     const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
+    const what = `watch ${path}`;
+    const stop = new AbortController();
     let ended = false;
-    const controller = await watch.watch(
-      path,
-      { resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
-      (type: string, object: Record<string, unknown>) => {
-        if (!ended) handlers.onEvent(type as WatchEventType, object);
-      },
-      (err: unknown) => {
-        if (ended) return;
-        ended = true;
-        this.observe('watch', err === null || err === undefined);
-        if (err === null || err === undefined) handlers.onDone(undefined);
-        else {
-          // A refused watch (e.g. 403, 410 at connect) carries statusCode; a dropped one does not.
-          const status = (err as { statusCode?: number }).statusCode;
-          handlers.onDone(
-            status === undefined
-              ? toApiError(err, `watch ${path}`)
-              : new ApiError(status, `watch ${path}: ${(err as Error).message}`),
-          );
+    const end = (err: ApiError | undefined) => {
+      if (ended) return;
+      ended = true;
+      this.observe('watch', err === undefined);
+      handlers.onDone(err);
+      req.destroy();
+    };
+    const req = this.open(
+      'GET',
+      `${path}${query({ watch: true, resourceVersion, allowWatchBookmarks: true, timeoutSeconds })}`,
+      undefined,
+      undefined,
+      stop.signal,
+      (response) => {
+        const status = response.statusCode ?? 0;
+        response.setEncoding('utf8');
+        let pending = '';
+        if (status !== 200) {
+          // Refused (403, 410 at connect, ...): the body is a Status object.
+          response.on('data', (chunk: string) => (pending += chunk));
+          response.on('end', () => end(new ApiError(status, `${what}: ${failureMessage(status, pending)}`)));
+          return;
         }
+        response.on('data', (chunk: string) => {
+          pending += chunk;
+          let newline = pending.indexOf('\n');
+          while (newline >= 0 && !ended) {
+            const line = pending.slice(0, newline);
+            pending = pending.slice(newline + 1);
+            newline = pending.indexOf('\n');
+            if (line.trim() === '') continue;
+            let event: { type?: WatchEventType; object?: Record<string, unknown> };
+            try {
+              event = JSON.parse(line) as typeof event;
+            } catch (error) {
+              return end(new ApiError(0, `${what}: an event that is not JSON: ${(error as Error).message}`));
+            }
+            if (event.type !== undefined && event.object !== undefined) handlers.onEvent(event.type, event.object);
+          }
+        });
+        response.on('end', () => end(undefined));
+        response.on('error', (error) => end(noAnswer(what, error)));
+        // Cut mid-stream (the server went away, the 2-minute silence): no 'end' came first.
+        response.on('close', () => end(new ApiError(0, `${what}: the connection was cut`)));
       },
+      (error) => end(noAnswer(what, error)),
     );
+    req.setTimeout(120_000, () => req.destroy(new Error('no data for 120 s')));
     return () => {
       ended = true;
-      controller.abort();
+      stop.abort();
     };
   }
 
   // --- Events ---
 
-  async createEvent(event: CoreV1Event): Promise<CoreV1Event> {
-    const namespace = event.metadata.namespace ?? 'default';
-    return this.call('create', 'create event', () =>
-      this.core.createNamespacedEvent({ namespace, body: event }, this.options()),
-    );
+  createEvent(event: KubeEvent): Promise<KubeEvent> {
+    const namespace = event.metadata.namespace;
+    return this.call('create', 'create event', 'POST', `/api/v1/namespaces/${enc(namespace)}/events`, { body: event });
   }
 
   /** Counts a repeat of an earlier Event (merge patch of count and lastTimestamp), as client-go does. */
   async patchEventSeries(namespace: string, name: string, count: number, last: Date): Promise<void> {
-    await this.call('patch', `patch event ${name}`, () =>
-      this.core.patchNamespacedEvent(
-        { namespace, name, body: { count, lastTimestamp: last.toISOString().replace(/\.\d+Z$/, 'Z') } },
-        this.options(PatchStrategy.MergePatch),
-      ),
+    await this.call(
+      'patch',
+      `patch event ${name}`,
+      'PATCH',
+      `/api/v1/namespaces/${enc(namespace)}/events/${enc(name)}`,
+      {
+        body: { count, lastTimestamp: eventTime(last) },
+        contentType: MERGE,
+      },
     );
   }
 
   // --- Leases ---
 
-  async getLease(namespace: string, name: string): Promise<V1Lease | undefined> {
+  private leases(namespace: string, name?: string): string {
+    const base = `/apis/coordination.k8s.io/v1/namespaces/${enc(namespace)}/leases`;
+    return name === undefined ? base : `${base}/${enc(name)}`;
+  }
+
+  async getLease(namespace: string, name: string): Promise<Lease | undefined> {
     try {
-      return await this.call(
-        'get',
-        `get lease ${namespace}/${name}`,
-        () => this.coordination.readNamespacedLease({ namespace, name }, this.options()),
-        [404],
-      );
+      return await this.call<Lease>('get', `get lease ${namespace}/${name}`, 'GET', this.leases(namespace, name), {
+        answers: [404],
+      });
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return undefined;
       throw error;
     }
   }
 
-  async createLease(lease: V1Lease): Promise<V1Lease> {
+  createLease(lease: Lease): Promise<Lease> {
     const namespace = lease.metadata!.namespace!;
     // 409: another candidate created it first, the normal end of a race.
-    return this.call(
-      'create',
-      `create lease ${namespace}/${lease.metadata!.name}`,
-      () => this.coordination.createNamespacedLease({ namespace, body: lease }, this.options()),
-      [409],
-    );
+    return this.call('create', `create lease ${namespace}/${lease.metadata!.name}`, 'POST', this.leases(namespace), {
+      body: lease,
+      answers: [409],
+    });
   }
 
   /** Replace with the lease's resourceVersion: 409 when someone else wrote it first (an answer, not a failure). */
-  async replaceLease(lease: V1Lease): Promise<V1Lease> {
+  replaceLease(lease: Lease): Promise<Lease> {
     const namespace = lease.metadata!.namespace!;
     const name = lease.metadata!.name!;
-    return this.call(
-      'update',
-      `update lease ${namespace}/${name}`,
-      () => this.coordination.replaceNamespacedLease({ namespace, name, body: lease }, this.options()),
-      [409],
-    );
+    return this.call('update', `update lease ${namespace}/${name}`, 'PUT', this.leases(namespace, name), {
+      body: lease,
+      answers: [409],
+    });
   }
 }
 
-/** Lease and Event times are MicroTime: six fractional digits, which a plain Date does not print. */
-export function microTime(date: Date): V1MicroTime {
-  return new V1MicroTime(date.getTime());
+/** Lease times are MicroTime: six fractional digits, which a plain Date does not print. */
+export function microTime(date: Date): string {
+  return date.toISOString().replace(/Z$/, '000Z');
+}
+
+/** Event times (firstTimestamp, lastTimestamp) are Time: RFC 3339 to the second. */
+export function eventTime(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z');
 }

@@ -4,9 +4,9 @@
 // cluster-scoped object live in namespace "default". Recording never blocks or fails a
 // reconcile: a failed write is logged and dropped, as Events are best effort.
 
-import type { CoreV1Event } from '@kubernetes/client-node';
 import type { IpipTunnel } from '../api/types.ts';
-import type { KubeClient } from '../kube/client.ts';
+import { eventTime } from '../kube/client.ts';
+import type { KubeClient, KubeEvent } from '../kube/client.ts';
 import type { Logger } from './log.ts';
 
 export const EVENT_NAMESPACE = 'default';
@@ -92,7 +92,7 @@ export class EventRecorder {
     }
   }
 
-  private build(name: string, e: TunnelEvent, now: Date): CoreV1Event {
+  private build(name: string, e: TunnelEvent, now: Date): KubeEvent {
     const m = e.tunnel.metadata;
     return {
       metadata: { name, namespace: EVENT_NAMESPACE },
@@ -108,8 +108,8 @@ export class EventRecorder {
       source: { component: COMPONENT, host: this.node },
       reportingComponent: COMPONENT,
       reportingInstance: this.node,
-      firstTimestamp: now,
-      lastTimestamp: now,
+      firstTimestamp: eventTime(now),
+      lastTimestamp: eventTime(now),
       count: 1,
     };
   }

@@ -105,8 +105,25 @@ describe('architecture', () => {
     );
   });
 
-  test('API I/O only in src/kube/client.ts: the Kubernetes client is imported for more than types nowhere else', () => {
-    const users = ALL.filter((i) => i.target === '@kubernetes/client-node' && !i.typeOnly).map((i) => i.file);
-    assert.deepEqual(users, ['src/kube/client.ts']);
+  test('API I/O only in src/kube/client.ts: HTTP requests are made nowhere else, and no Kubernetes client library is loaded', () => {
+    // report/http.ts serves /metrics (createServer); every request goes out through kube/client.ts.
+    const http = ALL.filter((i) => /^node:(https?|http2|net|tls)$/.test(i.target) && !i.typeOnly).map(
+      (i) => `${i.file} ${i.target}`,
+    );
+    assert.deepEqual(http.sort(), [
+      'src/kube/client.ts node:http',
+      'src/kube/client.ts node:https',
+      'src/report/http.ts node:http',
+    ]);
+    const serving = readFileSync(join(REPO, 'src/report/http.ts'), 'utf8');
+    assert.doesNotMatch(serving, /\b(request|get|Agent)\b[^\n]*from 'node:http'/);
+    assert.deepEqual(
+      ALL.filter((i) => /kubernetes|undici/.test(i.target)).map((i) => i.file),
+      [],
+    );
+    const sourceText = sources(SRC)
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
+    assert.doesNotMatch(sourceText, /\bfetch\(/, 'fetch() is an HTTP client too');
   });
 });

@@ -4,14 +4,14 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { CoreV1Event } from '@kubernetes/client-node';
 import { ApiError } from '../../src/kube/client.ts';
+import type { KubeEvent } from '../../src/kube/client.ts';
 import { EVENT_NAMESPACE, EventRecorder } from '../../src/report/events.ts';
 import { createLogger } from '../../src/report/log.ts';
 import { exampleTunnel } from './builders.ts';
 
 function recordingClient() {
-  const created: CoreV1Event[] = [];
+  const created: KubeEvent[] = [];
   const patched: Array<{ name: string; count: number }> = [];
   let failPatchWith: ApiError | undefined;
   return {
@@ -21,7 +21,7 @@ function recordingClient() {
       failPatchWith = e;
     },
     client: {
-      createEvent: async (e: CoreV1Event) => {
+      createEvent: async (e: KubeEvent) => {
         created.push(e);
         return e;
       },

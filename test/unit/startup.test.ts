@@ -1,8 +1,7 @@
 // What the agent loads at start-up. Standalone (a manifest, no cluster) and `plan` must not
-// load the Kubernetes client or the metrics library: importing @kubernetes/client-node
-// alone takes a bare Node from about 43 to 123 MiB RSS and over a second on this machine
-// (bench/memory.ts), which a node without a cluster should never pay. main.ts loads the
-// cluster path (cli/cluster-agent.ts) only for `agent` without --manifest.
+// load the API client (src/kube/) or the metrics library (prom-client costs about 20 MiB
+// of RSS, bench/RESULTS.md), which a node without a cluster should never pay. main.ts loads
+// the cluster path (cli/cluster-agent.ts) only for `agent` without --manifest.
 //
 // Each command runs in a child process with a module hook (module.registerHooks) that
 // writes every module URL the process loaded to a file when it exits.
@@ -28,7 +27,7 @@ process.on('exit', () => writeFileSync(process.env.LOADED_OUT, loaded.join('\\n'
 const hook = join(dir, 'hook.mjs');
 writeFileSync(hook, HOOK);
 
-/** The packages under node_modules a run of the CLI loaded, and its exit code. */
+/** The packages under node_modules and the folders of src/ a run of the CLI loaded, and its exit code. */
 function packagesLoaded(...args: string[]): { code: number | null; packages: Set<string>; stderr: string } {
   const out = join(dir, `loaded-${Math.random().toString(36).slice(2)}.txt`);
   const r = spawnSync(process.execPath, ['--import', hook, join(REPO, 'src/cli/main.ts'), ...args], {
@@ -41,11 +40,13 @@ function packagesLoaded(...args: string[]): { code: number | null; packages: Set
   for (const url of urls) {
     const m = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
     if (m !== null) packages.add(m[1]!);
+    // The API client is ours (src/kube/), so it counts as the package it replaced.
+    if (url.startsWith(`file://${REPO}/src/kube/`)) packages.add('src/kube');
   }
   return { code: r.status, packages, stderr: r.stderr };
 }
 
-const CLUSTER_ONLY = ['@kubernetes/client-node', 'prom-client'];
+const CLUSTER_ONLY = ['prom-client', 'src/kube'];
 
 describe('start-up: what each command loads', () => {
   test('plan loads neither the Kubernetes client nor prom-client', () => {
