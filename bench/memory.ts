@@ -23,12 +23,15 @@
 //   bundle   one ESM bundle by esbuild (tree-shaken, not minified; the cluster path a
 //            chunk of its own), node_modules not loaded
 //   ts       the .ts files run by Node's type stripping (quick, not how it ships)
-// Flags: --counts 0,100,1000  --runs 3  --variants tsc,bundle  --snapshots DIR (a heap
+// Flags: --counts 0,100,1000  --runs 3  --variants tsc,bundle  --modes import,standalone,cluster  --snapshots DIR (a heap
 // snapshot of each settled child: DIR/VARIANT-MODE-N.heapsnapshot). Environment:
 // NODE_OPTIONS reaches the children too (e.g. --max-semi-space-size=2); BENCH_VERBOSE=1
 // prints each row's API requests (and TCP connections) and V8 heap spaces; BENCH_LOG=FILE
 // keeps the children's logs; BENCH_TRACE=1 adds RSS and heap every 100 ms to those logs;
-// BENCH_PEAK_SNAPSHOT=FILE writes one heap snapshot when a child's heap first passes 150 MiB.
+// BENCH_PEAK_SNAPSHOT=FILE writes one heap snapshot when a child's heap first passes BENCH_PEAK_MIB (150) MiB;
+// BENCH_NODE_FLAGS adds Node or V8 flags to the children (e.g. --optimize-for-size); BENCH_LOG_LEVEL is the
+// children's log level (info); BENCH_SETTLE_MS waits that much longer before measuring; BENCH_ALLOC_PROFILE=FILE writes each child's allocations (garbage
+// included; V8's sampling heap profiler) to FILE.PID, the format of a .heapprofile.
 
 import { fork } from 'node:child_process';
 import {
@@ -140,13 +143,29 @@ function rssAnon(): number {
   }
 }
 
+/** Starts V8's sampling heap profiler on this process; the returned function stops it and gives its profile (JSON). */
+async function allocationProfile(): Promise<() => Promise<string>> {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', {
+    samplingInterval: 16 * 1024,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return async () => JSON.stringify((await session.post('HeapProfiler.stopSampling')).profile);
+}
+
 async function child(mode: Mode, target: string): Promise<void> {
   // The modules each mode's CLI path loads (main.ts loads the cluster path only in a cluster).
   const { createLogger } = await import('../src/report/log.ts');
   // Logs go to the child's stderr, which the parent sends to /dev/null (1,000 tunnels log
   // 5,000 kernel changes at info, as the agent would).
-  const log = createLogger({ format: 'json', level: 'info' });
+  const log = createLogger({ format: 'json', level: (process.env.BENCH_LOG_LEVEL ?? 'info') as 'info' });
   const stops: (() => Promise<void>)[] = [];
+  // BENCH_ALLOC_PROFILE=FILE: where the child allocates, garbage included (V8's sampling heap
+  // profiler keeping the samples of collected objects), from here until it is measured.
+  const allocations = process.env.BENCH_ALLOC_PROFILE === undefined ? undefined : await allocationProfile();
   if (process.env.BENCH_TRACE !== undefined) {
     // Every 100 ms, to stderr (BENCH_LOG): RSS and heap, to see which phase grows them.
     const trace = setInterval(() => {
@@ -154,7 +173,10 @@ async function child(mode: Mode, target: string): Promise<void> {
       process.stderr.write(
         `trace ${Math.round(performance.now())} ms rss ${mib(u.rss)} heapUsed ${mib(u.heapUsed)} heapTotal ${mib(u.heapTotal)} external ${mib(u.external)}\n`,
       );
-      if (process.env.BENCH_PEAK_SNAPSHOT !== undefined && u.heapUsed > 150 * MiB) {
+      if (
+        process.env.BENCH_PEAK_SNAPSHOT !== undefined &&
+        u.heapUsed > Number(process.env.BENCH_PEAK_MIB ?? 150) * MiB
+      ) {
         process.stderr.write(`trace snapshot ${v8.writeHeapSnapshot(process.env.BENCH_PEAK_SNAPSHOT)}\n`);
         delete process.env.BENCH_PEAK_SNAPSHOT;
       }
@@ -211,6 +233,8 @@ async function child(mode: Mode, target: string): Promise<void> {
   }
   process.on('message', async (message: { measure?: string }) => {
     if (message.measure === undefined) return;
+    if (allocations !== undefined)
+      writeFileSync(`${process.env.BENCH_ALLOC_PROFILE}.${process.pid}`, await allocations());
     const rss = process.memoryUsage.rss();
     const gc = (globalThis as { gc?: () => void }).gc;
     if (gc === undefined) throw new Error('the child needs --expose-gc');
@@ -502,8 +526,8 @@ async function runOnce(o: RunOptions): Promise<Sample> {
   // BENCH_LOG=FILE keeps the children's logs (appended), else they go nowhere.
   const logFd = process.env.BENCH_LOG === undefined ? 'ignore' : openSync(process.env.BENCH_LOG, 'a');
   const proc = fork(o.entry, ['--child', o.mode, target], {
-    execArgv: ['--expose-gc'],
-    stdio: ['ignore', 'ignore', logFd, 'ipc'],
+    execArgv: ['--expose-gc', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
+    stdio: ['ignore', logFd, logFd, 'ipc'],
   });
   if (typeof logFd === 'number') closeSync(logFd);
   try {
@@ -526,6 +550,8 @@ async function runOnce(o: RunOptions): Promise<Sample> {
       await sleep(2000);
       while (api!.quietMs() < 2000) await sleep(200);
     } else await sleep(1000);
+    // BENCH_SETTLE_MS: longer (e.g. past the 60 s resync), to see what the heap does later.
+    await sleep(Number(process.env.BENCH_SETTLE_MS ?? 0));
     const sample = reply<Sample>('sample', 120_000);
     proc.send({ measure: o.snapshot ?? '' });
     const got = await sample;
@@ -555,8 +581,10 @@ async function parent(): Promise<void> {
       runs: { type: 'string', default: '3' },
       variants: { type: 'string' },
       snapshots: { type: 'string' },
+      modes: { type: 'string', default: 'import,standalone,cluster' },
     },
   });
+  const modes = new Set(values.modes.split(',') as Mode[]);
   const counts = values.counts.split(',').map(Number);
   const runs = Number(values.runs);
   const variants = (values.variants?.split(',') ??
@@ -576,11 +604,12 @@ async function parent(): Promise<void> {
     say('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const variant of variants) {
       const entry = await buildVariant(variant, dir);
-      const rows: [Mode, number][] = [
-        ['import', 0],
-        ...counts.map((n) => ['standalone', n] as [Mode, number]),
-        ...counts.map((n) => ['cluster', n] as [Mode, number]),
-      ];
+      const rows = (
+        [['import', 0], ...counts.map((n) => ['standalone', n]), ...counts.map((n) => ['cluster', n])] as [
+          Mode,
+          number,
+        ][]
+      ).filter(([mode]) => modes.has(mode));
       for (const [mode, n] of rows) {
         const samples: Sample[] = [];
         for (let i = 0; i < runs; i++) {

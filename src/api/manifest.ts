@@ -1,7 +1,7 @@
 // Standalone manifests: a multi-document YAML file of IpipTunnel objects, held to the same
 // rules the CRD enforces. Pure: the caller reads the file.
 
-import { parseAllDocuments } from 'yaml';
+import { loadAll, YAMLException } from 'js-yaml';
 import type { IpipTunnel } from './types.ts';
 import { validateTunnel } from './validate.ts';
 
@@ -27,20 +27,32 @@ export function parseManifest(text: string, source: string): IpipTunnel[] {
   const problems: string[] = [];
   const tunnels: IpipTunnel[] = [];
   const names = new Map<string, number>();
-  parseAllDocuments(text).forEach((doc, i) => {
-    const where = `${source}: document ${i + 1}`;
-    const tunnel = documentTunnel(doc, where, problems);
-    if (tunnel === undefined) return;
-    const first = names.get(tunnel.metadata.name);
-    if (first !== undefined) {
-      problems.push(
-        `${where} (${tunnel.metadata.name}): metadata.name: "${tunnel.metadata.name}" is already document ${first}`,
-      );
-      return;
+  let documents = 0;
+  let line = 1;
+  for (const piece of manifestPieces(text)) {
+    const parsed = parsePiece(piece);
+    if (!Array.isArray(parsed)) {
+      documents += 1;
+      const at = `line ${line + parsed.line}, column ${parsed.column}`;
+      problems.push(`${source}: document ${documents}: not valid YAML: ${parsed.reason} (${at})`);
     }
-    names.set(tunnel.metadata.name, i + 1);
-    tunnels.push(tunnel);
-  });
+    for (const obj of Array.isArray(parsed) ? parsed : []) {
+      documents += 1;
+      const where = `${source}: document ${documents}`;
+      const tunnel = documentTunnel(obj, where, problems);
+      if (tunnel === undefined) continue;
+      const first = names.get(tunnel.metadata.name);
+      if (first !== undefined) {
+        problems.push(
+          `${where} (${tunnel.metadata.name}): metadata.name: "${tunnel.metadata.name}" is already document ${first}`,
+        );
+        continue;
+      }
+      names.set(tunnel.metadata.name, documents);
+      tunnels.push(tunnel);
+    }
+    line += lineCount(piece);
+  }
   if (problems.length > MAX_PROBLEMS_SHOWN) {
     const more = problems.length - MAX_PROBLEMS_SHOWN;
     problems.splice(MAX_PROBLEMS_SHOWN, more, `${source}: and ${more} more problems`);
@@ -49,22 +61,52 @@ export function parseManifest(text: string, source: string): IpipTunnel[] {
   return tunnels;
 }
 
-type ParsedDocument = ReturnType<typeof parseAllDocuments>[number];
+/**
+ * The YAML parser's guards against input built to exhaust memory or the stack: a "billion
+ * laughs" of aliases (each alias is one shared object, but whatever walks the tree walks
+ * every reference) and deep nesting. A tunnel needs neither.
+ */
+const YAML_LIMITS = { maxAliases: 100, maxDepth: 100 } as const;
+
+/** Where and why a piece is not YAML; line and column from 0 within the piece. */
+interface YamlError {
+  reason: string;
+  line: number;
+  column: number;
+}
+
+/**
+ * The documents of one piece of a manifest (YAML 1.2, the core schema: what kubectl reads),
+ * or why it is not YAML. js-yaml rather than the yaml library: for a manifest of 1,000
+ * tunnels the yaml library allocated about 230 MiB (its concrete syntax tree) and took
+ * 200-300 ms; js-yaml builds the objects straight from its parser's events in about a
+ * tenth of both (bench/RESULTS.md).
+ */
+function parsePiece(piece: string): unknown[] | YamlError {
+  try {
+    return loadAll(piece, YAML_LIMITS);
+  } catch (error) {
+    if (!(error instanceof YAMLException)) throw error;
+    return { reason: error.reason, line: error.mark?.line ?? 0, column: (error.mark?.column ?? 0) + 1 };
+  }
+}
+
+/**
+ * The text in pieces parsed one by one: cut at its document markers, or whole when it has
+ * a directive (`%YAML`, `%TAG`: a directive belongs to the document after its marker).
+ */
+function manifestPieces(text: string): string[] {
+  return /^%/m.test(text) ? [text] : splitDocuments(text);
+}
+
+function lineCount(piece: string): number {
+  let n = 0;
+  for (let i = piece.indexOf('\n'); i !== -1; i = piece.indexOf('\n', i + 1)) n += 1;
+  return n;
+}
 
 /** One document's tunnel, validated; undefined for an empty document or one with problems (pushed to `problems`). */
-function documentTunnel(doc: ParsedDocument, where: string, problems: string[]): IpipTunnel | undefined {
-  if (doc.errors.length > 0) {
-    problems.push(`${where}: not valid YAML: ${doc.errors[0]!.message}`);
-    return undefined;
-  }
-  let obj: unknown;
-  try {
-    // The yaml library's guard against alias bombs ("billion laughs") throws here.
-    obj = doc.toJS();
-  } catch (error) {
-    problems.push(`${where}: not usable YAML: ${(error as Error).message}`);
-    return undefined;
-  }
+function documentTunnel(obj: unknown, where: string, problems: string[]): IpipTunnel | undefined {
   if (obj === null || obj === undefined) return undefined; // an empty document, e.g. after a trailing ---
   const errors = validateTunnel(obj);
   const name = (obj as { metadata?: { name?: unknown } }).metadata?.name;
@@ -132,10 +174,12 @@ export class ManifestParser {
       let found = pieces.get(piece) ?? this.pieces.get(piece);
       if (found === undefined) {
         this.parsedPieces += 1;
+        const docs = parsePiece(piece);
+        if (!Array.isArray(docs)) return undefined;
         const problems: string[] = [];
         const parsed: IpipTunnel[] = [];
-        for (const doc of parseAllDocuments(piece)) {
-          const tunnel = documentTunnel(doc, '', problems);
+        for (const obj of docs) {
+          const tunnel = documentTunnel(obj, '', problems);
           if (tunnel !== undefined) parsed.push(tunnel);
         }
         if (problems.length > 0) return undefined;
@@ -153,7 +197,7 @@ export class ManifestParser {
   }
 
   private whole(text: string, source: string): IpipTunnel[] {
-    this.parsedPieces = splitDocuments(text).length;
+    this.parsedPieces = manifestPieces(text).length;
     return parseManifest(text, source);
   }
 }

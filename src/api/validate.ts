@@ -30,6 +30,18 @@ function isInteger(v: Json): v is number {
   return typeof v === 'number' && Number.isInteger(v);
 }
 
+/**
+ * A value as a message shows it: a scalar as JSON, cut short; a list or an object by kind.
+ * Never the whole of it: a manifest's YAML aliases can make a small text a value with
+ * billions of members (every alias is the same object), which JSON.stringify would expand.
+ */
+export function shown(v: Json): string {
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object' && v !== null) return 'an object';
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 64 ? `${text.slice(0, 60)}...` : text;
+}
+
 class Collector {
   readonly errors: FieldError[] = [];
   add(field: string, message: string): void {
@@ -133,8 +145,7 @@ function checkEndpoint(c: Collector, field: string, e: Json): void {
 }
 
 function checkBoolean(c: Collector, field: string, value: Json): void {
-  if (value !== undefined && typeof value !== 'boolean')
-    c.add(field, `must be true or false, got ${JSON.stringify(value)}`);
+  if (value !== undefined && typeof value !== 'boolean') c.add(field, `must be true or false, got ${shown(value)}`);
 }
 
 /**
@@ -181,13 +192,13 @@ export function validateTunnel(obj: Json): FieldError[] {
   }
   checkKnownFields(c, 'spec', spec, SPEC_FIELDS);
   if (spec.mode !== undefined && spec.mode !== 'ipip') {
-    c.add('spec.mode', `must be "ipip" (the only mode so far), got ${JSON.stringify(spec.mode)}`);
+    c.add('spec.mode', `must be "ipip" (the only mode so far), got ${shown(spec.mode)}`);
   }
   if (spec.ttl !== undefined && !(isInteger(spec.ttl) && spec.ttl >= 0 && spec.ttl <= 255)) {
-    c.add('spec.ttl', `must be an integer from 0 (inherit) to 255, got ${JSON.stringify(spec.ttl)}`);
+    c.add('spec.ttl', `must be an integer from 0 (inherit) to 255, got ${shown(spec.ttl)}`);
   }
   if (spec.mtu !== undefined && !(isInteger(spec.mtu) && spec.mtu >= MIN_MTU && spec.mtu <= MAX_MTU)) {
-    c.add('spec.mtu', `must be an integer from ${MIN_MTU} to ${MAX_MTU}, got ${JSON.stringify(spec.mtu)}`);
+    c.add('spec.mtu', `must be an integer from ${MIN_MTU} to ${MAX_MTU}, got ${shown(spec.mtu)}`);
   }
   if (spec.linkName !== undefined) checkLinkName(c, 'spec.linkName', spec.linkName);
   if (typeof spec.linkName === 'string' && FALLBACK_DEVICES.includes(spec.linkName)) {

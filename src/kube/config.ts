@@ -11,7 +11,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import { parse } from 'yaml';
+import { loadAll } from 'js-yaml';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -100,12 +100,14 @@ export function accessFromKubeConfigs(
   const contexts = new Map<string, Named>();
   let current: string | undefined;
   for (const file of files) {
-    let doc: unknown;
+    let docs: unknown[];
     try {
-      doc = parse(file.text);
+      docs = loadAll(file.text, { maxAliases: 100 });
     } catch (error) {
       throw new KubeConfigError(`${file.path}: not YAML: ${(error as Error).message.split('\n')[0]}`);
     }
+    if (docs.length > 1) throw new KubeConfigError(`${file.path}: ${docs.length} YAML documents, a kubeconfig is one`);
+    const doc = docs[0];
     if (doc === null || doc === undefined) continue;
     if (typeof doc !== 'object' || Array.isArray(doc)) throw new KubeConfigError(`${file.path}: not a kubeconfig`);
     const fields = doc as Fields;

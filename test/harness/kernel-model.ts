@@ -15,12 +15,26 @@ function linkNamed(s: KernelState, name: string): ObservedLink {
   return link;
 }
 
+/**
+ * Removes the matching routes in place, returning how many. In place rather than a filtered
+ * copy: a converge of 1,000 tunnels replaces 1,000 routes, and a copy of the table each time
+ * was 40 MiB of garbage in bench/memory.ts, which measures the agent beside this model.
+ */
+function removeRoutes(s: KernelState, matches: (r: KernelState['routes'][number]) => boolean): number {
+  let kept = 0;
+  for (const r of s.routes) if (!matches(r)) s.routes[kept++] = r;
+  const removed = s.routes.length - kept;
+  s.routes.length = kept;
+  return removed;
+}
+
 /** Applies one operation to the state in place; throws ModelError where the kernel would refuse. */
 export function applyOperation(s: KernelState, o: IpOperation): void {
   switch (o.op) {
     case 'link-add': {
       if (s.links.some((l) => l.name === o.link.name)) throw new ModelError('RTNETLINK answers: File exists');
-      const index = Math.max(0, ...s.links.map((l) => l.index)) + 1;
+      let index = 1;
+      for (const l of s.links) index = Math.max(index, l.index + 1);
       s.links.push({
         index,
         name: o.link.name,
@@ -76,7 +90,7 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
     case 'route-replace': {
       const r = o.route;
       linkNamed(s, r.dev);
-      s.routes = s.routes.filter((x) => !(x.dst === r.dst && x.metric === 0));
+      removeRoutes(s, (x) => x.dst === r.dst && x.metric === 0);
       s.routes.push({
         dst: r.dst,
         dev: r.dev,
@@ -90,17 +104,15 @@ export function applyOperation(s: KernelState, o: IpOperation): void {
       return;
     }
     case 'route-del': {
-      const before = s.routes.length;
-      s.routes = s.routes.filter(
+      const removed = removeRoutes(
+        s,
         (x) =>
-          !(
-            x.dst === o.dst &&
-            x.metric === o.metric &&
-            x.protocol === o.protocol &&
-            (o.dev === undefined || x.dev === o.dev)
-          ),
+          x.dst === o.dst &&
+          x.metric === o.metric &&
+          x.protocol === o.protocol &&
+          (o.dev === undefined || x.dev === o.dev),
       );
-      if (s.routes.length === before) throw new ModelError('RTNETLINK answers: No such process');
+      if (removed === 0) throw new ModelError('RTNETLINK answers: No such process');
       return;
     }
   }

@@ -53,7 +53,7 @@ describe('start-up: what each command loads', () => {
     const r = packagesLoaded('plan', '-f', join(REPO, 'examples/tunnel.yaml'), '--node', 'node-a', '--from-scratch');
     assert.equal(r.code, 0, r.stderr);
     // It did load what planning needs (the YAML parser), so the hook saw the packages it loads.
-    assert.ok(r.packages.has('yaml'), [...r.packages].join(' '));
+    assert.ok(r.packages.has('js-yaml'), [...r.packages].join(' '));
     for (const name of CLUSTER_ONLY) assert.ok(!r.packages.has(name), `plan loaded ${name}`);
   });
 

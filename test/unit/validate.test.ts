@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InputError, MAX_MANIFEST_BYTES, parseManifest } from '../../src/api/manifest.ts';
 import { defaultLinkName, linkNameProblem } from '../../src/api/names.ts';
-import { effectiveSpec, validateTunnel } from '../../src/api/validate.ts';
+import { effectiveSpec, shown, validateTunnel } from '../../src/api/validate.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { assertSafeToken } from '../../src/dataplane/ip/render.ts';
 import { ownerAlias, tunnelOfAlias } from '../../src/model/ownership.ts';
@@ -102,6 +102,11 @@ describe('parseManifest', () => {
       /document 2 \(a\): metadata\.name: "a" is already document 1/,
     );
     assert.throws(() => parseManifest('spec: [unclosed', 'f.yaml'), /not valid YAML/);
+    // The line is the file's (document 2 starts on line 9), not the document's.
+    assert.throws(
+      () => parseManifest(`${doc}---\nkind: a\nkind: b\n`, 'f.yaml'),
+      /f\.yaml: document 2: not valid YAML: duplicated mapping key \(line 10, column 1\)/,
+    );
     assert.throws(() => parseManifest('kind: ConfigMap\n', 'f.yaml'), /kind: must be IpipTunnel/);
   });
 });
@@ -156,20 +161,45 @@ describe('bad input of every kind: a message naming what is wrong, never a crash
   });
 
   test('YAML built to exhaust memory or the stack is refused as input', () => {
-    const laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-    for (const [i, name] of ['b', 'c', 'd', 'e', 'f', 'g', 'h'].entries()) {
-      const prev = i === 0 ? 'a' : ['b', 'c', 'd', 'e', 'f', 'g'][i - 1]!;
-      laughs.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(',')}]`);
-    }
+    // A "billion laughs": level k is 9 aliases of level k-1. Parsed, each alias is one shared
+    // object, so the text stays small; walked or printed, level 7 is 9^7 (4.8 million) "lol"s.
+    const laughs = (levels: number, at: string) => {
+      const lines = ['x0: &x0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+      for (let k = 1; k <= levels; k++)
+        lines.push(
+          `x${k}: &x${k} [${Array(9)
+            .fill(`*x${k - 1}`)
+            .join(',')}]`,
+        );
+      return doc(`${endpoints}${lines.map((l) => `  ${l}\n`).join('')}${at}: *x${levels}\n`);
+    };
+    // 12 levels are 108 aliases, more than the parser takes: refused before anything walks it.
     assert.throws(
-      () => parseManifest(laughs.join('\n'), 'f.yaml'),
-      (e: Error) => e instanceof InputError && /resource exhaustion/.test(e.message),
+      () => parseManifest(laughs(12, '  mode'), 'f.yaml'),
+      (e: Error) => e instanceof InputError && /not valid YAML: aliases exceeded maxAliases \(100\)/.test(e.message),
+    );
+    // 7 levels (63 aliases) parse; a message that shows the value shows its kind, not 4.8 million members.
+    assert.throws(
+      () => parseManifest(laughs(7, '  mode'), 'f.yaml'),
+      (e: Error) =>
+        e instanceof InputError &&
+        /spec\.mode: must be "ipip" \(the only mode so far\), got a list/.test(e.message) &&
+        e.message.length < 2000,
     );
     const deep = `${'['.repeat(50_000)}${']'.repeat(50_000)}`;
     assert.throws(
       () => parseManifest(deep, 'f.yaml'),
-      (e: Error) => e instanceof InputError && /not valid YAML/.test(e.message),
+      (e: Error) => e instanceof InputError && /document 1: not valid YAML: nesting exceeded maxDepth/.test(e.message),
     );
+  });
+
+  test('a value in a message is shown short: a scalar cut, a list or an object by kind', () => {
+    assert.equal(shown('ipip6'), '"ipip6"');
+    assert.equal(shown(3.5), '3.5');
+    assert.equal(shown('x'.repeat(100)), `"${'x'.repeat(59)}...`);
+    assert.equal(shown([1, 2]), 'a list');
+    assert.equal(shown({ a: 1 }), 'an object');
+    assert.equal(shown(null), 'null');
   });
 
   test('a manifest over the size limit is refused before it is parsed; a page of problems is summed up', () => {

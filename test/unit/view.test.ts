@@ -181,6 +181,43 @@ describe('the view: the last read and the events since', () => {
     );
   });
 
+  test('a rename keeps the routes on the link; a name back under a new index and a deletion drop what the kernel drops', () => {
+    const view = new KernelView(programmed());
+    const link = view.state().links.find((l) => l.name === 'ipiptun')!;
+    const { addresses: _a, stats: _s, ...bare } = link;
+    const routesOn = (dev: string) =>
+      view
+        .state()
+        .routes.filter((r) => r.dev === dev)
+        .map((r) => r.dst)
+        .sort();
+    const routed = routesOn('ipiptun');
+    assert.ok(routed.length > 0);
+    view.apply({ kind: 'link', deleted: false, link: { ...bare, name: 'renamed' } });
+    assert.deepEqual(routesOn('renamed'), routed);
+    assert.deepEqual(routesOn('ipiptun'), []);
+    // The old name again, under another index: the view missed a deletion and a re-creation.
+    view.apply({ kind: 'link', deleted: false, link: { ...bare, index: bare.index + 100, name: 'renamed' } });
+    assert.deepEqual(
+      view
+        .state()
+        .links.filter((l) => l.name === 'renamed')
+        .map((l) => l.index),
+      [bare.index + 100],
+    );
+    assert.deepEqual(routesOn('renamed'), []);
+    view.apply({
+      kind: 'route',
+      deleted: false,
+      route: { dst: '10.9.0.0/24', dev: 'renamed', protocol: 203, metric: 0, scope: 253, type: 1 },
+    });
+    assert.deepEqual(routesOn('renamed'), ['10.9.0.0/24']);
+    view.apply({ kind: 'link', deleted: true, link: { ...bare, index: bare.index + 100, name: 'renamed' } });
+    assert.deepEqual(routesOn('renamed'), []);
+    assert.ok(!view.state().links.some((l) => l.name === 'renamed'));
+    assert.equal(view.trusted(), true);
+  });
+
   test('an unreadable line, an address on an unknown link, or another process changing our table: not to be trusted', () => {
     const unreadable = new KernelView(bareKernel());
     unreadable.apply({ kind: 'unreadable' });
