@@ -220,6 +220,15 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
       metrics.recordDriftCorrections(report.driftCorrections);
       metrics.setTunnels(report.tunnels);
     }
+    if (!reconciledOnce) {
+      // How long start-up took, from the process's start (Node's own included) to this
+      // node programmed: what a restarted agent costs before it repairs anything.
+      log.info('first reconcile done', {
+        node: nodeName,
+        tunnels: input.tunnels.length,
+        sinceProcessStartMs: Math.round(process.uptime() * 1000),
+      });
+    }
     reconciledOnce = true;
     const delivered = await o.sink.deliver(report, input.tunnels);
     // Only what may pass by itself is retried: a command the kernel refused, a report not

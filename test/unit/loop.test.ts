@@ -12,6 +12,9 @@ import type { AgentLoop, ReportSink, TunnelSource } from '../../src/controller/l
 import type { ReflectorSource } from '../../src/controller/reflector.ts';
 import type { ListPage, NodeAddresses, WatchHandlers } from '../../src/kube/client.ts';
 import { createLogger } from '../../src/report/log.ts';
+import type { Logger } from '../../src/report/log.ts';
+import winston from 'winston';
+import TransportStream from 'winston-transport';
 import { AgentMetrics } from '../../src/report/metrics.ts';
 import type { NodeReport } from '../../src/report/report.ts';
 import { metricValue } from '../harness/probes.ts';
@@ -108,13 +111,14 @@ describe('the agent loop', () => {
     source: TunnelSource,
     sink: ReportSink = recordingSink(),
     metrics?: AgentMetrics,
+    logger: Logger = log,
   ): AgentLoop {
     loop = runAgentLoop({
       nodeName: 'node-a',
       dataplane,
       source,
       sink,
-      log,
+      log: logger,
       ...(metrics === undefined ? {} : { metrics }),
       resyncMs: RESYNC_MS,
       debounceMs: DEBOUNCE_MS,
@@ -321,6 +325,26 @@ describe('the agent loop', () => {
     await advance(DEBOUNCE_MS * 5);
     assert.equal(dp.observes, reads + 1);
     assert.deepEqual(dp.applied.slice(writes), [['ip link del dev ipiptun']]);
+  });
+
+  test('the first reconcile says how long start-up took, once', async () => {
+    const entries: Record<string, unknown>[] = [];
+    const capture = new (class extends TransportStream {
+      override log(info: Record<string, unknown>, next: () => void) {
+        entries.push(info);
+        next();
+      }
+    })();
+    const logger = winston.createLogger({ level: 'info', transports: [capture] });
+    const dp = new RecordingDataplane(bareKernel());
+    start(dp, fixedSource([exampleTunnel()]), recordingSink(), undefined, logger);
+    await advance(DEBOUNCE_MS);
+    await advance(RESYNC_MS);
+    assert.equal(dp.observes, 2, 'two passes ran');
+    const first = entries.filter((e) => e.message === 'first reconcile done');
+    assert.equal(first.length, 1);
+    assert.equal(first[0]!.tunnels, 1);
+    assert.ok(typeof first[0]!.sinceProcessStartMs === 'number' && first[0]!.sinceProcessStartMs > 0);
   });
 
   test('an idle minute: the resync alone, one read and no write', async () => {
