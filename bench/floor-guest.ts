@@ -360,8 +360,10 @@ for (const c of changes) {
     // From the change: its first event that concerned the agent, the read's start (the debounce and the
     // pass's start), the read, resolve and plan, the write.
     const { events, observeStart, observeEnd, applyStart } = seen.times;
-    // The change's first event may come before `ip` has exited: looked for from the start of the change.
-    const t1 = events.find((t) => t >= tMake) ?? t0;
+    // The change's first event may come before `ip` has exited: looked for from the start of the change,
+    // and only before the read (an edit of the manifest has no kernel event: the source wakes the pass,
+    // and the first event after it is the echo of the agent's own write).
+    const t1 = events.find((t) => t >= tMake && t <= observeStart) ?? t0;
     phases.event!.push(ms(t0, t1));
     phases.read!.push(ms(t1, observeStart));
     phases.reading!.push(ms(observeStart, observeEnd));

@@ -366,7 +366,8 @@ export function runClusterAgent(o: ClusterAgentOptions): AgentLoop {
     const name = tunnel.metadata.name;
     try {
       tunnels.offer(await client.applyTunnelStatus(name, manager, status));
-      log.debug('status written', { tunnel: name, manager, status: JSON.stringify(status) });
+      // Not built unless it is logged: a thousand of these come in the first minute.
+      if (log.isDebugEnabled()) log.debug('status written', { tunnel: name, manager, status: JSON.stringify(status) });
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return true; // deleted meanwhile: nothing to report on
