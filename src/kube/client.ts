@@ -37,7 +37,7 @@ export type ApiObserver = (verb: string, ok: boolean) => void;
 export interface ClientOptions {
   /** A kubeconfig file; without it: $KUBECONFIG, then the in-cluster ServiceAccount, then ~/.kube/config. */
   kubeconfig?: string;
-  /** Per-request timeout for everything but watches. */
+  /** Per-request timeout for everything but watches: for the answer to start, then between its chunks. */
   timeoutMs?: number;
   onRequest?: ApiObserver;
 }
@@ -274,9 +274,14 @@ export class KubeClient {
   ): Promise<T> {
     const answers = options.answers ?? [];
     return new Promise<T>((resolve, reject) => {
-      // A timer of our own, cleared with the answer, rather than AbortSignal.timeout: that
-      // one's timer lives its 15 s whatever happens, and its signal keeps the finished
-      // request reachable until then (a burst of 2,000 writes kept 2,000 of them).
+      // The timeout is for silence, not for the whole call: restarted by every chunk of
+      // the answer. A list of 500 IpipTunnels takes more than 15 s to arrive in a busy
+      // UML guest; with a deadline on the whole call, every relist after a watch the API
+      // server had closed was cut off, retried and cut off again, and the agent never
+      // caught up (bench/cluster-scale.ts, 1,000 tunnels). A timer of our own, cleared with
+      // the answer, rather than AbortSignal.timeout: that one's timer lives its 15 s
+      // whatever happens, and its signal keeps the finished request reachable until then
+      // (a burst of 2,000 writes kept 2,000 of them).
       const abort = new AbortController();
       const timer = setTimeout(
         () => abort.abort(new DOMException(`${this.timeoutMs / 1000} s`, 'TimeoutError')),
@@ -297,7 +302,10 @@ export class KubeClient {
         abort.signal,
         (response) => {
           const chunks: Buffer[] = [];
-          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('data', (chunk: Buffer) => {
+            timer.refresh();
+            chunks.push(chunk);
+          });
           response.on('error', (error) => fail(noAnswer(what, abort.signal.aborted ? abort.signal.reason : error)));
           response.on('end', () => {
             clearTimeout(timer);

@@ -15,13 +15,14 @@ import { ApiError, KubeClient } from '../../src/kube/client.ts';
 const dir = mkdtempSync(join(tmpdir(), 'ipip-kube-client-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A TCP server that accepts and answers each request with `reply`, or never when undefined. */
-async function server(reply: string | undefined) {
+/** A TCP server that answers each request with `reply` (a text, or a function that writes it), or never when undefined. */
+async function server(reply: string | ((socket: Socket) => void) | undefined) {
   const sockets = new Set<Socket>();
   const s = createServer((socket) => {
     sockets.add(socket);
     socket.on('data', () => {
-      if (reply !== undefined) socket.write(reply);
+      if (typeof reply === 'function') reply(socket);
+      else if (reply !== undefined) socket.write(reply);
     });
   });
   await new Promise<void>((done) => s.listen(0, '127.0.0.1', done));
@@ -44,6 +45,21 @@ async function server(reply: string | undefined) {
   return { kubeconfig, close };
 }
 
+/** Answers 200 at once, then the body in `parts` pieces, one every `everyMs`. */
+async function drippingServer(body: string, everyMs: number, parts: number) {
+  const size = Math.ceil(body.length / parts);
+  const pieces = Array.from({ length: parts }, (_, i) => body.slice(i * size, (i + 1) * size));
+  return server((socket) => {
+    socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    const timer = setInterval(() => {
+      const piece = pieces.shift();
+      if (piece === undefined) clearInterval(timer);
+      else socket.write(piece);
+    }, everyMs);
+    socket.on('close', () => clearInterval(timer));
+  });
+}
+
 describe('KubeClient: every call has a timeout', () => {
   test('no answer: an ApiError naming the call, after the timeout', async () => {
     const silent = await server(undefined);
@@ -58,6 +74,23 @@ describe('KubeClient: every call has a timeout', () => {
     } finally {
       client.close();
       await silent.close();
+    }
+  });
+
+  test('a slow answer that keeps coming is not cut off: the timeout is for silence', async () => {
+    // Headers at once, then the body a byte every 150 ms for 1.2 s: four times the timeout in
+    // all, never silent for half of it.
+    const body = '{"kind":"Lease","metadata":{"name":"lease"}}';
+    const dripped = await drippingServer(body, 150, 8);
+    const client = new KubeClient({ kubeconfig: dripped.kubeconfig, timeoutMs: 300 });
+    try {
+      const started = performance.now();
+      const lease = await client.getLease('ipip-operator', 'lease');
+      assert.equal(lease?.metadata?.name, 'lease');
+      assert.ok(performance.now() - started > 900, 'the answer took longer than the timeout');
+    } finally {
+      client.close();
+      await dripped.close();
     }
   });
 
