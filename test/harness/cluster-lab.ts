@@ -153,6 +153,7 @@ export class ClusterLab {
     const nodes = Object.keys(this.nodes);
     const ns = this.netns;
     await ip(['netns', 'add', ns]);
+    await labTcpCongestionControl(ns);
     await ip(['-n', ns, 'link', 'set', 'lo', 'up']);
     await ip(['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
     await ip(['-n', ns, 'addr', 'add', `${BRIDGE_ADDRESS}/${LAB_PREFIX_LENGTH}`, 'dev', 'br0']);
@@ -580,6 +581,21 @@ export function listNamespaces(): string[] {
     .split('\n')
     .map((line) => line.split(' ')[0] ?? '')
     .filter((n) => n !== '');
+}
+
+/**
+ * The congestion control of the lab's side of every connection (the API server's, etcd's,
+ * Prometheus'): what the namespace takes from the host, unless the host has BBR. Towards
+ * a UML guest, whose one CPU also runs its network and often stalls for tens of ms, BBR's
+ * estimate of the path fell to a few kbit/s under the burst of 1,000 tunnels (seen with
+ * `ss -tni`: 2.4 of 3.7 MB retransmitted, pacing 4 kbit/s): watches stopped, the API
+ * server closed them as unresponsive, and agents sat minutes behind. Reno, which a network
+ * namespace may always choose, backs off on loss and comes back. Set before any socket.
+ */
+async function labTcpCongestionControl(ns: string): Promise<void> {
+  const key = 'net.ipv4.tcp_congestion_control';
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-n', key], { encoding: 'utf8' });
+  if (r.status === 0 && r.stdout.trim() === 'bbr') await ip(['netns', 'exec', ns, 'sysctl', '-q', '-w', `${key}=reno`]);
 }
 
 /** The pid of the process that made a lab's namespace (ipiplab-PID[-N]); undefined for any other namespace. */
