@@ -30,13 +30,16 @@ export function parseManifest(text: string, source: string): IpipTunnel[] {
   let documents = 0;
   let line = 1;
   for (const piece of manifestPieces(text)) {
+    const pieceLine = line;
+    line += lineCount(piece);
     const parsed = parsePiece(piece);
     if (!Array.isArray(parsed)) {
       documents += 1;
-      const at = `line ${line + parsed.line}, column ${parsed.column}`;
+      const at = `line ${pieceLine + parsed.line}, column ${parsed.column}`;
       problems.push(`${source}: document ${documents}: not valid YAML: ${parsed.reason} (${at})`);
+      continue;
     }
-    for (const obj of Array.isArray(parsed) ? parsed : []) {
+    for (const obj of parsed) {
       documents += 1;
       const where = `${source}: document ${documents}`;
       const tunnel = documentTunnel(obj, where, problems);
@@ -51,7 +54,6 @@ export function parseManifest(text: string, source: string): IpipTunnel[] {
       names.set(tunnel.metadata.name, documents);
       tunnels.push(tunnel);
     }
-    line += lineCount(piece);
   }
   if (problems.length > MAX_PROBLEMS_SHOWN) {
     const more = problems.length - MAX_PROBLEMS_SHOWN;
@@ -96,8 +98,10 @@ function parsePiece(piece: string): unknown[] | YamlError {
  * a directive (`%YAML`, `%TAG`: a directive belongs to the document after its marker).
  */
 function manifestPieces(text: string): string[] {
-  return /^%/m.test(text) ? [text] : splitDocuments(text);
+  return hasDirective(text) ? [text] : splitDocuments(text);
 }
+
+const hasDirective = (text: string) => /^%/m.test(text);
 
 function lineCount(piece: string): number {
   let n = 0;
@@ -164,7 +168,7 @@ export class ManifestParser {
 
   /** The tunnels, parsing only new pieces; undefined when anything needs parseManifest's messages. */
   private byPiece(text: string): IpipTunnel[] | undefined {
-    if (Buffer.byteLength(text) > MAX_MANIFEST_BYTES || /^%/m.test(text)) return undefined;
+    if (Buffer.byteLength(text) > MAX_MANIFEST_BYTES || hasDirective(text)) return undefined;
     const pieces = new Map<string, readonly IpipTunnel[]>();
     const tunnels: IpipTunnel[] = [];
     const names = new Set<string>();

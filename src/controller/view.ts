@@ -17,6 +17,8 @@ import type {
 import { routeKey } from '../plan/routes.ts';
 
 const keyOf = (r: ObservedRoute) => routeKey(r.dst, r.metric);
+/** The device a route is indexed under ('' for one without, which no link's going down drops). */
+const devOf = (r: ObservedRoute) => r.dev ?? '';
 const sameAddress = (a: ObservedAddress, b: ObservedAddress) =>
   a.local === b.local && a.prefixlen === b.prefixlen && a.peer === b.peer;
 
@@ -69,17 +71,17 @@ export class KernelView {
   private setRoute(key: string, route: ObservedRoute): void {
     this.deleteRoute(key);
     this.routes.set(key, route);
-    const keys = this.routeKeysByDev.get(route.dev ?? '') ?? new Set<string>();
-    this.routeKeysByDev.set(route.dev ?? '', keys.add(key));
+    const keys = this.routeKeysByDev.get(devOf(route)) ?? new Set<string>();
+    this.routeKeysByDev.set(devOf(route), keys.add(key));
   }
 
   private deleteRoute(key: string): void {
     const route = this.routes.get(key);
     if (route === undefined) return;
     this.routes.delete(key);
-    const keys = this.routeKeysByDev.get(route.dev ?? '');
+    const keys = this.routeKeysByDev.get(devOf(route));
     keys?.delete(key);
-    if (keys?.size === 0) this.routeKeysByDev.delete(route.dev ?? '');
+    if (keys?.size === 0) this.routeKeysByDev.delete(devOf(route));
   }
 
   /** The kernel drops a link's IPv4 routes when it goes down or away, without an event for each. */

@@ -292,6 +292,8 @@ export class KubeClient {
         this.observe(verb, answers.includes(error.status));
         reject(error);
       };
+      // Aborted by the timer: the timeout is the cause, not the AbortError http reports.
+      const failed = (error: unknown) => fail(noAnswer(what, abort.signal.aborted ? abort.signal.reason : error));
       const body = options.body === undefined ? undefined : JSON.stringify(options.body);
       const contentType = options.contentType ?? (body === undefined ? undefined : 'application/json');
       this.open(
@@ -306,7 +308,7 @@ export class KubeClient {
             timer.refresh();
             chunks.push(chunk);
           });
-          response.on('error', (error) => fail(noAnswer(what, abort.signal.aborted ? abort.signal.reason : error)));
+          response.on('error', failed);
           response.on('end', () => {
             clearTimeout(timer);
             const text = Buffer.concat(chunks).toString('utf8');
@@ -323,8 +325,7 @@ export class KubeClient {
             resolve(parsed as T);
           });
         },
-        // Aborted by the timer: the timeout is the cause, not the AbortError http reports.
-        (error) => fail(noAnswer(what, abort.signal.aborted ? abort.signal.reason : error)),
+        failed,
       );
     });
   }
