@@ -156,6 +156,33 @@ export async function startBackgroundAgent(guest: Guest, node: string, args: str
   return agent;
 }
 
+/**
+ * What a background agent is doing, for a failure's message: its log, and whether its
+ * process (the `ip netns exec` chain's last exec, same pid) is alive, in which state, and
+ * where in the kernel it waits. An empty log alone does not say whether it hung or died.
+ */
+export async function backgroundAgentReport(guest: Guest, agent: BackgroundAgent): Promise<string> {
+  const pid = `$(cat ${agent.pidFile})`;
+  const proc = await guest.sh(
+    `if kill -0 ${pid} 2>/dev/null; then grep -E '^(Name|State|VmRSS|Threads):' /proc/${pid}/status | tr '\\n' ' '; ` +
+      `echo; echo "wchan: $(cat /proc/${pid}/wchan)"; else echo "process ${pid} is gone"; fi; uptime`,
+  );
+  return `agent process: ${proc.stdout.trim()}\nagent log:\n${await guest.ok(`cat ${agent.log}`)}`;
+}
+
+/** Stops a background agent (SIGTERM) and waits for its process to be gone. */
+export async function stopBackgroundAgent(guest: Guest, agent: BackgroundAgent): Promise<void> {
+  await guest.ok(`kill -TERM $(cat ${agent.pidFile}) 2>/dev/null || true`);
+  await eventually(
+    'the background agent to exit',
+    async () => (await guest.sh(`kill -0 $(cat ${agent.pidFile})`)).code !== 0,
+    {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+    },
+  );
+}
+
 /** Writes a manifest of these tunnels where a node's agent reads it, /run/lab/NAME.yaml in the guest. */
 export async function writeManifest(guest: Guest, name: string, tunnels: readonly IpipTunnel[]): Promise<string> {
   const path = `/run/lab/${name}.yaml`;

@@ -13,11 +13,13 @@ import { eventually } from '../harness/support.ts';
 import {
   agentCommand,
   agentOnce as agentOnceIn,
+  backgroundAgentReport,
   changed,
   HOSTS,
   hostShell,
   setUpTwoHosts,
   startBackgroundAgent,
+  stopBackgroundAgent,
   writeManifest as writeManifestIn,
 } from '../harness/two-hosts.ts';
 import type { LabNode as Node, OnceResult as Once } from '../harness/two-hosts.ts';
@@ -25,7 +27,6 @@ import { Guest } from '../harness/uml.ts';
 
 let guest: Guest;
 
-const writeManifest = (node: Node, tunnels: IpipTunnel[]) => writeManifestIn(guest, node, tunnels);
 const agentOnce = (node: Node, tunnels: IpipTunnel[]) => agentOnceIn(guest, node, tunnels);
 
 async function bothOnce(tunnels: IpipTunnel[]): Promise<[Once, Once]> {
@@ -152,37 +153,41 @@ describe('standalone agent on a real kernel', { timeout: 600_000 }, () => {
   });
 
   test('a running agent repairs a deleted route and a link set down by hand', async () => {
-    const manifest = await writeManifest('node-a', [example()]);
+    // Its own manifest: the --once runs of the other tests write node-a.yaml, which a
+    // running agent would follow.
+    const manifest = await writeManifestIn(guest, 'background-node-a', [example()]);
     const agent = await startBackgroundAgent(guest, 'node-a', `--manifest ${manifest} --log-format json`);
     const agentLog = () => guest.ok(`cat ${agent.log}`);
-    const waitFor = (what: string, check: () => Promise<boolean>) =>
-      eventually(what, check, {
-        timeoutMs: 20_000,
-        intervalMs: 200,
-        context: async () => `agent log:\n${await agentLog()}`,
-      });
-    await waitFor('agent start', async () => (await agentLog()).includes('agent started'));
-    await guest.ok('ip -n host-a route del 172.0.0.0/24');
-    await waitFor('route repaired', async () => /172\.0\.0\.0\/24 dev ipiptun proto 203/.test(await routes('node-a')));
-    await guest.ok('ip -n host-a link set ipiptun down');
-    await waitFor(
-      'link up again with its route',
-      async () =>
-        ((await link('node-a', 'ipiptun'))?.flags.includes('UP') ?? false) &&
-        /172\.0\.0\.0\/24 dev ipiptun/.test(await routes('node-a')),
-    );
-    assert.ok(await ping('node-a', '172.0.0.3'));
-    const log = (await agentLog())
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const changes = log
-      .filter((l) => l.message === 'kernel change')
-      .map((l) => `${l.tunnel} ${l.node} ${l.object}/${l.action}`);
-    assert.ok(changes.includes('lab node-a route/create'), changes.join('\n'));
-    assert.ok(changes.includes('lab node-a link/update'), changes.join('\n'));
-    await guest.ok(`kill -TERM $(cat ${agent.pidFile})`);
-    await waitFor('agent exit', async () => (await guest.sh(`kill -0 $(cat ${agent.pidFile})`)).code !== 0);
+    const waitFor = (what: string, check: () => Promise<boolean>, timeoutMs = 20_000) =>
+      eventually(what, check, { timeoutMs, intervalMs: 200, context: () => backgroundAgentReport(guest, agent) });
+    try {
+      // Start-up is Node's and the modules' (about 3 s in these guests; a loaded machine more).
+      await waitFor('agent start', async () => (await agentLog()).includes('agent started'), 60_000);
+      await guest.ok('ip -n host-a route del 172.0.0.0/24');
+      await waitFor('route repaired', async () =>
+        /172\.0\.0\.0\/24 dev ipiptun proto 203/.test(await routes('node-a')),
+      );
+      await guest.ok('ip -n host-a link set ipiptun down');
+      await waitFor(
+        'link up again with its route',
+        async () =>
+          ((await link('node-a', 'ipiptun'))?.flags.includes('UP') ?? false) &&
+          /172\.0\.0\.0\/24 dev ipiptun/.test(await routes('node-a')),
+      );
+      assert.ok(await ping('node-a', '172.0.0.3'));
+      const log = (await agentLog())
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const changes = log
+        .filter((l) => l.message === 'kernel change')
+        .map((l) => `${l.tunnel} ${l.node} ${l.object}/${l.action}`);
+      assert.ok(changes.includes('lab node-a route/create'), changes.join('\n'));
+      assert.ok(changes.includes('lab node-a link/update'), changes.join('\n'));
+    } finally {
+      // Also when a step above failed: a running agent would change what the tests after it see.
+      await stopBackgroundAgent(guest, agent);
+    }
     assert.equal((await link('node-a', 'ipiptun'))!.ifindex, ifindex, 'stopping the agent leaves the tunnel');
   });
 
