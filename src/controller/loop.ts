@@ -87,7 +87,7 @@ export const DEBOUNCE_MS = 50;
  */
 export const KERNEL_DEBOUNCE_MS = 20;
 
-/** A reconcile (two `ip` processes with 30 s timeouts, a few API writes) running longer than this is stuck. */
+/** A reconcile (an `ip` read and an `ip` write with 30 s timeouts, a few API writes) running longer than this is stuck. */
 const STUCK_AFTER_MS = 5 * 60_000;
 
 /** The same objects (not equal ones: a source gives new objects for anything that changed). */

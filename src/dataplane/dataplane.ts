@@ -1,6 +1,7 @@
 // The seam between the controller and the kernel, and how it is made of one driver per
 // tool. The controller sees one Dataplane; each driver (ip/driver.ts, nft/driver.ts) owns
-// its tool: one process to read, one to write every action of a reconcile, and a monitor.
+// its tool: a read (nft: a process; ip: a request to its reader process), one process to
+// write every action of a reconcile, and a monitor.
 // Unit tests of the controller loop use a recording Dataplane (test/harness/); claims
 // about the kernel are proven on a real kernel (test/kernel/).
 
@@ -32,10 +33,14 @@ export interface Dataplane {
   watch(onEvent: (event: KernelEvent) => void, interest: () => KernelInterest): () => void;
 }
 
-/** Called after every process a driver runs: its tool, what it was for, how long it took, whether it succeeded. */
+/**
+ * Called after every command a driver runs: its tool, what it was for, how long it took,
+ * whether it succeeded. A write is a process; ip's read is a request to its reader process
+ * (ip/reader.ts); the monitors and the reader are told when their process ends.
+ */
 export type CommandObserver = (
   tool: Tool,
-  purpose: 'observe' | 'apply' | 'monitor',
+  purpose: 'observe' | 'apply' | 'monitor' | 'reader',
   seconds: number,
   ok: boolean,
 ) => void;

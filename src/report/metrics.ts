@@ -15,6 +15,8 @@ const PREFIX = 'ipip_operator_';
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 const COMMAND_PURPOSES = ['observe', 'apply', 'monitor'] as const;
+/** ip's reads go to a process of their own, kept running (dataplane/ip/reader.ts), counted when it ends. */
+const IP_COMMAND_PURPOSES = [...COMMAND_PURPOSES, 'reader'] as const;
 const RESULTS = ['success', 'error'] as const;
 const result = (ok: boolean) => (ok ? 'success' : 'error');
 /** As controller-runtime counts them: requeue is a pass that changed what it could but left a tunnel waiting or refused. */
@@ -174,13 +176,15 @@ export class AgentMetrics {
   });
   private readonly ipCommands = new Counter({
     name: `${PREFIX}ip_commands_total`,
-    help: '`ip` processes run, by purpose and result.',
+    help:
+      '`ip` commands run, by purpose and result: a write is one `ip -batch` process, a read one request to the ' +
+      'reader process kept running; the reader and the monitor are counted when their process ends.',
     labelNames: ['purpose', 'result'],
     registers: [this.registry],
   });
   private readonly ipCommandDuration = new Histogram({
     name: `${PREFIX}ip_command_duration_seconds`,
-    help: 'How long an `ip` process took, by purpose.',
+    help: 'How long an `ip` command took, by purpose (for the reader and the monitor: how long the process ran).',
     labelNames: ['purpose'],
     buckets: DURATION_BUCKETS,
     registers: [this.registry],
@@ -210,7 +214,7 @@ export class AgentMetrics {
     for (const outcome of KERNEL_EVENT_OUTCOMES) this.kernelEvents.inc({ outcome }, 0);
     for (const result of KERNEL_EVENT_CHECK_RESULTS) this.kernelEventChecks.inc({ result }, 0);
     for (const object of OBJECT_KINDS) for (const action of VERBS) this.dataplaneChanges.inc({ object, action }, 0);
-    for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
+    for (const purpose of IP_COMMAND_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
     for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.nftCommands.inc({ purpose, result: r }, 0);
     collectDefaultMetrics({ register: this.registry });
   }

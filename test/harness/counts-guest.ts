@@ -1,7 +1,8 @@
 // Runs inside a UML guest, in host-a's namespace (test/kernel/counts.test.ts starts it):
 // the agent's loop with the real dataplane on 10 point-to-point tunnels from a manifest,
-// counting the processes its drivers start and the reads and writes of each step. Prints
-// one JSON line: { step: { "ip observe": n, "ip apply": n, ... , lines: [...] } }.
+// counting the commands its drivers run (a write is a process, ip's read a request to its
+// reader process), the lines written, and the reader processes there are, at each step.
+// Prints one JSON line: { step: { "ip observe": n, "ip apply": n, ..., lines: [...], readers: [pid] } }.
 
 import { rename, writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
@@ -44,6 +45,12 @@ const dataplane: Dataplane = {
   watch: (onEvent, interest) => kernel.watch(onEvent, interest),
 };
 
+/** The pids of the ip reader processes in this namespace (the driver's `ip -json -details -N -s -batch -`). */
+async function readerPids(): Promise<string[]> {
+  const r = await execa('pgrep', ['-f', '--', '^ip -json -details -N -s -batch -$'], { reject: false });
+  return r.stdout.split('\n').filter((pid) => pid !== '');
+}
+
 /** Waits for the loop's next write; then for every echo to be in and decided (a window as long as the source's debounce, five times). */
 async function step(change: () => Promise<void>): Promise<Record<string, unknown>> {
   processes.clear();
@@ -54,7 +61,7 @@ async function step(change: () => Promise<void>): Promise<Record<string, unknown
   await change();
   await written;
   await new Promise((r) => setTimeout(r, DEBOUNCE_MS * 5));
-  return { ...Object.fromEntries([...processes].sort()), lines: [...lines] };
+  return { ...Object.fromEntries([...processes].sort()), lines: [...lines], readers: await readerPids() };
 }
 
 const tunnels = manyTunnels(10);

@@ -452,7 +452,7 @@ describe('Grafana dashboard', () => {
       /^sum by \(result\) \(rate\(ipip_operator_reconcile_total\{/,
     );
     assert.match(
-      exprsOf('ip process duration, p99 by purpose')[0]!,
+      exprsOf('ip command duration, p99 by purpose')[0]!,
       /^histogram_quantile\(0\.99, sum by \(le, purpose\)/,
     );
   });

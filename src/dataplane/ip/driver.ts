@@ -1,6 +1,7 @@
 // The ip driver, the only code that runs iproute2's `ip`: through execa with argument
-// arrays, never a shell. A reconcile costs two `ip` processes at most: one batch to read,
-// one batch to write, whatever the number of objects; a third runs `ip monitor` for good.
+// arrays, never a shell. A reconcile costs one `ip` process at most, the batch that
+// writes, whatever the number of objects; two more run for good: the reader (reader.ts),
+// to which each pass's read goes, and `ip monitor`.
 
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
@@ -11,6 +12,8 @@ import type { CommandObserver, Driver } from '../dataplane.ts';
 import { superviseMonitor } from '../supervise.ts';
 import { monitorLineMatters, parseMonitorLine } from './monitor.ts';
 import { parseObserveOutput } from './parse.ts';
+import { IpReader, ReaderError } from './reader.ts';
+import type { ReaderAnswer } from './reader.ts';
 import { ipLines } from './render.ts';
 
 export interface IpDriverOptions {
@@ -80,6 +83,34 @@ export function resultsFromBatch(
 }
 
 /**
+ * Whether a read of the kept reader process names devices as a new process would.
+ * iproute2 names a route's device and a tunnel's underlay from a cache by index, with the
+ * name it had when that process first saw the index: from a link dump (every read starts
+ * with one) or, for an index the dump did not have, a lookup. `seen` mirrors that cache for
+ * one process (updated here: first names stay, as in iproute2).
+ * - 'stale': an index the process saw before has another name now; names from the cache
+ *   in this read may be the old one. Read again, from a new process.
+ * - 'looked up': the read names a device its own dump does not have (made between the
+ *   dumps, or in another namespace): the process looked it up, and later reads could not
+ *   tell if it is renamed. This read is right; the next one starts a new process.
+ * - 'fresh': every name the read gives is a name its own dump has for that index.
+ */
+export function namesCacheVerdict(seen: Map<number, string>, state: KernelState): 'fresh' | 'stale' | 'looked up' {
+  let stale = false;
+  const names = new Set<string>();
+  for (const link of state.links) {
+    names.add(link.name);
+    const before = seen.get(link.index);
+    if (before === undefined) seen.set(link.index, link.name);
+    else if (before !== link.name) stale = true;
+  }
+  if (stale) return 'stale';
+  const named = (dev: string | undefined) => dev === undefined || names.has(dev);
+  const lookedUp = state.routes.some((r) => !named(r.dev)) || state.links.some((l) => !named(l.tunnel?.underlayDevice));
+  return lookedUp ? 'looked up' : 'fresh';
+}
+
+/**
  * A write's timeout: the driver's, plus WRITE_MS_PER_LINE for each command. One batch
  * holds a pass's every command (5,000 for 1,000 tunnels from empty), which a slow node
  * (UML under `--cpu-prof`, 2 shared cores) was seen to take 29 s to run: a fixed 30 s
@@ -97,12 +128,31 @@ export class IpDriver implements Driver<IpAction, KernelState> {
   private readonly options: IpDriverOptions;
 
   private readonly batches: BatchFiles;
+  private readonly reader: IpReader;
+  /** The names the reader's current process has seen, by index (namesCacheVerdict). */
+  private namesOf: { process: number; names: Map<number, string> } = { process: 0, names: new Map() };
 
   constructor(options: IpDriverOptions = {}) {
     this.ip = options.ipPath ?? 'ip';
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
     this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
+    this.reader = new IpReader({
+      // Not -4: it would hide links without an IPv4 address, and a foreign link with a wanted
+      // name must be seen. -N: numbers, not names from /etc/iproute2. -s: each link's kernel
+      // counters (stats64) for the metrics, in the same read; it does not change `route show`
+      // (checked on 6.1). No -force: a failed read ends the process (reader.ts).
+      start: () =>
+        execa(this.ip, ['-json', '-details', '-N', '-s', '-batch', '-'], {
+          buffer: false,
+          reject: false,
+          stdin: 'pipe',
+        }),
+      timeoutMs: this.timeoutMs,
+      // Counted when it ends, as the monitor is: a reader that keeps dying shows as
+      // ip_commands_total{purpose="reader",result="error"}.
+      onEnd: (seconds, stopped) => this.options.onCommand?.('ip', 'reader', seconds, stopped),
+    });
   }
 
   private async run(
@@ -123,22 +173,38 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     return result;
   }
 
+  /**
+   * One read of the reader: `address show`, then the main table (IPv4 by default). Read
+   * again from a new process when the answer may hold a stale name (namesCacheVerdict).
+   */
   async observe(): Promise<KernelState> {
-    // Not -4: it would hide links without an IPv4 address, and a foreign link with a wanted
-    // name must be seen. `route show` is IPv4 by default. -N: numbers, not names from /etc/iproute2.
-    // -s: each link's kernel counters (stats64) for the metrics, in the same read; it does
-    // not change `route show` (checked on 6.1).
-    const result = await this.run(
-      'observe',
-      ['-json', '-details', '-N', '-s', '-batch', '-'],
-      'address show\nroute show table main\n',
-    );
-    if (result.exitCode !== 0 || result.timedOut) {
-      throw new Error(
-        `ip: reading links and routes failed: ${String(result.stderr).trim() || `exit ${result.exitCode}`}`,
-      );
+    for (let exits = 0; ; ) {
+      const started = process.hrtime.bigint();
+      let answer: ReaderAnswer;
+      try {
+        answer = await this.reader.read(['address show', 'route show table main']);
+      } catch (error) {
+        this.options.onCommand?.('ip', 'observe', Number(process.hrtime.bigint() - started) / 1e9, false);
+        // A process that died since the last read (killed, say) may get the next read before
+        // its exit is seen: one more try, from a new process. Not after a timeout: that would
+        // double a hung read's wait.
+        if (error instanceof ReaderError && error.kind === 'exited' && exits++ === 0) continue;
+        throw new Error(`ip: reading links and routes failed: ${(error as Error).message}`);
+      }
+      this.options.onCommand?.('ip', 'observe', Number(process.hrtime.bigint() - started) / 1e9, true);
+      const state = parseObserveOutput(answer.lines.join('\n'));
+      if (answer.process !== this.namesOf.process) this.namesOf = { process: answer.process, names: new Map() };
+      const verdict = namesCacheVerdict(this.namesOf.names, state);
+      if (verdict === 'fresh') return state;
+      // A new process's cache is empty: its read is never 'stale', so this reads twice at most.
+      this.reader.stop();
+      if (verdict === 'looked up') return state;
     }
-    return parseObserveOutput(String(result.stdout));
+  }
+
+  /** Ends the reader's process (a later observe starts another). */
+  stop(): void {
+    this.reader.stop();
   }
 
   /**

@@ -1,0 +1,241 @@
+// The ip driver's reader: one `ip -json ... -batch -` kept running for the agent's life,
+// to which each read writes its show commands and from which it takes one line of JSON
+// per command (iproute2 ends each command's JSON with a newline and flushes it). A read
+// then costs the kernel's dumps and their printing, not a process: starting `ip` is most
+// of a small read's time (about 100 ms in the UML guests, bench/RESULTS.md), and the
+// agent reads at every pass.
+//
+// Only reads go here. A write stays one `ip -force -batch FILE` per pass (batch-file.ts
+// says why a pipe is not safe for writes); a read cut off by the agent's death is only a
+// shorter read. iproute2 keeps one thing between the commands of a batch: its cache of
+// interface names by index, from which it names a route's device and a tunnel's underlay.
+// An entry is made when an index is first seen and never renamed (iproute2 6.1's
+// ll_remember_index rehashes a renamed entry but keeps its old name), so a kept process
+// would name a renamed device's routes by its old name. The driver checks every read
+// against the names its process has seen (namesCacheVerdict in driver.ts) and reads again
+// from a new process when one may be stale (test/kernel/ip-reader.test.ts renames and
+// re-creates links between reads).
+//
+// Without -force, a command that fails ends the process: that read fails with what `ip`
+// said, and the next read starts a new process. A read that has no answer in time kills
+// it, for the same outcome. An idle reader does not keep the agent's process alive
+// (`--once` exits when its pass is done, and `ip` then sees the end of its input).
+
+import type { Readable, Writable } from 'node:stream';
+
+/** What the reader needs of a started process (an execa child with `buffer: false`). */
+export interface ReaderProcess
+  extends PromiseLike<{ exitCode?: number | undefined; signal?: string | undefined; code?: unknown }> {
+  stdin: Writable | null;
+  stdout: Readable | null;
+  stderr: Readable | null;
+  kill(signal?: NodeJS.Signals): unknown;
+  /** The Node process handle: execa's documented way to its ref() and unref(). */
+  nodeChildProcess: { ref(): unknown; unref(): unknown };
+}
+
+export interface IpReaderOptions {
+  /** Starts the process (the driver's `ip`, so that only drivers run tools). */
+  start: () => ReaderProcess;
+  /** A read with no answer in this time kills the process. */
+  timeoutMs: number;
+  /** Told when a process ends: how long it ran, and whether it ended because the reader was stopped. */
+  onEnd?: (seconds: number, stopped: boolean) => void;
+}
+
+/** The most of `ip`'s stderr a failed read reports (its last bytes: the error is at the end). */
+const STDERR_KEPT = 4096;
+
+/**
+ * Splits a stream's chunks into lines; a line may span chunks. Pure bookkeeping: feed
+ * chunks, take the lines completed so far.
+ */
+export class LineSplitter {
+  private partial: string[] = [];
+
+  /** The lines this chunk completes, without their newlines. */
+  push(chunk: string): string[] {
+    const lines: string[] = [];
+    let from = 0;
+    for (let at = chunk.indexOf('\n'); at !== -1; at = chunk.indexOf('\n', from)) {
+      this.partial.push(chunk.slice(from, at));
+      lines.push(this.partial.join(''));
+      this.partial = [];
+      from = at + 1;
+    }
+    if (from < chunk.length) this.partial.push(chunk.slice(from));
+    return lines;
+  }
+
+  /** Whether part of a line is waiting for its end. */
+  get pending(): boolean {
+    return this.partial.length > 0;
+  }
+}
+
+/**
+ * Why a read failed: its process ended (exited), gave no answer in time (killed then),
+ * printed what no read asked for, or the reader was stopped meanwhile.
+ */
+export class ReaderError extends Error {
+  readonly kind: 'exited' | 'timeout' | 'protocol' | 'stopped';
+  constructor(kind: ReaderError['kind'], message: string) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+/** One read's lines, and which process answered (a number of its own for each process the reader starts). */
+export interface ReaderAnswer {
+  lines: string[];
+  process: number;
+}
+
+interface Running {
+  id: number;
+  child: ReaderProcess;
+  started: bigint;
+  splitter: LineSplitter;
+  stderr: string;
+  exited: boolean;
+  /** Ended by stop(), not by a failure. */
+  stopping: boolean;
+}
+
+interface PendingRead {
+  /** The process this read asked: a line or an exit of another is not its answer. */
+  running: Running;
+  want: number;
+  lines: string[];
+  resolve: (answer: ReaderAnswer) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class IpReader {
+  private readonly options: IpReaderOptions;
+  private running: Running | undefined;
+  private current: PendingRead | undefined;
+  /** Reads wait their turn: one in flight, so each line belongs to the read that asked for it. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private started = 0;
+
+  constructor(options: IpReaderOptions) {
+    this.options = options;
+  }
+
+  /** Runs these show commands; resolves with one line of output per command. */
+  read(commands: readonly string[]): Promise<ReaderAnswer> {
+    const turn = this.queue.then(() => this.readNow(commands));
+    this.queue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /**
+   * Ends the process (its input closed, and a SIGTERM); a later read starts a new one.
+   * Its end is counted as stopped, not as a failure.
+   */
+  stop(): void {
+    const running = this.running;
+    if (running === undefined) return;
+    running.stopping = true;
+    this.retire(running, new ReaderError('stopped', 'the reader was stopped'));
+    running.child.stdin?.end();
+    running.child.kill('SIGTERM');
+  }
+
+  private readNow(commands: readonly string[]): Promise<ReaderAnswer> {
+    const running = this.running ?? this.begin();
+    return new Promise<ReaderAnswer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.retire(running, new ReaderError('timeout', `no answer in ${this.options.timeoutMs} ms`));
+        running.child.kill('SIGKILL');
+      }, this.options.timeoutMs);
+      this.current = { running, want: commands.length, lines: [], resolve, reject, timer };
+      running.stderr = '';
+      // Held open only while a read waits for its answer.
+      setRef(running.child, true);
+      running.child.stdin?.write(`${commands.join('\n')}\n`);
+    });
+  }
+
+  private begin(): Running {
+    const child = this.options.start();
+    this.started += 1;
+    const running: Running = {
+      id: this.started,
+      child,
+      started: process.hrtime.bigint(),
+      splitter: new LineSplitter(),
+      stderr: '',
+      exited: false,
+      stopping: false,
+    };
+    this.running = running;
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => this.onLines(running, running.splitter.push(chunk)));
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      running.stderr = (running.stderr + chunk).slice(-STDERR_KEPT);
+    });
+    // A write into a pipe whose reader died: the exit says what happened.
+    child.stdin?.on('error', () => {});
+    void Promise.resolve(child).then(
+      // A spawn error's code ("ENOENT" when there is no `ip`) when there is no exit code or signal.
+      (exit) => this.onExit(running, exit.exitCode ?? exit.signal ?? exit.code),
+      (error: unknown) => this.onExit(running, String(error)),
+    );
+    return running;
+  }
+
+  private onLines(running: Running, lines: string[]): void {
+    for (const line of lines) {
+      const read = this.current;
+      if (read === undefined || read.running !== running) {
+        // Output nobody asked for: whose the lines are is no longer known. Start over.
+        this.retire(running, new ReaderError('protocol', 'ip printed a line no read asked for'));
+        running.child.kill('SIGKILL');
+        return;
+      }
+      read.lines.push(line);
+      if (read.lines.length === read.want)
+        this.settle(read, () => read.resolve({ lines: read.lines, process: running.id }));
+    }
+  }
+
+  private onExit(running: Running, how: unknown): void {
+    running.exited = true;
+    this.options.onEnd?.(Number(process.hrtime.bigint() - running.started) / 1e9, running.stopping);
+    const said = running.stderr.trim();
+    this.retire(
+      running,
+      new ReaderError('exited', `ip exited (${String(how ?? 'unknown')})${said === '' ? '' : `: ${said}`}`),
+    );
+  }
+
+  /** No more reads go to this process (the next starts a new one); the read it owes fails with why. */
+  private retire(running: Running, why: ReaderError): void {
+    if (this.running === running) this.running = undefined;
+    const read = this.current;
+    if (read?.running === running) this.settle(read, () => read.reject(why));
+  }
+
+  private settle(read: PendingRead, done: () => void): void {
+    clearTimeout(read.timer);
+    if (this.current === read) this.current = undefined;
+    if (!read.running.exited) setRef(read.running.child, false);
+    done();
+  }
+}
+
+/** A process and its pipes hold the agent's event loop open, or not. */
+function setRef(child: ReaderProcess, ref: boolean): void {
+  if (ref) child.nodeChildProcess.ref();
+  else child.nodeChildProcess.unref();
+  for (const pipe of [child.stdin, child.stdout, child.stderr]) {
+    // The pipes are sockets; ref and unref are not on the stream types.
+    const socket = pipe as { ref?: () => void; unref?: () => void } | null;
+    if (ref) socket?.ref?.();
+    else socket?.unref?.();
+  }
+}

@@ -1,0 +1,85 @@
+// Runs inside a UML guest, in host-a's namespace (test/kernel/ip-reader.test.ts starts it):
+// the ip driver's reader against the real `ip` and kernel, step by step. After each
+// change, what the reader's read says next to what a new `ip` process says, and the reader
+// processes there are. Prints one JSON line: { step: { reader, fresh, readers, error? } }.
+
+import { execa } from 'execa';
+import { IpDriver } from '../../src/dataplane/ip/driver.ts';
+import { parseObserveOutput } from '../../src/dataplane/ip/parse.ts';
+import type { KernelState } from '../../src/model/kernel.ts';
+
+const ended: boolean[] = [];
+const driver = new IpDriver({
+  timeoutMs: 2000,
+  onCommand: (_tool, purpose, _seconds, ok) => {
+    if (purpose === 'reader') ended.push(ok);
+  },
+});
+
+/** Links by name with their index, and the main table's routes of the 10.77/16 test prefixes with their device. */
+function summary(state: KernelState) {
+  return {
+    links: state.links.map((l) => `${l.name}#${l.index}`).sort(),
+    routes: state.routes
+      .filter((r) => r.dst.startsWith('10.77.'))
+      .map((r) => `${r.dst} dev ${r.dev}`)
+      .sort(),
+  };
+}
+
+async function fresh() {
+  const r = await execa('ip', ['-json', '-details', '-N', '-s', '-batch', '-'], {
+    input: 'address show\nroute show table main\n',
+  });
+  return summary(parseObserveOutput(r.stdout));
+}
+
+async function readerPids(): Promise<string[]> {
+  const r = await execa('pgrep', ['-f', '--', '^ip -json -details -N -s -batch -$'], { reject: false });
+  return r.stdout.split('\n').filter((pid) => pid !== '');
+}
+
+const sh = (command: string) => execa('sh', ['-c', command]);
+
+async function step(change?: () => Promise<unknown>) {
+  const before = await readerPids();
+  try {
+    await change?.();
+  } catch (error) {
+    return { changeFailed: (error as Error).message, before, readers: await readerPids() };
+  }
+  try {
+    const reader = summary(await driver.observe());
+    return { reader, fresh: await fresh(), readers: await readerPids() };
+  } catch (error) {
+    return { error: (error as Error).message, readers: await readerPids() };
+  }
+}
+
+const result: Record<string, unknown> = {};
+result.first = await step(() =>
+  sh(
+    'ip link add rd0 type ipip local 192.168.40.2 remote 10.9.9.9 dev eth1 && ip link set rd0 up && ' +
+      'ip route add 10.77.0.0/24 dev rd0',
+  ),
+);
+// Renamed: iproute2 names devices from a cache by index, which a read must refresh.
+result.renamed = await step(() =>
+  sh('ip link set rd0 down && ip link set rd0 name rd1 && ip link set rd1 up && ip route add 10.77.0.0/24 dev rd1'),
+);
+// Gone, and its name back on a new device (a new index).
+result.recreated = await step(() =>
+  sh(
+    'ip link del rd1 && ip link add rd0 type ipip local 192.168.40.2 remote 10.9.9.8 dev eth1 && ' +
+      'ip link set rd0 up && ip route add 10.77.1.0/24 dev rd0',
+  ),
+);
+// The reader killed between reads: the next read starts another.
+result.killed = await step(() => sh("pkill -KILL -f '^ip -json -details -N -s -batch -$'"));
+// The reader stopped (it never answers): that read fails in its time, the next one gets another process.
+result.stopped = await step(() => sh("pkill -STOP -f '^ip -json -details -N -s -batch -$'"));
+result.afterStopped = await step();
+result.readerEnds = ended;
+await sh('ip link del rd0');
+driver.stop();
+process.stdout.write(`${JSON.stringify(result)}\n`);
