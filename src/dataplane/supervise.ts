@@ -23,7 +23,11 @@ export interface MonitorExit {
 export interface MonitorHandlers {
   /** Starts the process. */
   start(): MonitorProcess;
-  onLine(line: string): void;
+  /**
+   * One line of the current process. `restart` replaces the process at once (no backoff, no
+   * onDeath); the lines its old one still prints are dropped.
+   */
+  onLine(line: string, restart: () => void): void;
   /** Told when a process ends: how long it ran, and whether it was stopped on purpose (for the command metric). */
   onEnd(seconds: number, stopped: boolean): void;
   /**
@@ -38,20 +42,32 @@ export function superviseMonitor(h: MonitorHandlers): () => void {
   let stopped = false;
   let kill: (() => void) | undefined;
   let backoffMs = 1000;
+  /** The current process's number: a line or an end of an older one is not the current one's. */
+  let generation = 0;
   const start = () => {
     if (stopped) return;
+    generation += 1;
+    const mine = generation;
+    let replaced = false;
     const started = process.hrtime.bigint();
     const child = h.start();
     kill = () => {
       child.kill();
     };
+    const restart = () => {
+      if (stopped || replaced || mine !== generation) return;
+      replaced = true;
+      child.kill();
+      start();
+    };
     createInterface({ input: child.stdout }).on('line', (line) => {
+      if (mine !== generation) return;
       backoffMs = 1000;
-      h.onLine(line);
+      h.onLine(line, restart);
     });
     void Promise.resolve(child).then((exit) => {
-      h.onEnd(Number(process.hrtime.bigint() - started) / 1e9, stopped);
-      if (stopped) return;
+      h.onEnd(Number(process.hrtime.bigint() - started) / 1e9, stopped || replaced);
+      if (stopped || replaced) return;
       const delayMs = h.onDeath(exit);
       if (delayMs !== undefined) {
         setTimeout(start, delayMs).unref();

@@ -20,6 +20,7 @@ describe("the ip driver's reader on a real kernel", { timeout: 300_000 }, () => 
   let guest: Guest;
   let steps: Record<'first' | 'renamed' | 'recreated' | 'killed' | 'stopped' | 'afterStopped', Step> & {
     readerEnds: boolean[];
+    monitor: { devBefore: string; devAfter: string; unreadable: number; monitors: [string, string] };
   };
   before(async () => {
     guest = await Guest.boot();
@@ -66,5 +67,14 @@ describe("the ip driver's reader on a real kernel", { timeout: 300_000 }, () => 
     // ip_commands_total{purpose="reader"} when each ended: the one retired after the rename
     // as stopped (success), the killed and the hung one as errors.
     assert.deepEqual(steps.readerEnds.slice(0, 3), [true, false, false]);
+  });
+
+  test("after a rename the monitor names a route's device by its new name: a new monitor process, the view untrusted", () => {
+    const m = steps.monitor;
+    assert.equal(m.devBefore, 'mon0');
+    // One process kept would have said mon0: the same cache of names as the reader's.
+    assert.equal(m.devAfter, 'mon1');
+    assert.notEqual(m.monitors[1], m.monitors[0], 'a new monitor process');
+    assert.equal(m.unreadable, 1, 'the view is not trusted until the next read');
   });
 });

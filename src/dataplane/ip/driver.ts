@@ -129,6 +129,11 @@ export class IpDriver implements Driver<IpAction, KernelState> {
 
   private readonly batches: BatchFiles;
   private readonly reader: IpReader;
+  /**
+   * The names the monitor's process may print for each index: from its link lines, and from
+   * the reads (it may have looked an index up that it never had a line for).
+   */
+  private monitorNames = new Map<number, string>();
   /** The names the reader's current process has seen, by index (namesCacheVerdict). */
   private namesOf: { process: number; names: Map<number, string> } = { process: 0, names: new Map() };
 
@@ -195,10 +200,15 @@ export class IpDriver implements Driver<IpAction, KernelState> {
       const state = parseObserveOutput(answer.lines.join('\n'));
       if (answer.process !== this.namesOf.process) this.namesOf = { process: answer.process, names: new Map() };
       const verdict = namesCacheVerdict(this.namesOf.names, state);
-      if (verdict === 'fresh') return state;
-      // A new process's cache is empty: its read is never 'stale', so this reads twice at most.
-      this.reader.stop();
-      if (verdict === 'looked up') return state;
+      if (verdict === 'stale') {
+        // A new process's cache is empty: its read is never 'stale', so this reads twice at most.
+        this.reader.stop();
+        continue;
+      }
+      if (verdict === 'looked up') this.reader.stop();
+      for (const link of state.links)
+        if (!this.monitorNames.has(link.index)) this.monitorNames.set(link.index, link.name);
+      return state;
     }
   }
 
@@ -235,13 +245,30 @@ export class IpDriver implements Driver<IpAction, KernelState> {
       // -o: one line per event; label: each says [LINK], [ADDR] or [ROUTE]; -N: protocols
       // and route types as numbers; -d: each link whole (its tunnel attributes and alias),
       // so that the line says what the link is now (parseMonitorLine).
-      start: () =>
-        execa(this.ip, ['-d', '-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
+      start: () => {
+        this.monitorNames = new Map();
+        return execa(this.ip, ['-d', '-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
           buffer: false,
           reject: false,
           stdin: 'ignore',
-        }),
-      onLine: (line) => onEvent({ concernsUs: monitorLineMatters(line, interest()), change: parseMonitorLine(line) }),
+        });
+      },
+      onLine: (line, restart) => {
+        const change = parseMonitorLine(line);
+        onEvent({ concernsUs: monitorLineMatters(line, interest()), change });
+        if (change.kind !== 'link') return;
+        // The monitor names a route's device from the same cache as the reader (reader.ts):
+        // after a rename it would go on printing the old name. A new process, and the view
+        // untrusted until the next read (what the old one printed since is dropped).
+        const { index, name } = change.link;
+        const before = this.monitorNames.get(index);
+        if (change.deleted) this.monitorNames.delete(index);
+        else if (before === undefined) this.monitorNames.set(index, name);
+        else if (before !== name) {
+          restart();
+          onEvent({ concernsUs: true, change: { kind: 'unreadable' } });
+        }
+      },
       // Counted when it ends: a monitor that keeps dying shows as ip_commands_total{purpose="monitor",result="error"}.
       onEnd: (seconds, stopped) => this.options.onCommand?.('ip', 'monitor', seconds, stopped),
       onDeath: (r) => {
