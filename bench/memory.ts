@@ -19,8 +19,8 @@
 // full GC (--expose-gc), with the heap used then.
 //
 // The code runs the way it ships (--variants, default both when esbuild is installed):
-//   tsc      src/ compiled by tsc, node_modules as they are: the image's dist/ today
-//   bundle   one ESM bundle by esbuild (tree-shaken, not minified; the cluster path a
+//   tsc      src/ compiled by tsc, node_modules as they are (`npm run build`)
+//   bundle   one ESM bundle by esbuild, as the image ships it (`npm run bundle`: not minified; the cluster path a
 //            chunk of its own), node_modules not loaded
 //   ts       the .ts files run by Node's type stripping (quick, not how it ships)
 // Flags: --counts 0,100,1000  --runs 3  --variants tsc,bundle  --modes import,standalone,cluster  --snapshots DIR (a heap

@@ -18,7 +18,7 @@
 #                           (without corepack and yarn, which the build does not run)
 # Both are cached as OCI archives outside the checkout, keyed by what makes them, and the
 # image itself by a hash of every input of the build (the Dockerfile, .dockerignore,
-# package.json, package-lock.json, tsconfig*.json, src/, this script, the bases):
+# package.json, package-lock.json, src/, this script, the bases):
 #   ${IPIP_IMAGE_CACHE:-$HOME/.cache/ipip-operator/image}/
 #     base-debian-bookworm-slim-rN.tar, base-node-V-npm-V-bookworm-slim-rN.tar, ipip-operator-VERSION-HASH.tar
 # so a second run with nothing changed prints the path at once. The archive holds the
@@ -92,7 +92,7 @@ inputs() {
   printf '%s\n' "$release" "$base_rev" "$node_version" "$npm_version" "$name"
   # Every file the build context has that the Dockerfile reads (what .dockerignore leaves
   # of these), in the working tree as it is: untracked files under src/ are copied too.
-  find Dockerfile .dockerignore package.json package-lock.json tsconfig*.json src scripts/image.sh -type f -print0 |
+  find Dockerfile .dockerignore package.json package-lock.json src scripts/image.sh -type f -print0 |
     LC_ALL=C sort -z | xargs -0 sha256sum
 }
 hash=$(inputs | sha256sum | cut -c1-12)
@@ -274,7 +274,7 @@ cp "$cafile" "$etc/build-ca.crt"
   done
 } >"$etc/npmrc"
 chmod -R a+rX "$etc"
-log "building $name from the Dockerfile (buildah bud, vfs, chroot isolation; npm ci twice, tsc)"
+log "building $name from the Dockerfile (buildah bud, vfs, chroot isolation; npm ci, esbuild)"
 build_started=$SECONDS
 "${b[@]}" bud --isolation chroot --pull=never --format oci --layers=false \
   --volume "$etc:/usr/local/etc:ro" --build-arg "VERSION=$version" \

@@ -243,29 +243,28 @@ describe('Dockerfile', () => {
     for (const c of cmds) assert.ok(!['apt', 'dpkg', 'npm', 'curl', 'wget'].includes(c[0]!), c.join(' '));
   });
 
-  test('the build stages: production dependencies without scripts; the build as `npm run build` does it', () => {
+  test('the build stage: npm ci without scripts, then `npm run bundle`; the runtime stage takes dist/ alone', () => {
     const npmCis = STAGES.slice(0, -1).flatMap((s) =>
       commands(s)
         .filter((c) => c[0] === 'npm' && c[1] === 'ci')
         .map((c) => ({ stage: s.name, c })),
     );
-    const production = npmCis.filter(({ c }) => c.includes('--omit=dev'));
-    assert.equal(production.length, 1, 'one production-only npm ci');
-    for (const { stage, c } of npmCis) assert.ok(c.includes('--ignore-scripts'), `${stage}: ${c.join(' ')}`);
-    // What the runtime stage copies as node_modules is that production install.
-    const modules = copies(RUNTIME).find((c) => c.dest === '/app/node_modules');
-    assert.equal(modules?.from, production[0]!.stage);
-    // The build runs package.json's own build script.
-    const tsc = STAGES.flatMap(commands).find((c) => c.some((w) => w.endsWith('tsc')));
-    assert.ok(tsc !== undefined, 'a tsc step');
-    assert.equal(tsc.join(' ').replace(/^node_modules\/\.bin\//, ''), PKG.scripts.build);
-    // The files trimmed from node_modules, never loaded at run time (test/cluster/image.test.ts
-    // finds none in the built image).
-    const names = DOCKERFILE.split('\n')
-      .filter((l) => l.includes('-delete'))
-      .flatMap((l) => [...l.matchAll(/-name '([^']+)'/g)].map((m) => m[1]!))
-      .sort();
-    assert.deepEqual(names, ['*.d.cts', '*.d.mts', '*.d.ts', '*.map']);
+    assert.equal(npmCis.length, 1, 'one npm ci');
+    assert.ok(npmCis[0]!.c.includes('--ignore-scripts'), npmCis[0]!.c.join(' '));
+    // The bundle is package.json's own, as `npm run bundle` makes it: the entry the bin names.
+    const bundles = STAGES.flatMap(commands).filter((c) => c.join(' ') === 'npm run bundle');
+    assert.equal(bundles.length, 1, 'a `npm run bundle` step');
+    const bundle = PKG.scripts.bundle ?? '';
+    assert.match(bundle, /^esbuild src\/cli\/main\.ts --bundle /);
+    assert.ok(bundle.includes('--outdir=dist/cli') && bundle.includes("--entry-names='[name]'"), bundle);
+    assert.equal(PKG.bin['ipip-operator'], 'dist/cli/main.js', 'the bundle is where the bin points');
+    // The runtime stage: the bundle and package.json (for `version`), no node_modules.
+    const fromBuild = copies(RUNTIME).filter((c) => c.from === npmCis[0]!.stage);
+    assert.deepEqual(
+      fromBuild.map((c) => `${c.sources.join(' ')} -> ${c.dest}`),
+      ['/usr/local/bin/node -> /usr/local/bin/node', '/src/dist -> /app/dist'],
+    );
+    assert.ok(!copies(RUNTIME).some((c) => c.dest.includes('node_modules')), 'no node_modules in the image');
   });
 
   test('the entrypoint is the package bin run by node; CMD agent; production env; labels; no USER forced', () => {
@@ -308,14 +307,7 @@ describe('Dockerfile', () => {
     ]) {
       assert.ok(ignored(path), `${path} is left out of the build context`);
     }
-    for (const path of [
-      'package.json',
-      'package-lock.json',
-      'tsconfig.json',
-      'tsconfig.build.json',
-      'src/cli/main.ts',
-      'crds/ipiptunnels.yaml',
-    ]) {
+    for (const path of ['package.json', 'package-lock.json', 'src/cli/main.ts', 'crds/ipiptunnels.yaml']) {
       assert.ok(!ignored(path), `${path} is in the build context`);
     }
     assert.ok(!IGNORE.some((p) => p.startsWith('!')), 'no exceptions (the matcher above does not read them)');
