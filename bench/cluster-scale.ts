@@ -30,6 +30,7 @@ import type { ClusterLab } from '../test/harness/cluster-lab.ts';
 import { AGENT_METRICS_PORT, metricSum } from '../test/harness/probes.ts';
 import { REPO } from '../test/harness/repo.ts';
 import { eventually } from '../test/harness/support.ts';
+import { clusterScale } from './tunnels.ts';
 
 const n = Number(process.argv[2] ?? 1000);
 const nodeCount = Number(process.argv[3] ?? 3);
@@ -45,35 +46,8 @@ const say = (s: string) => process.stdout.write(`${s}\n`);
 const note = (s: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
 const nodes = Array.from({ length: nodeCount }, (_, i) => `node-${String.fromCharCode(97 + i)}`);
-const pairs: Array<[number, number]> = [];
-for (let a = 0; a < nodeCount; a++) for (let b = a + 1; b < nodeCount; b++) pairs.push([a, b]);
-/** Underlay addresses per node: the tunnels of one pair of nodes each take a distinct (local, remote) pair of them. */
-const perNode = Math.ceil(Math.sqrt(Math.ceil(n / pairs.length)));
-if (perNode > 250) throw new Error(`${n} tunnels need ${perNode} underlay addresses per node; at most 250`);
-const underlay = (node: number, j: number) => `10.81.${node}.${j + 1}`;
-
-/** Tunnel t: the pair t mod P, and within it the (t div P)-th (local, remote) pair of underlay addresses. */
-function tunnel(t: number): object {
-  const [a, b] = pairs[t % pairs.length]!;
-  const q = Math.floor(t / pairs.length);
-  const overlay = (k: number) => `10.100.${Math.floor(t / 125)}.${(t % 125) * 2 + k}`;
-  return {
-    apiVersion: 'tunnel.ipip-operator.dev/v1alpha1',
-    kind: 'IpipTunnel',
-    metadata: { name: `s${t}` },
-    spec: {
-      linkName: `ips${t}`,
-      endpoints: [
-        { nodeName: nodes[a]!, underlay: { address: underlay(a, q % perNode) }, overlayAddress: overlay(1) },
-        {
-          nodeName: nodes[b]!,
-          underlay: { address: underlay(b, Math.floor(q / perNode)) },
-          overlayAddress: overlay(2),
-        },
-      ],
-    },
-  };
-}
+const scale = clusterScale(n, nodes);
+const { pairs, perNode } = scale;
 
 function diff(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
   const out = new Map<string, number>();
@@ -180,14 +154,7 @@ try {
   const kubeconfig = await lab.serviceAccountKubeconfig('ipip-operator', 'ipip-operator');
   // Each node's extra underlay addresses, all in 10.81.0.0/16 on eth1 (the lab bridge).
   await Promise.all(
-    nodes.map((node, k) =>
-      lab
-        .guest(node)
-        .ok(
-          `for j in $(seq 1 ${perNode}); do echo "address add 10.81.${k}.$j/16 dev eth1"; done | ip -batch -`,
-          60_000,
-        ),
-    ),
+    nodes.map((node, k) => lab.guest(node).ok(`ip -batch - <<'EOF'\n${scale.underlayCommands(k)}\nEOF`, 60_000)),
   );
   await Promise.all(
     nodes.map((node) =>
@@ -210,10 +177,7 @@ try {
   const agents0 = await Promise.all(nodes.map((node) => agentNumbers(lab, node)));
   const m0 = await serverMetrics(lab.api);
   const t0 = Date.now();
-  await kubectl(
-    ['create', '-f', '-'],
-    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: Array.from({ length: n }, (_, t) => tunnel(t)) }),
-  );
+  await kubectl(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: scale.tunnels() }));
   const createdS = (Date.now() - t0) / 1000;
   note(`${n} tunnels created in ${createdS.toFixed(1)} s`);
 

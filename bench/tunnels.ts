@@ -68,3 +68,44 @@ export function meshTunnels(peers: number): IpipTunnel[] {
   }
   return meshes;
 }
+
+/**
+ * N point-to-point IpipTunnels between cluster nodes (bench/cluster-scale.ts, bench/pod-memory.ts),
+ * spread evenly over every pair of `nodes`. The kernel gives one IPIP device per (local,
+ * remote) pair, so each node gets `perNode` extra underlay addresses on eth1 (10.81.K.1-M/16,
+ * node K) and the tunnels of a pair of nodes use distinct pairs of them (M*M >= the
+ * tunnels of a pair). Tunnel t is the pair t mod P, and within it the (t div P)-th pair
+ * of underlay addresses.
+ */
+export function clusterScale(n: number, nodes: readonly string[]) {
+  const pairs: Array<[number, number]> = [];
+  for (let a = 0; a < nodes.length; a++) for (let b = a + 1; b < nodes.length; b++) pairs.push([a, b]);
+  const perNode = Math.ceil(Math.sqrt(Math.ceil(n / pairs.length)));
+  if (perNode > 250) throw new Error(`${n} tunnels need ${perNode} underlay addresses per node; at most 250`);
+  const underlay = (node: number, j: number) => `10.81.${node}.${j + 1}`;
+  const tunnel = (t: number): IpipTunnel => {
+    const [a, b] = pairs[t % pairs.length]!;
+    const q = Math.floor(t / pairs.length);
+    const overlay = (k: number) => `10.100.${Math.floor(t / 125)}.${(t % 125) * 2 + k}`;
+    return {
+      apiVersion: 'tunnel.ipip-operator.dev/v1alpha1',
+      kind: 'IpipTunnel',
+      metadata: { name: `s${t}` },
+      spec: {
+        linkName: `ips${t}`,
+        endpoints: [
+          { nodeName: nodes[a]!, underlay: { address: underlay(a, q % perNode) }, overlayAddress: overlay(1) },
+          {
+            nodeName: nodes[b]!,
+            underlay: { address: underlay(b, Math.floor(q / perNode)) },
+            overlayAddress: overlay(2),
+          },
+        ],
+      },
+    };
+  };
+  /** The commands (for `ip -batch -`) that give node K its underlay addresses. */
+  const underlayCommands = (k: number) =>
+    Array.from({ length: perNode }, (_, j) => `address add ${underlay(k, j)}/16 dev eth1`).join('\n');
+  return { pairs, perNode, tunnel, tunnels: () => Array.from({ length: n }, (_, t) => tunnel(t)), underlayCommands };
+}
