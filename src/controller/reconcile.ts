@@ -73,9 +73,12 @@ export function kernelInterest(outcome: Pick<ReconcileOutcome, 'observed' | 'res
  * same as when this agent last had it fully programmed. Those changes repair something
  * that changed under us (a route deleted, a link set down by hand), not a spec change.
  * A fresh agent has no memory, so what it adopts and fixes at start is not counted.
+ * A pass that fails for a tunnel keeps what it was last programmed as, while its desired
+ * state is the same: a repair that takes two passes (a route put back onto a link someone
+ * set down meanwhile, refused until the link is up again) is still a repair.
  */
 export class DriftTracker {
-  private readonly programmed = new Map<string, string>();
+  private programmed = new Map<string, string>();
 
   /** Returns, per tunnel, how many of this reconcile's successful changes were drift corrections. */
   update(outcome: ReconcileOutcome): Map<string, number> {
@@ -89,8 +92,11 @@ export class DriftTracker {
         corrections.set(action.tunnel, (corrections.get(action.tunnel) ?? 0) + 1);
       }
     }
-    this.programmed.clear();
-    for (const [tunnel, fingerprint] of wanted) if (!failed.has(tunnel)) this.programmed.set(tunnel, fingerprint);
+    const programmed = new Map<string, string>();
+    for (const [tunnel, fingerprint] of wanted) {
+      if (!failed.has(tunnel) || this.programmed.get(tunnel) === fingerprint) programmed.set(tunnel, fingerprint);
+    }
+    this.programmed = programmed;
     return corrections;
   }
 }

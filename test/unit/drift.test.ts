@@ -44,4 +44,29 @@ describe('DriftTracker', () => {
     dp.state.routes = dp.state.routes.filter((r) => r.dst !== '172.0.0.0/24');
     assert.deepEqual(await pass(dp, new DriftTracker(), [exampleTunnel()]), { changes: 1, drift: {} });
   });
+
+  test('a repair that takes two passes, the first refused by the kernel, is still counted as drift', async () => {
+    // As in the lab: a route deleted and the link set down by hand, the agent's read in between,
+    // so its route is refused ("Device for nexthop is not up") and the next pass repairs both.
+    const dp = new RecordingDataplane(bareKernel());
+    const drift = new DriftTracker();
+    const tunnel = exampleTunnel();
+    await pass(dp, drift, [tunnel]);
+    dp.state.routes = dp.state.routes.filter((r) => r.dst !== '172.0.0.0/24');
+    dp.failWhen((a) => a.kind === 'route', 'Error: Device for nexthop is not up.', 1);
+    assert.deepEqual(await pass(dp, drift, [tunnel]), { changes: 1, drift: {} }, 'refused: nothing changed');
+    assert.deepEqual(await pass(dp, drift, [tunnel]), { changes: 1, drift: { lab: 1 } }, 'the repair');
+  });
+
+  test('a spec change while the tunnel fails is not drift once it succeeds', async () => {
+    const dp = new RecordingDataplane(bareKernel());
+    const drift = new DriftTracker();
+    await pass(dp, drift, [exampleTunnel()]);
+    const newTtl = exampleTunnel((t) => {
+      t.spec.ttl = 32;
+    });
+    dp.failWhen((a) => a.kind === 'link', 'Error: refused.', 1);
+    assert.deepEqual(await pass(dp, drift, [newTtl]), { changes: 1, drift: {} });
+    assert.deepEqual(await pass(dp, drift, [newTtl]), { changes: 1, drift: {} }, 'the new spec, programmed at last');
+  });
 });
