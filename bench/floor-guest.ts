@@ -24,6 +24,7 @@ import type { AgentLoop } from '../src/controller/loop.ts';
 import { reconcile } from '../src/controller/reconcile.ts';
 import { manifestSource } from '../src/controller/standalone.ts';
 import type { Dataplane, ObserveHint } from '../src/dataplane/dataplane.ts';
+import { IP_READ_ARGS, IP_READ_COMMANDS } from '../src/dataplane/ip/driver.ts';
 import { ipLines } from '../src/dataplane/ip/render.ts';
 import { nodeDataplane } from '../src/dataplane/node.ts';
 import { nftScript } from '../src/dataplane/nft/render.ts';
@@ -160,9 +161,7 @@ async function floorWrite(actions: readonly Action[]): Promise<number> {
 async function floorRead(withTable: boolean): Promise<number> {
   const t0 = process.hrtime.bigint();
   await Promise.all([
-    execa('ip', ['-json', '-details', '-N', '-s', '-batch', '-'], {
-      input: 'address show\nroute show table main\n',
-    }),
+    execa('ip', IP_READ_ARGS, { input: `${IP_READ_COMMANDS.join('\n')}\n` }),
     withTable ? execa('nft', ['-j', '-p', 'list', 'table', NFT_FAMILY, NFT_TABLE], { stdin: 'ignore' }) : undefined,
   ]);
   return ms(t0);

@@ -16,6 +16,7 @@ import { manifestSource } from '../../src/controller/standalone.ts';
 import type { Dataplane } from '../../src/dataplane/dataplane.ts';
 import { nodeDataplane } from '../../src/dataplane/node.ts';
 import { renderPlan } from '../../src/dataplane/render.ts';
+import { ipReaderPids } from './probes.ts';
 
 const manifest = '/run/lab/counts.yaml';
 const log = winston.createLogger({
@@ -45,12 +46,6 @@ const dataplane: Dataplane = {
   watch: (onEvent, interest) => kernel.watch(onEvent, interest),
 };
 
-/** The pids of the ip reader processes in this namespace (the driver's `ip -json -details -N -s -batch -`). */
-async function readerPids(): Promise<string[]> {
-  const r = await execa('pgrep', ['-f', '--', '^ip -json -details -N -s -batch -$'], { reject: false });
-  return r.stdout.split('\n').filter((pid) => pid !== '');
-}
-
 /** Waits for the loop's next write; then for every echo to be in and decided (a window as long as the source's debounce, five times). */
 async function step(change: () => Promise<void>): Promise<Record<string, unknown>> {
   processes.clear();
@@ -61,7 +56,7 @@ async function step(change: () => Promise<void>): Promise<Record<string, unknown
   await change();
   await written;
   await new Promise((r) => setTimeout(r, DEBOUNCE_MS * 5));
-  return { ...Object.fromEntries([...processes].sort()), lines: [...lines], readers: await readerPids() };
+  return { ...Object.fromEntries([...processes].sort()), lines: [...lines], readers: await ipReaderPids() };
 }
 
 const tunnels = manyTunnels(10);

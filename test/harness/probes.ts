@@ -3,9 +3,20 @@
 // /metrics with curl. A node is a Shell: a cluster lab's guest, or a host namespace of the
 // two-host lab (two-hosts.ts).
 
+import { execa } from 'execa';
+import { IP_READ_ARGS } from '../../src/dataplane/ip/driver.ts';
 import { eventually, GiveUp } from './support.ts';
 import { shOk } from './uml.ts';
 import type { CommandResult, Shell } from './uml.ts';
+
+/** The whole command line of the ip driver's reader process, as a `pgrep -f` pattern. */
+export const IP_READER_PATTERN = `^ip ${IP_READ_ARGS.join(' ')}$`;
+
+/** The pids of the ip reader processes where this runs (in a guest script, beside the agent's driver). */
+export async function ipReaderPids(): Promise<string[]> {
+  const r = await execa('pgrep', ['-f', '--', IP_READER_PATTERN], { reject: false });
+  return r.stdout.split('\n').filter((pid) => pid !== '');
+}
 
 /** The agents' HTTP port: /metrics, /healthz and /readyz. */
 export const AGENT_METRICS_PORT = 9477;

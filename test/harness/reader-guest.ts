@@ -6,9 +6,10 @@
 // error? }, ..., monitor: { ... } }.
 
 import { execa } from 'execa';
-import { IpDriver } from '../../src/dataplane/ip/driver.ts';
+import { IP_READ_ARGS, IP_READ_COMMANDS, IpDriver } from '../../src/dataplane/ip/driver.ts';
 import { parseObserveOutput } from '../../src/dataplane/ip/parse.ts';
 import type { KernelChange, KernelState } from '../../src/model/kernel.ts';
+import { IP_READER_PATTERN, ipReaderPids } from './probes.ts';
 import { eventually } from './support.ts';
 
 const ended: boolean[] = [];
@@ -30,32 +31,26 @@ function summary(state: KernelState) {
   };
 }
 
+/** What a new `ip` process reads: the reader's own arguments and commands. */
 async function fresh() {
-  const r = await execa('ip', ['-json', '-details', '-N', '-s', '-batch', '-'], {
-    input: 'address show\nroute show table main\n',
-  });
+  const r = await execa('ip', IP_READ_ARGS, { input: `${IP_READ_COMMANDS.join('\n')}\n` });
   return summary(parseObserveOutput(r.stdout));
-}
-
-async function readerPids(): Promise<string[]> {
-  const r = await execa('pgrep', ['-f', '--', '^ip -json -details -N -s -batch -$'], { reject: false });
-  return r.stdout.split('\n').filter((pid) => pid !== '');
 }
 
 const sh = (command: string) => execa('sh', ['-c', command]);
 
 async function step(change?: () => Promise<unknown>) {
-  const before = await readerPids();
+  const before = await ipReaderPids();
   try {
     await change?.();
   } catch (error) {
-    return { changeFailed: (error as Error).message, before, readers: await readerPids() };
+    return { changeFailed: (error as Error).message, before, readers: await ipReaderPids() };
   }
   try {
     const reader = summary(await driver.observe());
-    return { reader, fresh: await fresh(), readers: await readerPids() };
+    return { reader, fresh: await fresh(), readers: await ipReaderPids() };
   } catch (error) {
-    return { error: (error as Error).message, readers: await readerPids() };
+    return { error: (error as Error).message, readers: await ipReaderPids() };
   }
 }
 
@@ -78,9 +73,9 @@ result.recreated = await step(() =>
   ),
 );
 // The reader killed between reads: the next read starts another.
-result.killed = await step(() => sh("pkill -KILL -f '^ip -json -details -N -s -batch -$'"));
+result.killed = await step(() => sh(`pkill -KILL -f '${IP_READER_PATTERN}'`));
 // The reader stopped (it never answers): that read fails in its time, the next one gets another process.
-result.stopped = await step(() => sh("pkill -STOP -f '^ip -json -details -N -s -batch -$'"));
+result.stopped = await step(() => sh(`pkill -STOP -f '${IP_READER_PATTERN}'`));
 result.afterStopped = await step();
 result.readerEnds = ended;
 await sh('ip link del rd0');

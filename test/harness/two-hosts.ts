@@ -143,6 +143,15 @@ export function agentCommand(node: string, args: string): string {
   return `ip netns exec ${hostNetns(node)} ${AS_THE_CHART_RUNS_IT.join(' ')} node src/cli/main.ts agent --node-name ${node} ${args}`;
 }
 
+/**
+ * Runs a script of the checkout (a guest side of a test, test/harness/*-guest.ts) with node
+ * in node-a's host namespace, and returns what it printed last: one line of JSON.
+ */
+export async function guestScriptResult<T>(guest: Guest, script: string, timeoutMs: number): Promise<T> {
+  const out = await guest.ok(`ip netns exec ${hostNetns('node-a')} node ${script}`, timeoutMs);
+  return JSON.parse(out.trim().split('\n').at(-1)!) as T;
+}
+
 /** A standalone agent started in the background in a host's namespace: its log and pid files in the guest. */
 export interface BackgroundAgent {
   log: string;

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setUpTwoHosts } from '../harness/two-hosts.ts';
+import { guestScriptResult, setUpTwoHosts } from '../harness/two-hosts.ts';
 import { Guest } from '../harness/uml.ts';
 
 type Step = Record<string, number> & { lines: string[]; readers: string[] };
@@ -20,8 +20,7 @@ describe('what a running agent runs and writes, counted on a real kernel', { tim
   before(async () => {
     guest = await Guest.boot();
     await setUpTwoHosts(guest);
-    const out = await guest.ok('ip netns exec host-a node test/harness/counts-guest.ts', 240_000);
-    steps = JSON.parse(out.trim().split('\n').at(-1)!);
+    steps = await guestScriptResult(guest, 'test/harness/counts-guest.ts', 240_000);
   });
   after(async () => {
     await guest?.stop();

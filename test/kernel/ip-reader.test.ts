@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setUpTwoHosts } from '../harness/two-hosts.ts';
+import { guestScriptResult, setUpTwoHosts } from '../harness/two-hosts.ts';
 import { Guest } from '../harness/uml.ts';
 
 interface Step {
@@ -25,8 +25,7 @@ describe("the ip driver's reader on a real kernel", { timeout: 300_000 }, () => 
   before(async () => {
     guest = await Guest.boot();
     await setUpTwoHosts(guest);
-    const out = await guest.ok('ip netns exec host-a node test/harness/reader-guest.ts', 120_000);
-    steps = JSON.parse(out.trim().split('\n').at(-1)!);
+    steps = await guestScriptResult(guest, 'test/harness/reader-guest.ts', 120_000);
   });
   after(async () => {
     await guest?.stop();

@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { IpDriver, namesCacheVerdict } from '../../src/dataplane/ip/driver.ts';
 import type { KernelState } from '../../src/model/kernel.ts';
-import { IpReader, LineSplitter } from '../../src/dataplane/ip/reader.ts';
+import { IpReader } from '../../src/dataplane/ip/reader.ts';
 import { eventually } from '../harness/support.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ipip-ip-reader-'));
@@ -30,6 +30,11 @@ const FAILING = standIn(
 );
 /** Reads and never answers. */
 const SILENT = standIn('silent-ip', 'cat > /dev/null');
+/** Answers each command in two writes, a line in pieces as a long dump comes. */
+const PIECES = standIn(
+  'pieces-ip',
+  'while read -r line; do printf \'["%s"\' "$line"; sleep 0.05; printf \']\\n\'; done',
+);
 /** Answers every command twice. */
 const TWICE = standIn('twice-ip', 'while read -r line; do echo "[1]"; echo "[2]"; done');
 
@@ -50,15 +55,6 @@ function readerOf(path: string, timeoutMs = 5000) {
 describe("the ip driver's reader", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('a line may come in pieces, and a piece may hold several lines', () => {
-    const s = new LineSplitter();
-    assert.deepEqual(s.push('[{"a"'), []);
-    assert.equal(s.pending, true);
-    assert.deepEqual(s.push(':1}]\n[]\n[2'), ['[{"a":1}]', '[]']);
-    assert.deepEqual(s.push(']\n'), ['[2]']);
-    assert.equal(s.pending, false);
-  });
-
   test('one process answers every read, a line per command, reads asked at once each getting their own', async () => {
     const { reader, counts } = readerOf(ECHO);
     assert.deepEqual(await reader.read(['address show', 'route show table main']), {
@@ -71,6 +67,12 @@ describe("the ip driver's reader", () => {
       [['["a"]'], ['["b"]', '["bb"]'], ['["c"]']],
     );
     assert.equal(counts.started, 1, 'one process for four reads');
+    reader.stop();
+  });
+
+  test('a line that comes in pieces is one answer', async () => {
+    const { reader } = readerOf(PIECES);
+    assert.deepEqual((await reader.read(['address show', 'route show'])).lines, ['["address show"]', '["route show"]']);
     reader.stop();
   });
 

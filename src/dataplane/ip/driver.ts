@@ -83,6 +83,17 @@ export function resultsFromBatch(
 }
 
 /**
+ * The reader's arguments. Not -4: it would hide links without an IPv4 address, and a
+ * foreign link with a wanted name must be seen. -N: numbers, not names from /etc/iproute2.
+ * -s: each link's kernel counters (stats64) for the metrics, in the same read; it does not
+ * change `route show` (checked on 6.1). No -force: a failed read ends the process (reader.ts).
+ */
+export const IP_READ_ARGS: readonly string[] = ['-json', '-details', '-N', '-s', '-batch', '-'];
+
+/** What each read asks the reader: `address show` first (it refreshes the names by index, namesCacheVerdict), then the main table. */
+export const IP_READ_COMMANDS: readonly string[] = ['address show', 'route show table main'];
+
+/**
  * Whether a read of the kept reader process names devices as a new process would.
  * iproute2 names a route's device and a tunnel's underlay from a cache by index, with the
  * name it had when that process first saw the index: from a link dump (every read starts
@@ -143,12 +154,8 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     this.options = options;
     this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
     this.reader = new IpReader({
-      // Not -4: it would hide links without an IPv4 address, and a foreign link with a wanted
-      // name must be seen. -N: numbers, not names from /etc/iproute2. -s: each link's kernel
-      // counters (stats64) for the metrics, in the same read; it does not change `route show`
-      // (checked on 6.1). No -force: a failed read ends the process (reader.ts).
       start: () =>
-        execa(this.ip, ['-json', '-details', '-N', '-s', '-batch', '-'], {
+        execa(this.ip, IP_READ_ARGS, {
           buffer: false,
           reject: false,
           stdin: 'pipe',
@@ -179,15 +186,15 @@ export class IpDriver implements Driver<IpAction, KernelState> {
   }
 
   /**
-   * One read of the reader: `address show`, then the main table (IPv4 by default). Read
-   * again from a new process when the answer may hold a stale name (namesCacheVerdict).
+   * One read of the reader (IP_READ_COMMANDS). Read again from a new process when the
+   * answer may hold a stale name (namesCacheVerdict).
    */
   async observe(): Promise<KernelState> {
     for (let exits = 0; ; ) {
       const started = process.hrtime.bigint();
       let answer: ReaderAnswer;
       try {
-        answer = await this.reader.read(['address show', 'route show table main']);
+        answer = await this.reader.read(IP_READ_COMMANDS);
       } catch (error) {
         this.options.onCommand?.('ip', 'observe', Number(process.hrtime.bigint() - started) / 1e9, false);
         // A process that died since the last read (killed, say) may get the next read before

@@ -21,6 +21,7 @@
 // it, for the same outcome. An idle reader does not keep the agent's process alive
 // (`--once` exits when its pass is done, and `ip` then sees the end of its input).
 
+import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 
 /** What the reader needs of a started process (an execa child with `buffer: false`). */
@@ -47,33 +48,6 @@ export interface IpReaderOptions {
 const STDERR_KEPT = 4096;
 
 /**
- * Splits a stream's chunks into lines; a line may span chunks. Pure bookkeeping: feed
- * chunks, take the lines completed so far.
- */
-export class LineSplitter {
-  private partial: string[] = [];
-
-  /** The lines this chunk completes, without their newlines. */
-  push(chunk: string): string[] {
-    const lines: string[] = [];
-    let from = 0;
-    for (let at = chunk.indexOf('\n'); at !== -1; at = chunk.indexOf('\n', from)) {
-      this.partial.push(chunk.slice(from, at));
-      lines.push(this.partial.join(''));
-      this.partial = [];
-      from = at + 1;
-    }
-    if (from < chunk.length) this.partial.push(chunk.slice(from));
-    return lines;
-  }
-
-  /** Whether part of a line is waiting for its end. */
-  get pending(): boolean {
-    return this.partial.length > 0;
-  }
-}
-
-/**
  * Why a read failed: its process ended (exited), gave no answer in time (killed then),
  * printed what no read asked for, or the reader was stopped meanwhile.
  */
@@ -95,7 +69,6 @@ interface Running {
   id: number;
   child: ReaderProcess;
   started: bigint;
-  splitter: LineSplitter;
   stderr: string;
   exited: boolean;
   /** Ended by stop(), not by a failure. */
@@ -166,14 +139,14 @@ export class IpReader {
       id: this.started,
       child,
       started: process.hrtime.bigint(),
-      splitter: new LineSplitter(),
       stderr: '',
       exited: false,
       stopping: false,
     };
     this.running = running;
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => this.onLines(running, running.splitter.push(chunk)));
+    // One line of JSON per command; readline puts together a line that comes in pieces.
+    if (child.stdout !== null)
+      createInterface({ input: child.stdout }).on('line', (line) => this.onLine(running, line));
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       running.stderr = (running.stderr + chunk).slice(-STDERR_KEPT);
@@ -188,19 +161,17 @@ export class IpReader {
     return running;
   }
 
-  private onLines(running: Running, lines: string[]): void {
-    for (const line of lines) {
-      const read = this.current;
-      if (read === undefined || read.running !== running) {
-        // Output nobody asked for: whose the lines are is no longer known. Start over.
-        this.retire(running, new ReaderError('protocol', 'ip printed a line no read asked for'));
-        running.child.kill('SIGKILL');
-        return;
-      }
-      read.lines.push(line);
-      if (read.lines.length === read.want)
-        this.settle(read, () => read.resolve({ lines: read.lines, process: running.id }));
+  private onLine(running: Running, line: string): void {
+    const read = this.current;
+    if (read === undefined || read.running !== running) {
+      // Output nobody asked for: whose the lines are is no longer known. Start over.
+      this.retire(running, new ReaderError('protocol', 'ip printed a line no read asked for'));
+      running.child.kill('SIGKILL');
+      return;
     }
+    read.lines.push(line);
+    if (read.lines.length === read.want)
+      this.settle(read, () => read.resolve({ lines: read.lines, process: running.id }));
   }
 
   private onExit(running: Running, how: unknown): void {
