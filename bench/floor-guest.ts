@@ -14,9 +14,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import type { Profiler } from 'node:inspector';
 import { Session } from 'node:inspector/promises';
-import { Writable } from 'node:stream';
 import { execa } from 'execa';
-import winston from 'winston';
 import { stringify } from 'yaml';
 import type { IpipTunnel } from '../src/api/types.ts';
 import { DEBOUNCE_MS, NO_SINK, runAgentLoop } from '../src/controller/loop.ts';
@@ -32,6 +30,7 @@ import type { Action, ActionResult } from '../src/model/action.ts';
 import type { KernelEvent, KernelInterest, KernelState } from '../src/model/kernel.ts';
 import { NFT_FAMILY, NFT_TABLE } from '../src/model/ownership.ts';
 import { plan } from '../src/plan/engine.ts';
+import { createLogger } from '../src/report/log.ts';
 import { AgentMetrics } from '../src/report/metrics.ts';
 import { resolve } from '../src/resolve/resolve.ts';
 import { manyTunnels, meshTunnels } from './tunnels.ts';
@@ -46,21 +45,9 @@ const manifest = `${DIR}/bench-tunnels.yaml`;
 const tunnels: IpipTunnel[] = scenario === 'mesh' ? meshTunnels(n) : manyTunnels(n);
 const rounds = n >= 1000 ? 3 : 5;
 
-// The agent's logs at its default level (info), formatted as the CLI does (JSON) and
-// written to a sink: their cost counts, a terminal's does not.
-const log = winston.createLogger({
-  level: 'info',
-  format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
-  transports: [
-    new winston.transports.Stream({
-      stream: new Writable({
-        write: (_chunk, _encoding, done) => {
-          done();
-        },
-      }),
-    }),
-  ],
-});
+// The agent's logs at its default level (info), formatted as the CLI does (JSON, the
+// CLI's own logger) and written to a sink: their cost counts, a terminal's does not.
+const log = createLogger({ format: 'json', level: 'info', sink: () => {} });
 
 const ms = (t0: bigint, t1 = process.hrtime.bigint()) => Number(t1 - t0) / 1e6;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -85,7 +72,7 @@ class Seen implements Dataplane {
   observes = 0;
   applies: { at: bigint; actions: readonly Action[] }[] = [];
   /** When things happened, for the repairs' breakdown: each event that concerned the agent, each read and write. */
-  readonly times = { events: [] as bigint[], observeStart: 0n, observeEnd: 0n, applyStart: 0n };
+  readonly times = { events: [] as bigint[], observeStart: 0n, observeEnd: 0n, applyStart: 0n, applyEnd: 0n };
   private waiters: { test: (a: readonly Action[]) => boolean; done: (at: bigint) => void }[] = [];
   private readonly inner: Dataplane;
   constructor(inner: Dataplane) {
@@ -103,6 +90,7 @@ class Seen implements Dataplane {
     const results = await this.inner.apply(actions);
     if (actions.length > 0) {
       const at = process.hrtime.bigint();
+      this.times.applyEnd = at;
       this.applies.push({ at, actions });
       this.waiters = this.waiters.filter((w) => {
         if (!w.test(actions)) return true;
@@ -185,10 +173,10 @@ async function removeAll(): Promise<void> {
 
 await writeFile(manifest, manifestText(tunnels));
 const source = manifestSource(manifest, log);
-const agentPass = async () => {
+const agentPass = async (dataplane: Dataplane = kernel) => {
   const input = await source.current();
   if (input === undefined) throw new Error('the manifest did not load');
-  const outcome = await reconcile(kernel, { nodeName: NODE, ...input }, log);
+  const outcome = await reconcile(dataplane, { nodeName: NODE, ...input }, log);
   const failed = outcome.results.find((r) => r.error !== undefined);
   if (failed !== undefined) throw new Error(`apply failed: ${failed.error}`);
   if (outcome.problems.length > 0) throw new Error(`problems: ${JSON.stringify(outcome.problems[0])}`);
@@ -200,6 +188,9 @@ await agentPass();
 await removeAll();
 
 const converge = { floor: [] as number[], agent: [] as number[], processes: {} as Record<string, number> };
+/** Where a converge pass's time goes: the manifest, the read, resolve + plan, the write, the logs after it. */
+const convergePhases: Record<string, number[]> = { manifest: [], read: [], 'resolve+plan': [], write: [], logs: [] };
+const convergeSeen = new Seen(kernel);
 const noop = { floor: [] as number[], agent: [] as number[], processes: {} as Record<string, number>, writes: 0 };
 let commands = 0;
 for (let round = 0; round < rounds; round++) {
@@ -212,8 +203,15 @@ for (let round = 0; round < rounds; round++) {
 
   processes.clear();
   let t0 = process.hrtime.bigint();
-  await agentPass();
-  converge.agent.push(ms(t0));
+  await agentPass(convergeSeen);
+  const t1 = process.hrtime.bigint();
+  converge.agent.push(ms(t0, t1));
+  const at = convergeSeen.times;
+  convergePhases.manifest!.push(ms(t0, at.observeStart));
+  convergePhases.read!.push(ms(at.observeStart, at.observeEnd));
+  convergePhases['resolve+plan']!.push(ms(at.observeEnd, at.applyStart));
+  convergePhases.write!.push(ms(at.applyStart, at.applyEnd));
+  convergePhases.logs!.push(ms(at.applyEnd, t1));
   converge.processes = counted();
   await mustBeNoop(tunnels, "the agent's pass");
 
@@ -459,7 +457,12 @@ process.stdout.write(
     n,
     rounds,
     commands,
-    converge: { floor: median(converge.floor), agent: median(converge.agent), processes: converge.processes },
+    converge: {
+      floor: median(converge.floor),
+      agent: median(converge.agent),
+      processes: converge.processes,
+      breakdown: Object.fromEntries(Object.entries(convergePhases).map(([k, v]) => [k, Math.round(median(v))])),
+    },
     noop: { floor: median(noop.floor), agent: median(noop.agent), processes: noop.processes, writes: noop.writes },
     repairs,
     idle,

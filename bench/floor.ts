@@ -14,7 +14,7 @@ export interface FloorResult {
   n: number;
   rounds: number;
   commands: number;
-  converge: { floor: number; agent: number; processes: Record<string, number> };
+  converge: { floor: number; agent: number; processes: Record<string, number>; breakdown?: Record<string, number> };
   noop: { floor: number; agent: number; processes: Record<string, number>; writes: number };
   repairs: Record<
     string,
@@ -61,21 +61,27 @@ const procs = (p: Record<string, number>) =>
     .map(([k, v]) => `${v} ${k}`)
     .join(', ');
 
+/** A row's breakdown, in ms: "; ms: read 12, write 30". */
+const phases = (breakdown: Record<string, number> | undefined) =>
+  breakdown === undefined
+    ? ''
+    : `; ms: ${Object.entries(breakdown)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`;
+
 /** The table's rows for one size. */
 export function floorRows(r: FloorResult): string[] {
   const what = r.scenario === 'mesh' ? `${r.n}-peer mesh` : `${r.n} p2p`;
   const rows = [
     `| ${what} | converge from empty (${r.commands} commands) | ${f1(r.converge.floor)} | ${f1(r.converge.agent)} | ` +
-      `${ratio(r.converge.agent, r.converge.floor)} | ${TARGET.converge} | ${procs(r.converge.processes)} |`,
+      `${ratio(r.converge.agent, r.converge.floor)} | ${TARGET.converge} | ${procs(r.converge.processes)}${phases(r.converge.breakdown)} |`,
     `| ${what} | no-op pass vs one read | ${f1(r.noop.floor)} | ${f1(r.noop.agent)} | ${ratio(r.noop.agent, r.noop.floor)} | ` +
       `${TARGET.noop} | ${procs(r.noop.processes)}; ${r.noop.writes} writes |`,
   ];
   for (const [name, x] of Object.entries(r.repairs)) {
     rows.push(
       `| ${what} | ${name}: repaired vs read + write | ${f1(x.floor)} | ${f1(x.agent)} | ${ratio(x.agent, x.floor)} | ` +
-        `${TARGET.repair} | ${x.passes} passes, ${x.writes} writes; ms: ${Object.entries(x.breakdown)
-          .map(([k, v]) => `${k} ${v}`)
-          .join(', ')} |`,
+        `${TARGET.repair} | ${x.passes} passes, ${x.writes} writes${phases(x.breakdown)} |`,
     );
   }
   if (r.idle !== undefined) {
