@@ -8,6 +8,8 @@ scripts/setup.sh
 # test starts: built on demand by a test file, it took the cores from the timing-sensitive
 # tests running beside it.
 nice scripts/uml-kernel.sh >/dev/null
+# Its variant without nftables for ip (nft-driver.test.ts, nftables-unavailable.test.ts).
+nice scripts/uml-kernel.sh nonft >/dev/null
 # The cluster tests' kube-apiserver, etcd and helm (built from Go modules, about 5 minutes
 # once; then cached), for the same reason.
 nice scripts/cluster-tools.sh >/dev/null

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds the project's own User-Mode Linux kernel: Debian's linux-source-6.12 (a current
-# LTS) configured with `make ARCH=um defconfig` plus scripts/uml-kernel.config, every
-# option built in (nftables for ip/ip6/inet with nat and masquerade, every tunnel mode,
+# LTS) with scripts/uml-kernel.patch (a host with AMX has more XSAVE state than UML
+# held: every guest's init was killed at boot), configured with `make ARCH=um defconfig`
+# plus scripts/uml-kernel.config, every option built in (nftables for ip/ip6/inet with nat and masquerade, every tunnel mode,
 # namespaces, cgroups; no io_uring). Debian's own linux.uml (6.1) has nf_tables only for
 # the bridge family.
 #
-#   scripts/uml-kernel.sh     build the kernel if needed, print the path of its binary
+#   scripts/uml-kernel.sh          build the kernel if needed, print the path of its binary
+#   scripts/uml-kernel.sh VARIANT  the same for a variant: scripts/uml-kernel-VARIANT.config
+#                                  overrides lines of uml-kernel.config; its modules (the
+#                                  options it sets =m) are in modules/ beside the binary
 #
 # The kernel goes to a cache OUTSIDE the checkout, keyed by the source package's version
-# and a hash of the config file:
+# and a hash of the config and patch files:
 #   ${IPIP_KERNEL_CACHE:-$HOME/.cache/ipip-operator/kernel}/<version>-<config hash>/linux
 # so a changed config or an upgraded source package builds anew (about 11 minutes on 2
 # busy cores), and an unchanged one prints the path at once. The last line on stdout is
@@ -21,6 +25,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 config=$root/scripts/uml-kernel.config
+patchfile=$root/scripts/uml-kernel.patch
 package=linux-source-6.12
 tarball=/usr/src/$package.tar.xz
 cache=${IPIP_KERNEL_CACHE:-$HOME/.cache/ipip-operator/kernel}
@@ -28,8 +33,16 @@ cache=${IPIP_KERNEL_CACHE:-$HOME/.cache/ipip-operator/kernel}
 log() { echo "uml-kernel: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-[[ $# -eq 0 ]] || die "usage: $0"
+[[ $# -le 1 ]] || die "usage: $0 [VARIANT]"
+variant=${1:-}
+overrides=""
+if [[ -n $variant ]]; then
+  [[ $variant =~ ^[a-z0-9]+$ ]] || die "a variant is a lowercase word: $variant"
+  overrides=$root/scripts/uml-kernel-$variant.config
+  [[ -f $overrides ]] || die "no $overrides for the variant $variant"
+fi
 [[ -f $config ]] || die "no $config"
+[[ -f $patchfile ]] || die "no $patchfile"
 
 apt_install() { # packages...
   log "installing Debian packages: $*"
@@ -49,8 +62,9 @@ if [[ -z $version || ! -f $tarball ]]; then
 fi
 [[ -n $version && -f $tarball ]] || die "$package is not installed or has no $tarball"
 
-hash=$(sha256sum "$config" | cut -c1-12)
-key=$(printf %s "$version" | tr -c 'A-Za-z0-9.+_-' _)-$hash
+# The config and the patch both make the kernel: a change to either builds anew.
+hash=$(cat "$config" "$patchfile" ${overrides:+"$overrides"} | sha256sum | cut -c1-12)
+key=$(printf %s "$version" | tr -c 'A-Za-z0-9.+_-' _)-$hash${variant:+-$variant}
 entry=$cache/$key
 
 # An entry only ever appears whole (renamed into place below), so its binary means done.
@@ -61,7 +75,7 @@ fi
 
 # Packages, not commands: libc6-dev has none, and gcc comes without it (only recommended).
 need=()
-for pkg in flex bison bc gcc make libc6-dev; do
+for pkg in flex bison bc gcc make libc6-dev patch; do
   dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -qx 'install ok installed' || need+=("$pkg")
 done
 [[ ${#need[@]} -eq 0 ]] || apt_install "${need[@]}"
@@ -83,7 +97,7 @@ trap 'rm -rf "$build" "$staged"' EXIT
 src=$build/$package
 jobs=${IPIP_KERNEL_JOBS:-$(nproc)}
 start=$SECONDS
-log "building the UML kernel from $package $version with $(basename "$config") ($hash) into $entry"
+log "building the UML kernel from $package $version with $(basename "$config")${overrides:+ and $(basename "$overrides")} ($hash) into $entry"
 log "this takes about 11 minutes on 2 cores, once; make's output is in $build/make.log meanwhile"
 
 tar -xJf "$tarball" -C "$build"
@@ -91,31 +105,52 @@ tar -xJf "$tarball" -C "$build"
 kmake() { make -C "$src" ARCH=um KBUILD_BUILD_USER=ipip-operator KBUILD_BUILD_HOST=uml-kernel "$@" >>"$build/make.log" 2>&1; }
 failed() { tail -n 40 "$build/make.log" >&2; die "$*"; }
 
+patch -d "$src" -p1 --quiet --forward <"$patchfile" >>"$build/make.log" 2>&1 ||
+  failed "$(basename "$patchfile") does not apply to $package $version"
+
 kmake defconfig || failed "make ARCH=um defconfig failed"
 {
   echo
   echo "# scripts/uml-kernel.config"
   cat "$config"
+  if [[ -n $overrides ]]; then
+    echo "# scripts/$(basename "$overrides")"
+    cat "$overrides"
+  fi
 } >>"$src/.config"
 kmake olddefconfig || failed "make ARCH=um olddefconfig failed"
 
-# Every option of the config as written: =y stays =y, "is not set" stays unset.
-# (olddefconfig silently drops an option whose dependencies are not met.)
-wrong=()
+# Every option as written (the variant's lines win): =y stays =y, =m stays =m, a number
+# stays that number, "is not set" stays unset. (olddefconfig silently drops an option
+# whose dependencies are not met.)
+declare -A want=()
 while IFS= read -r line; do
-  if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=y$ ]]; then
-    grep -qx "${BASH_REMATCH[1]}=y" "$src/.config" || wrong+=("${BASH_REMATCH[1]}=y")
+  if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(y|m|[0-9]+)$ ]]; then
+    want[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
   elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
-    ! grep -q "^${BASH_REMATCH[1]}=" "$src/.config" || wrong+=("${BASH_REMATCH[1]} unset")
+    want[${BASH_REMATCH[1]}]=unset
   elif [[ -n $line && $line != \#* ]]; then
-    die "$(basename "$config"): cannot read the line '$line' (want CONFIG_X=y or # CONFIG_X is not set)"
+    die "cannot read the line '$line' (want CONFIG_X=y, =m, =NUMBER or # CONFIG_X is not set)"
   fi
-done <"$config"
+done < <(cat "$config" ${overrides:+"$overrides"})
+wrong=()
+for option in "${!want[@]}"; do
+  if [[ ${want[$option]} == unset ]]; then
+    ! grep -q "^$option=" "$src/.config" || wrong+=("$option unset")
+  else
+    grep -qx "$option=${want[$option]}" "$src/.config" || wrong+=("$option=${want[$option]}")
+  fi
+done
 if [[ ${#wrong[@]} -gt 0 ]]; then
-  die "after olddefconfig these options are not as $(basename "$config") has them (a missing dependency?): ${wrong[*]}"
+  die "after olddefconfig these options are not as written (a missing dependency?): ${wrong[*]}"
 fi
 
 kmake -j"$jobs" linux || failed "make ARCH=um linux failed"
+# A variant's modules (the main kernel has every option it needs built in).
+if [[ -n $variant ]]; then
+  kmake -j"$jobs" modules || failed "make ARCH=um modules failed"
+  kmake modules_install INSTALL_MOD_PATH="$build/modules" || failed "make ARCH=um modules_install failed"
+fi
 [[ -x $src/linux ]] || failed "the build made no $src/linux"
 built=$((SECONDS - start))
 log "built in $((built / 60)) min $((built % 60)) s"
@@ -136,9 +171,11 @@ cp "$src/.config" "$staged/config"
 {
   echo "source: $package $version"
   echo "config: $(basename "$config") sha256 $(sha256sum "$config" | cut -d' ' -f1)"
+  echo "patch: $(basename "$patchfile") sha256 $(sha256sum "$patchfile" | cut -d' ' -f1)"
   echo "kernel: $("$binary" --version 2>/dev/null </dev/null || true)"
   echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) in ${built}s with make -j$jobs"
 } >"$staged/build-info"
+if [[ -n $variant ]]; then mv "$build/modules" "$staged/modules"; fi
 mv "$binary" "$staged/linux"
 rm -rf "$entry" # only an entry without its binary can be here: not a finished one
 mv -T "$staged" "$entry"

@@ -11,26 +11,31 @@ import { REPO } from './repo.ts';
 
 const buildScript = join(REPO, 'scripts/uml-kernel.sh');
 
-let kernel: Promise<string> | undefined;
+const kernels = new Map<string, Promise<string>>();
 
 /**
- * The path of the lab kernel's binary. Runs scripts/uml-kernel.sh once per process (a
- * cold build takes about 11 minutes on 2 cores; after that it answers at once).
+ * The path of the lab kernel's binary, or of a variant's (scripts/uml-kernel-VARIANT.config).
+ * Runs scripts/uml-kernel.sh once per process and variant (a cold build takes about 11
+ * minutes on 2 cores; after that it answers at once).
  */
-export function labKernel(): Promise<string> {
-  kernel ??= build();
+export function labKernel(variant = ''): Promise<string> {
+  let kernel = kernels.get(variant);
+  if (kernel === undefined) {
+    kernel = build(variant);
+    kernels.set(variant, kernel);
+  }
   return kernel;
 }
 
-async function build(): Promise<string> {
-  const { code, stdout, stderr } = await run('bash', [buildScript], {
+async function build(variant: string): Promise<string> {
+  const { code, stdout, stderr } = await run('bash', [buildScript, ...(variant === '' ? [] : [variant])], {
     // A first build is minutes long: let the person see its progress.
     onStderr: (chunk) => process.stderr.write(chunk),
   });
   const path = stdout.trim().split('\n').at(-1) ?? '';
   if (code !== 0 || path === '' || !existsSync(path)) {
     throw new Error(
-      `cannot build the lab kernel (scripts/uml-kernel.sh exited ${code}):\n` +
+      `cannot build the lab kernel${variant === '' ? '' : `'s ${variant} variant`} (scripts/uml-kernel.sh ${variant} exited ${code}):\n` +
         `${stderr.trim().split('\n').slice(-40).join('\n')}\n` +
         'The first build needs Debian packages: apt-get install -y linux-source-6.12 flex bison bc gcc make ' +
         '(the script installs them itself when it runs as root); run scripts/uml-kernel.sh by hand to see it whole. ' +

@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import type { IpipTunnel } from '../../src/api/types.ts';
 import { AS_THE_CHART_RUNS_IT } from './privileges.ts';
 import { eventually } from './support.ts';
-import { insmod, namespaceShell } from './uml.ts';
+import { DEBIAN_UML, insmod, namespaceShell } from './uml.ts';
 import type { Guest, Shell } from './uml.ts';
 
 export const HOSTS = { 'node-a': 'host-a', 'node-b': 'host-b' } as const;
@@ -57,7 +57,7 @@ export async function setUpTwoHosts(guest: Guest): Promise<void> {
 /** The namespace of the bridge that joins the hosts of setUpHosts. */
 export const SWITCH_NETNS = 'lab-switch';
 
-/** The modules a bridge needs that guest-init.sh does not load, on Debian's kernel (the lab kernel has them built in). */
+/** The modules a bridge needs that guest-init.sh does not load, on Debian's kernel (the lab kernel and its variants have them built in). */
 const BRIDGE_MODULES = [
   'lib/crc-ccitt.ko',
   'net/ipv6/ipv6.ko',
@@ -72,7 +72,7 @@ const BRIDGE_MODULES = [
  * SWITCH_NETNS, which has no address: the hosts reach each other and nothing else.
  */
 export async function setUpHosts(guest: Guest, hosts: Readonly<Record<string, string>>): Promise<void> {
-  await insmod(guest, BRIDGE_MODULES);
+  if (guest.kernel === DEBIAN_UML) await insmod(guest, BRIDGE_MODULES);
   const sw = SWITCH_NETNS;
   const commands = [
     `ip netns add ${sw}`,

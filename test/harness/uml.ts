@@ -2,15 +2,15 @@
 // process whose root is this machine's / (read-only). Commands run in the guest over its
 // console through guest-shell.ts; each returns its exit code and output. Every guest boots
 // the project's own lab kernel (lab-kernel.ts: Linux 6.12, everything built in, nftables for
-// ip/ip6/inet) unless asked for Debian's linux.uml (6.1, tunnel and bridge drivers as modules,
-// nf_tables for the bridge family only), which stays for what must be proven on a kernel
-// without nftables.
+// ip/ip6/inet) unless asked for its 'nonft' variant (nfnetlink and nf_tables as modules,
+// without the ip, ip6 and inet families), for what must be proven on a kernel without
+// nftables, or for Debian's linux.uml (6.1), which does not boot on a host with AMX.
 
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { labKernel } from './lab-kernel.ts';
 import { inNetns, withPdeathsig } from './process-guard.ts';
@@ -62,11 +62,17 @@ export function namespaceShell(guest: Guest, netns: string): Shell {
  * dir (the lab kernel) has every driver built in, and nothing is loaded.
  */
 export async function insmod(guest: Guest, modules: readonly string[]): Promise<void> {
+  // A module loaded already, or built into this kernel (modules.builtin), is left alone.
   const each = modules.map((m) => {
     const name = m.replace(/^.*\//, '').replace(/\.ko$/, '');
-    return `{ grep -q '^${name} ' /proc/modules || insmod "$M/${m}"; }`;
+    return `{ grep -q '^${name} ' /proc/modules || grep -qx 'kernel/${m}' "$M/modules.builtin" || insmod "$M/kernel/${m}"; }`;
   });
-  await guest.ok(`M=/usr/lib/uml/modules/$(uname -r)/kernel; if [ -d "$M" ]; then ${each.join(' && ')}; fi`);
+  await guest.ok(`M=${modulesDir(guest.kernel)}/$(uname -r); if [ -d "$M" ]; then ${each.join(' && ')}; fi`);
+}
+
+/** Where a kernel's modules are, by version: Debian's package, or modules/ beside a variant's binary (uml-kernel.sh). */
+function modulesDir(kernel: string): string {
+  return kernel === DEBIAN_UML ? '/usr/lib/uml/modules' : join(dirname(kernel), 'modules/lib/modules');
 }
 
 export interface GuestOptions {
@@ -78,7 +84,9 @@ export interface GuestOptions {
   bootTimeoutMs?: number;
   /**
    * The UML kernel to boot: by default the project's own (labKernel(), built once by
-   * scripts/uml-kernel.sh); 'debian' for Debian's linux.uml 6.1; or the path of a kernel binary.
+   * scripts/uml-kernel.sh); 'nonft' for its variant without nftables for ip, ip6 and inet
+   * (nfnetlink and nf_tables as modules, for insmod()); 'debian' for Debian's linux.uml 6.1;
+   * or the path of a kernel binary.
    */
   kernel?: string;
   /**
@@ -110,6 +118,7 @@ export function requireUml(): void {
  */
 export async function guestKernel(kernel: string | undefined = defaultKernel()): Promise<string> {
   if (kernel === undefined) return labKernel();
+  if (kernel === 'nonft') return labKernel('nonft');
   const path = kernel === 'debian' ? DEBIAN_UML : kernel;
   if (path === DEBIAN_UML) requireCommands(['linux.uml', 'insmod'], DEBIAN_UML_HINT);
   else if (!existsSync(path)) throw new Error(`no UML kernel at ${path}`);

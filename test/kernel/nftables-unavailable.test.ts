@@ -1,7 +1,7 @@
-// A kernel that cannot hold the agent's nftables table: Debian's User-Mode Linux 6.1,
-// whose nf_tables has the bridge family only (`nft add table ip x` answers "Operation not
-// supported"). A mesh with its default peer filter, and an endpoint that masquerades, are
-// refused there with NftablesUnavailable (exit 2 standalone) and nothing of them is
+// A kernel that cannot hold the agent's nftables table: the lab kernel's nonft variant
+// (scripts/uml-kernel-nonft.config), whose nf_tables has no ip, ip6 or inet family, as
+// Debian's linux.uml 6.1 has it (`nft add table ip x` answers "Operation not supported").
+// A mesh with its default peer filter, and an endpoint that masquerades, are refused there with NftablesUnavailable (exit 2 standalone) and nothing of them is
 // created; a mesh with `dropForeignIpip: false` and no masquerade needs no rules, and is
 // programmed and carries ping.
 
@@ -39,7 +39,7 @@ const hostState = (node: Node) => {
   return guest().ok(`${ip} -d link show; ${ip} -4 addr show; ${ip} -4 route show table all`);
 };
 
-describe("a kernel without nftables for ip (Debian's linux.uml 6.1): rules refused, nothing created", {
+describe("a kernel without nftables for ip (the lab kernel's nonft variant): rules refused, nothing created", {
   timeout: 300_000,
 }, () => {
   after(async () => {
@@ -49,7 +49,7 @@ describe("a kernel without nftables for ip (Debian's linux.uml 6.1): rules refus
   test('the default peer filter: NftablesUnavailable, exit 2, no link, nothing changed', async () => {
     requireCommands(['nft'], 'apt-get install -y nftables (or run scripts/setup.sh)');
     await started.start(async () => {
-      const g = await Guest.boot({ kernel: 'debian', memMB: 768 });
+      const g = await Guest.boot({ kernel: 'nonft', memMB: 768 });
       try {
         // nf_tables itself loaded, as on a node whose firewall uses it: only the ip family is missing.
         await insmod(g, ['net/netfilter/nfnetlink.ko', 'net/netfilter/nf_tables.ko']);
