@@ -192,6 +192,8 @@ const converge = { floor: [] as number[], agent: [] as number[], processes: {} a
 const convergePhases: Record<string, number[]> = { manifest: [], read: [], 'resolve+plan': [], write: [], logs: [] };
 const convergeSeen = new Seen(kernel);
 const noop = { floor: [] as number[], agent: [] as number[], processes: {} as Record<string, number>, writes: 0 };
+/** Where a no-op pass's time goes: the manifest, the read, resolve + plan and the rest. */
+const noopPhases: Record<string, number[]> = { manifest: [], read: [], 'resolve+plan': [] };
 let commands = 0;
 for (let round = 0; round < rounds; round++) {
   const actions = await planFor(tunnels);
@@ -217,8 +219,12 @@ for (let round = 0; round < rounds; round++) {
 
   processes.clear();
   t0 = process.hrtime.bigint();
-  const outcome = await agentPass();
-  noop.agent.push(ms(t0));
+  const outcome = await agentPass(convergeSeen);
+  const t2 = process.hrtime.bigint();
+  noop.agent.push(ms(t0, t2));
+  noopPhases.manifest!.push(ms(t0, at.observeStart));
+  noopPhases.read!.push(ms(at.observeStart, at.observeEnd));
+  noopPhases['resolve+plan']!.push(ms(at.observeEnd, t2));
   noop.processes = counted();
   noop.writes += outcome.results.length;
   await removeAll();
@@ -463,7 +469,13 @@ process.stdout.write(
       processes: converge.processes,
       breakdown: Object.fromEntries(Object.entries(convergePhases).map(([k, v]) => [k, Math.round(median(v))])),
     },
-    noop: { floor: median(noop.floor), agent: median(noop.agent), processes: noop.processes, writes: noop.writes },
+    noop: {
+      floor: median(noop.floor),
+      agent: median(noop.agent),
+      processes: noop.processes,
+      writes: noop.writes,
+      breakdown: Object.fromEntries(Object.entries(noopPhases).map(([k, v]) => [k, Math.round(median(v))])),
+    },
     repairs,
     idle,
     rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20),

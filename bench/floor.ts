@@ -15,7 +15,13 @@ export interface FloorResult {
   rounds: number;
   commands: number;
   converge: { floor: number; agent: number; processes: Record<string, number>; breakdown?: Record<string, number> };
-  noop: { floor: number; agent: number; processes: Record<string, number>; writes: number };
+  noop: {
+    floor: number;
+    agent: number;
+    processes: Record<string, number>;
+    writes: number;
+    breakdown?: Record<string, number>;
+  };
   repairs: Record<
     string,
     { floor: number; agent: number; passes: number; writes: number; breakdown: Record<string, number> }
@@ -76,7 +82,7 @@ export function floorRows(r: FloorResult): string[] {
     `| ${what} | converge from empty (${r.commands} commands) | ${f1(r.converge.floor)} | ${f1(r.converge.agent)} | ` +
       `${ratio(r.converge.agent, r.converge.floor)} | ${TARGET.converge} | ${procs(r.converge.processes)}${phases(r.converge.breakdown)} |`,
     `| ${what} | no-op pass vs one read | ${f1(r.noop.floor)} | ${f1(r.noop.agent)} | ${ratio(r.noop.agent, r.noop.floor)} | ` +
-      `${TARGET.noop} | ${procs(r.noop.processes)}; ${r.noop.writes} writes |`,
+      `${TARGET.noop} | ${procs(r.noop.processes)}; ${r.noop.writes} writes${phases(r.noop.breakdown)} |`,
   ];
   for (const [name, x] of Object.entries(r.repairs)) {
     rows.push(

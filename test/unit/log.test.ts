@@ -39,6 +39,35 @@ describe('log lines', () => {
     });
   });
 
+  test('a JSON line: level, message and timestamp first, then the fields as given; a BigInt or a cycle still makes a line', async () => {
+    const { log, writes } = capturing('json');
+    log.info('kernel change', {
+      tunnel: 't1',
+      object: 'route',
+      detail: 'a "quoted" \\ value',
+      commands: ['route add'],
+    });
+    const cycle: Record<string, unknown> = { name: 'c' };
+    cycle.self = cycle;
+    log.warn('odd fields', { count: 10n, cycle });
+    await settled();
+    const [plain, odd] = writes[0]!.trim().split('\n');
+    assert.deepEqual(Object.keys(JSON.parse(plain!) as object), [
+      'level',
+      'message',
+      'timestamp',
+      'tunnel',
+      'object',
+      'detail',
+      'commands',
+    ]);
+    assert.equal((JSON.parse(plain!) as { detail: string }).detail, 'a "quoted" \\ value');
+    const entry = JSON.parse(odd!) as Record<string, unknown>;
+    assert.equal(entry.message, 'odd fields');
+    assert.equal(entry.count, '10');
+    assert.equal((entry.cycle as Record<string, unknown>).self, '[Circular]');
+  });
+
   test('a later stretch is a write of its own', async () => {
     const { log, writes } = capturing('text');
     log.warn('first', { tunnel: 'a' });
