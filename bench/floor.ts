@@ -3,6 +3,7 @@
 // with the floor, the agent and their ratio side by side, and the target of each row.
 //   node bench/floor.ts              every size: 10, 100, 1000 point-to-point, a 1000-peer mesh
 //   node bench/floor.ts p2p:100      one of them
+//   FLOOR_NODE_FLAGS=--single-threaded-gc node bench/floor.ts ...   the guest's process with those flags
 // Ratios are what to compare: absolute times in UML are several times a real kernel's.
 
 import { Guest } from '../test/harness/uml.ts';
@@ -50,8 +51,12 @@ export async function measureFloor(size: string): Promise<FloorResult> {
     const idleMs = scenario === 'p2p' && n >= 1000 ? 60_000 : 0;
     // FLOOR_PROFILE=1: the guest profiles its idle minute and says where the CPU went.
     const env = process.env.FLOOR_PROFILE === '1' ? 'env FLOOR_PROFILE=1 ' : '';
+    // FLOOR_NODE_FLAGS: V8/Node flags for the guest's process, both sides (e.g. --single-threaded-gc).
+    const flags = (process.env.FLOOR_NODE_FLAGS ?? '')
+      .split(/\s+/)
+      .filter((f) => /^--[a-z0-9-]+(=[a-z0-9]+)?$/.test(f));
     const out = await guest.ok(
-      `ip netns exec host-a ${env}node bench/floor-guest.ts ${scenario} ${n} ${idleMs}`,
+      `ip netns exec host-a ${env}node ${flags.map((f) => `${f} `).join('')}bench/floor-guest.ts ${scenario} ${n} ${idleMs}`,
       1_800_000,
     );
     return JSON.parse(out.trim().split('\n').at(-1)!) as FloorResult;
