@@ -36,7 +36,7 @@ export interface Dataplane {
 /**
  * Called after every command a driver runs: its tool, what it was for, how long it took,
  * whether it succeeded. A write is a process; ip's read is a request to its reader process
- * (ip/reader.ts); the monitors and the reader are told when their process ends.
+ * (kept-reader.ts; nft's read too, falling back to a process of its own); the monitors and the readers are told when their process ends.
  */
 export type CommandObserver = (
   tool: Tool,

@@ -14,9 +14,8 @@ const PREFIX = 'ipip_operator_';
 /** From 1 ms (an `ip` read) to the 30 s `ip` timeout. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-const COMMAND_PURPOSES = ['observe', 'apply', 'monitor'] as const;
-/** ip's reads go to a process of their own, kept running (dataplane/ip/reader.ts), counted when it ends. */
-const IP_COMMAND_PURPOSES = [...COMMAND_PURPOSES, 'reader'] as const;
+/** `reader`: ip's and nft's reads go to a process of each kept running (dataplane/kept-reader.ts), counted when it ends. */
+const COMMAND_PURPOSES = ['observe', 'apply', 'monitor', 'reader'] as const;
 const RESULTS = ['success', 'error'] as const;
 const result = (ok: boolean) => (ok ? 'success' : 'error');
 /** As controller-runtime counts them: requeue is a pass that changed what it could but left a tunnel waiting or refused. */
@@ -214,7 +213,7 @@ export class AgentMetrics {
     for (const outcome of KERNEL_EVENT_OUTCOMES) this.kernelEvents.inc({ outcome }, 0);
     for (const result of KERNEL_EVENT_CHECK_RESULTS) this.kernelEventChecks.inc({ result }, 0);
     for (const object of OBJECT_KINDS) for (const action of VERBS) this.dataplaneChanges.inc({ object, action }, 0);
-    for (const purpose of IP_COMMAND_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
+    for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.ipCommands.inc({ purpose, result: r }, 0);
     for (const purpose of COMMAND_PURPOSES) for (const r of RESULTS) this.nftCommands.inc({ purpose, result: r }, 0);
     collectDefaultMetrics({ register: this.registry });
   }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { after, describe, test } from 'node:test';
 import type { NftState, ObservedRules } from '../../src/model/kernel.ts';
+import { parseNftListOutput } from '../../src/dataplane/nft/parse.ts';
 import { FOREIGN_NFT_TABLE, foreignIptablesCommands, IPTABLES_LEGACY_HINT } from '../harness/foreign.ts';
 import { labKernel } from '../harness/lab-kernel.ts';
 import { REPO } from '../harness/repo.ts';
@@ -60,6 +61,22 @@ createServer(async (req, res) => {
   res.end(JSON.stringify(answer));
 }).listen(${PORT}, '127.0.0.1');
 `;
+
+/** The pids of the driver's kept reader (`nft -j -p -i`) in the guest. */
+async function readerPids(guest: Guest): Promise<string[]> {
+  return (await guest.sh("pgrep -f '^nft -j -p -i$'")).stdout
+    .trim()
+    .split('\n')
+    .filter((p) => p !== '');
+}
+
+/** The table as a new `nft` process reads it, in the driver's terms. */
+async function freshRead(guest: Guest): Promise<NftState> {
+  const r = await guest.sh('nft -j -p list table ip ipip-operator');
+  if (r.code === 0) return { available: true, table: true, rules: parseNftListOutput(r.stdout) };
+  assert.match(r.stderr, /No such file or directory/);
+  return { available: true, table: false, rules: [] };
+}
 
 /** The driver in a guest, asked over HTTP. */
 class GuestDriver {
@@ -147,7 +164,7 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
     await lab.started?.guest.stop();
   });
 
-  test('observe without the table: available, no table; then one nft process per observe', async () => {
+  test('observe without the table: available, no table; every read from one kept `nft -j -p -i`', async () => {
     requireCommands(['nft', 'curl'], 'apt-get install -y nftables curl (or run scripts/setup.sh)');
     if (!existsSync(IPTABLES)) throw new Error(`no ${IPTABLES}: ${IPTABLES_LEGACY_HINT}`);
     const { driver } = await lab.start(async () => {
@@ -174,11 +191,15 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
         throw error;
       }
     });
+    const { guest } = lab.get();
     assert.deepEqual(await driver.observe(), { available: true, table: false, rules: [] });
-    // The first observe probed the kernel (nft -c) and listed; the next only lists.
-    assert.deepEqual(await driver.commands(), ['nft observe ok', 'nft observe failed']);
+    // The first observe probed the kernel (nft -c) and read from the kept process; the next only reads.
+    assert.deepEqual(await driver.commands(), ['nft observe ok', 'nft observe ok']);
+    const reader = await readerPids(guest);
+    assert.equal(reader.length, 1, 'one kept reader');
     assert.deepEqual(await driver.observe(), { available: true, table: false, rules: [] });
-    assert.equal((await driver.commands()).length, 3);
+    assert.deepEqual(await driver.commands(), ['nft observe ok', 'nft observe ok', 'nft observe ok']);
+    assert.deepEqual(await readerPids(guest), reader, 'the same process');
   });
 
   test('apply writes the table; observe reads back exactly that, counters included', async () => {
@@ -278,10 +299,13 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
   });
   test('with no tunnel that can want rules, no nft runs while the table cannot be there; a table made by hand is read', async () => {
     const { guest, driver } = lab.get();
-    // The last write removed the table: nothing to read, and nothing is run.
+    // The last write removed the table: nothing to read, and nothing is run; the kept reader ends.
     const before = (await driver.commands()).length;
+    const started = async () => (await driver.commands()).slice(before).filter((c) => !c.startsWith('nft reader'));
     assert.equal(await driver.observeWithoutRules(), 'not read');
-    assert.equal((await driver.commands()).length, before, 'no nft process');
+    assert.deepEqual(await started(), [], 'no nft process');
+    await eventually('the kept reader to end', async () => ((await readerPids(guest)).length === 0 ? true : undefined));
+    assert.deepEqual((await driver.commands()).slice(before), ['nft reader ok'], 'ended as stopped, not failed');
     // Someone makes the table: the monitor tells, and the next observe reads it (to remove it, a pass would plan).
     const events = (await driver.events()).length;
     await guest.ok('nft add table ip ipip-operator');
@@ -300,8 +324,52 @@ describe('the nft driver on the lab kernel (6.12)', { timeout: 180_000 }, () => 
       table: true,
       rules: [{ tunnel: '(no tunnel)' }],
     });
-    assert.deepEqual((await driver.commands()).slice(before), ['nft observe ok']);
+    assert.deepEqual(await started(), ['nft observe ok'], 'read by a process of its own');
+    assert.deepEqual(await readerPids(guest), [], 'no kept reader meanwhile');
     assert.deepEqual(await driver.apply([]), [null]);
+  });
+});
+
+describe('the kept reader of the nft driver on the lab kernel', { timeout: 180_000 }, () => {
+  const lab = new StartedByTest<{ guest: Guest; driver: GuestDriver }>('lab kernel guest');
+  after(async () => {
+    await lab.started?.guest.stop();
+  });
+
+  test('it reads what other processes changed between reads, as a new `nft` reads it; one process throughout', async () => {
+    requireCommands(['nft', 'curl'], 'apt-get install -y nftables curl (or run scripts/setup.sh)');
+    const { guest, driver } = await lab.start(async () => {
+      const guest = await Guest.boot({ kernel: await labKernel() });
+      try {
+        return { guest, driver: await GuestDriver.start(guest) };
+      } catch (error) {
+        await guest.stop();
+        throw error;
+      }
+    });
+    assert.deepEqual(await driver.apply(TABLE), [null, null]);
+    assert.deepEqual(await driver.observe(), { available: true, table: true, rules: TABLE });
+    const reader = await readerPids(guest);
+    assert.equal(reader.length, 1);
+    await guest.ok('nft list table ip ipip-operator > /run/ours.nft');
+    const steps = [
+      'nft add element ip ipip-operator peers-mesh "{ 192.168.40.7 }"',
+      'nft flush chain ip ipip-operator postrouting',
+      'nft delete table ip ipip-operator',
+      'nft add table ip someone-elses',
+      'nft -f /run/ours.nft',
+    ];
+    for (const step of steps) {
+      await guest.ok(step);
+      assert.deepEqual(await driver.observe(), await freshRead(guest), `after ${step}`);
+    }
+    assert.match(await guest.ok('nft list tables'), /table ip ipip-operator/, 'the last step made it again');
+    assert.deepEqual(await readerPids(guest), reader, 'the same process');
+    // Every read was the kept process's own, none of them unsure (which would have been a read by a process).
+    assert.deepEqual(
+      (await driver.commands()).filter((c) => c.startsWith('nft observe')),
+      Array.from({ length: 2 + steps.length }, () => 'nft observe ok'),
+    );
   });
 });
 

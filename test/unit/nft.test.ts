@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { NftDriver, nftError } from '../../src/dataplane/nft/driver.ts';
+import { KEPT_READ, keptAnswer, keptReadComplete, NftDriver, nftError } from '../../src/dataplane/nft/driver.ts';
 import type { KernelEvent } from '../../src/model/kernel.ts';
 import { NftTransactions, parseNftMonitorLine } from '../../src/dataplane/nft/monitor.ts';
 import { parseNftTable } from '../../src/dataplane/nft/parse.ts';
@@ -362,6 +362,44 @@ describe('nft monitor: transactions on our table by others concern us, our own w
     transactions.line('delete rule ip ipip-operator prerouting handle 4');
     transactions.line('# new generation 3');
     assert.deepEqual(reports, [[true, false]]);
+  });
+});
+
+describe("the kept reader's answer: `nft -j -p -i` lines, the table's presence said on stdout", () => {
+  // As nft 1.0.6 prints them (seen here, a table ip x made by hand and ours).
+  const meta = '{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}';
+  const ours = '{"table": {"family": "ip", "name": "ipip-operator", "handle": 7}}';
+  const other = '{"table": {"family": "ip", "name": "x", "handle": 1}}';
+  const set =
+    '{"set": {"family": "ip", "name": "peers-mesh", "table": "ipip-operator", "type": "ipv4_addr", "handle": 2}}';
+  const line = (...objects: string[]) => `{"nftables": [${[meta, ...objects].join(', ')}]}`;
+  const names = (...tables: string[]) => line(...tables);
+  const listing = line(ours, set);
+  const end = line();
+
+  test('the request: the names of the family, the table, an end that never names it', () => {
+    assert.deepEqual(KEPT_READ, ['list tables ip', 'list table ip ipip-operator', 'list tables arp']);
+  });
+
+  test('complete after the first line at a line without our table; the listing, or our name alone, does not end it', () => {
+    assert.equal(keptReadComplete([names(other, ours)]), false, 'one line is never the end');
+    assert.equal(keptReadComplete([names(other, ours), listing]), false);
+    assert.equal(keptReadComplete([names(other, ours), listing, end]), true);
+    assert.equal(keptReadComplete([names(other), end]), true);
+    // An empty table of ours is listed as its names are: still ours, so not the end.
+    assert.equal(keptReadComplete([names(ours), line(ours)]), false);
+  });
+
+  test('the table when its listing came between, absent when the names did not hold it, else no answer', () => {
+    assert.deepEqual(keptAnswer([names(other, ours), listing, end]), { table: listing });
+    assert.deepEqual(keptAnswer([names(ours), line(ours), end]), { table: line(ours) });
+    assert.equal(keptAnswer([names(other), end]), 'absent');
+    assert.equal(keptAnswer([names(), end]), 'absent');
+    // Made by someone between the two commands: listed, so read.
+    assert.deepEqual(keptAnswer([names(other), listing, end]), { table: listing });
+    // Named, then not listed (deleted between them, or an error): not for sure, read by a process.
+    assert.equal(keptAnswer([names(ours), end]), undefined);
+    assert.equal(keptAnswer(['not json', end]), undefined);
   });
 });
 

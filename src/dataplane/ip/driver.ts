@@ -12,8 +12,8 @@ import type { CommandObserver, Driver } from '../dataplane.ts';
 import { superviseMonitor } from '../supervise.ts';
 import { monitorLineMatters, parseMonitorLine } from './monitor.ts';
 import { parseObserveOutput } from './parse.ts';
-import { IpReader, ReaderError } from './reader.ts';
-import type { ReaderAnswer } from './reader.ts';
+import { KeptReader, ReaderError } from '../kept-reader.ts';
+import type { ReaderAnswer } from '../kept-reader.ts';
 import { ipLines } from './render.ts';
 
 export interface IpDriverOptions {
@@ -139,7 +139,7 @@ export class IpDriver implements Driver<IpAction, KernelState> {
   private readonly options: IpDriverOptions;
 
   private readonly batches: BatchFiles;
-  private readonly reader: IpReader;
+  private readonly reader: KeptReader;
   /**
    * The names the monitor's process may print for each index: from its link lines, and from
    * the reads (it may have looked an index up that it never had a line for).
@@ -153,7 +153,8 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
     this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
-    this.reader = new IpReader({
+    this.reader = new KeptReader({
+      tool: 'ip',
       start: () =>
         execa(this.ip, IP_READ_ARGS, {
           buffer: false,

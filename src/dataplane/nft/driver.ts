@@ -1,9 +1,10 @@
 // The nft driver, the only code that runs nftables' `nft`: through execa with argument
 // arrays, never a shell. It owns one table, `table ip ipip-operator`, whole. A reconcile
-// costs one `nft` to read (`nft -j -p list table`) and, when something changes, one to
-// write the whole table as one transaction (`nft -f FILE`); a third runs `nft monitor`
-// for good. Once per process (and again every few minutes while it fails) a check-mode
-// load of a sample table asks the kernel whether it can hold the table at all.
+// reads the table from an `nft -j -p -i` the driver keeps (kept-reader.ts: a read costs no
+// process), and, when something changes, starts one `nft` to write the whole table as one
+// transaction (`nft -f FILE`); another runs `nft monitor` for good. Once per process (and
+// again every few minutes while it fails) a check-mode load of a sample table asks the
+// kernel whether it can hold the table at all.
 
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
@@ -12,6 +13,7 @@ import type { KernelEvent, KernelInterest, NftState, ObservedRules } from '../..
 import { NFT_FAMILY, NFT_TABLE } from '../../model/ownership.ts';
 import { BatchFiles } from '../batch-file.ts';
 import type { CommandObserver, Driver, ObserveHint } from '../dataplane.ts';
+import { KeptReader } from '../kept-reader.ts';
 import { superviseMonitor } from '../supervise.ts';
 import { NftTransactions } from './monitor.ts';
 import { parseNftListOutput } from './parse.ts';
@@ -55,6 +57,49 @@ export const PROBE_TABLE: readonly ObservedRules[] = [
   },
 ];
 
+/**
+ * The kept reader's request: the names of the family's tables, the table, and a command
+ * that always answers with one line and never names the table (the arp family's tables,
+ * usually none), which ends the answer. `nft -i` answers a table that is not there on
+ * stderr only, and stderr comes in on a pipe of its own, in no set order with stdout: the
+ * first line says on stdout whether the table was there.
+ */
+export const KEPT_READ = [
+  `list tables ${NFT_FAMILY}`,
+  `list table ${NFT_FAMILY} ${NFT_TABLE}`,
+  'list tables arp',
+] as const;
+
+/** Whether the kept reader's lines so far are its whole answer: past the first, a line without the table ends it. */
+export const keptReadComplete = (lines: readonly string[]): boolean =>
+  lines.length >= 2 && !namesOurTable(lines.at(-1)!);
+
+/** Whether a line of `nft -j` names the agent's table; undefined when it is not `nft -j` output. */
+function ourTableIn(line: string): boolean | undefined {
+  try {
+    const objects = (JSON.parse(line) as { nftables?: Array<{ table?: { family?: string; name?: string } }> }).nftables;
+    if (!Array.isArray(objects)) return undefined;
+    return objects.some((o) => o.table?.family === NFT_FAMILY && o.table.name === NFT_TABLE);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a line of `nft -j` names the agent's table: the listing, or the family's names with it; not the end. */
+const namesOurTable = (line: string): boolean => ourTableIn(line) === true;
+
+/**
+ * The kept reader's answer (KEPT_READ), if it says for sure: the table's listing between
+ * the family's names and the end, or no listing after names without the table (absent).
+ * Anything else (the table gone between the two commands, an error) is not an answer: the
+ * driver then reads with a process of its own, whose exit says what happened.
+ */
+export function keptAnswer(lines: readonly string[]): { table: string } | 'absent' | undefined {
+  if (lines.length === 3 && namesOurTable(lines[1]!)) return { table: lines[1]! };
+  if (lines.length === 2 && ourTableIn(lines[0]!) === false) return 'absent';
+  return undefined;
+}
+
 /** The kernel lacks what the table needs: no nfnetlink ("Protocol not supported"), no ip family or nat ("Operation not supported"). */
 const UNSUPPORTED = /Operation not supported|Protocol not supported/;
 
@@ -90,6 +135,7 @@ export class NftDriver implements Driver<NftAction, NftState | undefined> {
   private readonly timeoutMs: number;
   private readonly options: NftDriverOptions;
   private readonly batches: BatchFiles;
+  private readonly reader: KeptReader;
 
   /** The probe's answer: held for good once the kernel took the table; a refusal is asked again after REPROBE_MS. */
   private available: { ok: true } | { ok: false; why: string; at: number } | undefined;
@@ -114,6 +160,36 @@ export class NftDriver implements Driver<NftAction, NftState | undefined> {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.options = options;
     this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
+    this.reader = new KeptReader({
+      tool: 'nft',
+      // -j: JSON; -p: protocol numbers (4, not "ipencap"); -i: commands from stdin, one answer each.
+      start: () => execa(this.nft, ['-j', '-p', '-i'], { buffer: false, reject: false, stdin: 'pipe' }),
+      timeoutMs: this.timeoutMs,
+      onEnd: (seconds, stopped) => this.options.onCommand?.('nft', 'reader', seconds, stopped),
+    });
+  }
+
+  /** Ends the kept reader's process (a later observe starts another). */
+  stop(): void {
+    this.reader.stop();
+  }
+
+  /**
+   * The table from the kept reader: its objects, 'absent', or undefined when the reader
+   * cannot say for sure (keptAnswer) or failed; the caller then reads with a process.
+   */
+  private async keptRead(): Promise<NftState | undefined> {
+    const started = process.hrtime.bigint();
+    try {
+      const said = keptAnswer((await this.reader.read(KEPT_READ, keptReadComplete)).lines);
+      this.options.onCommand?.('nft', 'observe', Number(process.hrtime.bigint() - started) / 1e9, said !== undefined);
+      if (said === undefined) return undefined;
+      if (said === 'absent') return { available: true, table: false, rules: [] };
+      return { available: true, table: true, rules: parseNftListOutput(said.table) };
+    } catch {
+      this.options.onCommand?.('nft', 'observe', Number(process.hrtime.bigint() - started) / 1e9, false);
+      return undefined;
+    }
   }
 
   private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<NftResult> {
@@ -184,21 +260,28 @@ export class NftDriver implements Driver<NftAction, NftState | undefined> {
   }
 
   /**
-   * The agent's table: one `nft -j -p list table ip ipip-operator` (after the first probe,
-   * in steady state); undefined, with no process, when no tunnel can want rules and the
-   * table cannot be there (see tableMayExist).
+   * The agent's table: one read of the kept `nft -j -p -i` (after the first probe, in
+   * steady state), or of an `nft -j -p list table ip ipip-operator` when that one cannot
+   * say for sure or no tunnel can want rules; undefined, with no process, when none can and
+   * the table cannot be there (see tableMayExist).
    */
   async observe(hint?: ObserveHint): Promise<NftState | undefined> {
-    if (hint?.rules === false && !this.tableMayExist) return undefined;
-    const state = await this.read();
+    // A node whose tunnels cannot want rules reads the table once, or when someone made it:
+    // with a process of its own, and no kept `nft` waits meanwhile.
+    const kept = hint?.rules !== false;
+    if (!kept) this.reader.stop();
+    if (!kept && !this.tableMayExist) return undefined;
+    const state = await this.read(kept);
     this.tableMayExist = !state.available || state.table;
     return state;
   }
 
-  private async read(): Promise<NftState> {
+  private async read(kept: boolean): Promise<NftState> {
     await this.ensureProbed();
     const why = this.unavailable();
     if (why !== undefined) return { available: false, why };
+    const answer = kept ? await this.keptRead() : undefined;
+    if (answer !== undefined) return answer;
     // -j: JSON; -p: protocol numbers, not names from /etc/protocols (4, not "ipencap").
     const r = await this.run('observe', ['-j', '-p', 'list', 'table', NFT_FAMILY, NFT_TABLE]);
     if (notInstalled(r)) return this.refuse(this.notInstalledWhy());

@@ -1,25 +1,21 @@
-// The ip driver's reader: one `ip -json ... -batch -` kept running for the agent's life,
-// to which each read writes its show commands and from which it takes one line of JSON
-// per command (iproute2 ends each command's JSON with a newline and flushes it). A read
-// then costs the kernel's dumps and their printing, not a process: starting `ip` is most
-// of a small read's time (about 100 ms in the UML guests, bench/RESULTS.md), and the
-// agent reads at every pass.
+// A reader process kept for the agent's life: each read writes its show commands to the
+// process's stdin and takes its answer, lines of JSON, from its stdout. A read then costs
+// the kernel's dumps and their printing, not a process: starting `ip` or `nft` is most of a
+// small read's time (about 100 ms in the UML guests, bench/RESULTS.md), and the agent reads
+// at every pass. The ip driver keeps `ip -json ... -batch -` (one line per command: iproute2
+// ends each command's JSON with a newline and flushes it); the nft driver keeps `nft -j -i`
+// (one line per command that succeeds; an error goes to stderr only, so its reads say when
+// their answer is complete).
 //
-// Only reads go here. A write stays one `ip -force -batch FILE` per pass (batch-file.ts
-// says why a pipe is not safe for writes); a read cut off by the agent's death is only a
-// shorter read. iproute2 keeps one thing between the commands of a batch: its cache of
-// interface names by index, from which it names a route's device and a tunnel's underlay.
-// An entry is made when an index is first seen and never renamed (iproute2 6.1's
-// ll_remember_index rehashes a renamed entry but keeps its old name), so a kept process
-// would name a renamed device's routes by its old name. The driver checks every read
-// against the names its process has seen (namesCacheVerdict in driver.ts) and reads again
-// from a new process when one may be stale (test/kernel/ip-reader.test.ts renames and
-// re-creates links between reads).
+// Only reads go here. A write stays one process of its own per pass (batch-file.ts says why
+// a pipe is not safe for writes); a read cut off by the agent's death is only a shorter read.
+// What a tool keeps between the commands of one process is the driver's to check (iproute2's
+// cache of interface names: namesCacheVerdict in ip/driver.ts).
 //
-// Without -force, a command that fails ends the process: that read fails with what `ip`
-// said, and the next read starts a new process. A read that has no answer in time kills
-// it, for the same outcome. An idle reader does not keep the agent's process alive
-// (`--once` exits when its pass is done, and `ip` then sees the end of its input).
+// A process that exits fails the read under way, and the next read starts a new process. A
+// read that has no answer in time kills it, for the same outcome. An idle reader does not
+// keep the agent's process alive (`--once` exits when its pass is done, and the tool then
+// sees the end of its input).
 
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
@@ -35,8 +31,10 @@ export interface ReaderProcess
   nodeChildProcess: { ref(): unknown; unref(): unknown };
 }
 
-export interface IpReaderOptions {
-  /** Starts the process (the driver's `ip`, so that only drivers run tools). */
+export interface KeptReaderOptions {
+  /** The tool's name, for messages. */
+  tool: string;
+  /** Starts the process (the driver's tool, so that only drivers run tools). */
   start: () => ReaderProcess;
   /** A read with no answer in this time kills the process. */
   timeoutMs: number;
@@ -44,7 +42,7 @@ export interface IpReaderOptions {
   onEnd?: (seconds: number, stopped: boolean) => void;
 }
 
-/** The most of `ip`'s stderr a failed read reports (its last bytes: the error is at the end). */
+/** The most of the tool's stderr a read keeps (its last bytes: the error is at the end). */
 const STDERR_KEPT = 4096;
 
 /**
@@ -65,6 +63,9 @@ export interface ReaderAnswer {
   process: number;
 }
 
+/** Whether the lines so far are a read's whole answer. */
+export type AnswerComplete = (lines: readonly string[]) => boolean;
+
 interface Running {
   id: number;
   child: ReaderProcess;
@@ -78,28 +79,34 @@ interface Running {
 interface PendingRead {
   /** The process this read asked: a line or an exit of another is not its answer. */
   running: Running;
-  want: number;
+  complete: AnswerComplete;
   lines: string[];
   resolve: (answer: ReaderAnswer) => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
 }
 
-export class IpReader {
-  private readonly options: IpReaderOptions;
+export class KeptReader {
+  private readonly options: KeptReaderOptions;
   private running: Running | undefined;
   private current: PendingRead | undefined;
   /** Reads wait their turn: one in flight, so each line belongs to the read that asked for it. */
   private queue: Promise<unknown> = Promise.resolve();
   private started = 0;
 
-  constructor(options: IpReaderOptions) {
+  constructor(options: KeptReaderOptions) {
     this.options = options;
   }
 
-  /** Runs these show commands; resolves with one line of output per command. */
-  read(commands: readonly string[]): Promise<ReaderAnswer> {
-    const turn = this.queue.then(() => this.readNow(commands));
+  /**
+   * Runs these show commands; resolves with their lines once `complete` says they are all
+   * there (by default: one line per command).
+   */
+  read(
+    commands: readonly string[],
+    complete: AnswerComplete = (lines) => lines.length === commands.length,
+  ): Promise<ReaderAnswer> {
+    const turn = this.queue.then(() => this.readNow(commands, complete));
     this.queue = turn.catch(() => undefined);
     return turn;
   }
@@ -117,14 +124,14 @@ export class IpReader {
     running.child.kill('SIGTERM');
   }
 
-  private readNow(commands: readonly string[]): Promise<ReaderAnswer> {
+  private readNow(commands: readonly string[], complete: AnswerComplete): Promise<ReaderAnswer> {
     const running = this.running ?? this.begin();
     return new Promise<ReaderAnswer>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.retire(running, new ReaderError('timeout', `no answer in ${this.options.timeoutMs} ms`));
         running.child.kill('SIGKILL');
       }, this.options.timeoutMs);
-      this.current = { running, want: commands.length, lines: [], resolve, reject, timer };
+      this.current = { running, complete, lines: [], resolve, reject, timer };
       running.stderr = '';
       // Held open only while a read waits for its answer.
       setRef(running.child, true);
@@ -144,7 +151,7 @@ export class IpReader {
       stopping: false,
     };
     this.running = running;
-    // One line of JSON per command; readline puts together a line that comes in pieces.
+    // Lines of JSON; readline puts together a line that comes in pieces.
     if (child.stdout !== null)
       createInterface({ input: child.stdout }).on('line', (line) => this.onLine(running, line));
     child.stderr?.setEncoding('utf8');
@@ -165,13 +172,12 @@ export class IpReader {
     const read = this.current;
     if (read === undefined || read.running !== running) {
       // Output nobody asked for: whose the lines are is no longer known. Start over.
-      this.retire(running, new ReaderError('protocol', 'ip printed a line no read asked for'));
+      this.retire(running, new ReaderError('protocol', `${this.options.tool} printed a line no read asked for`));
       running.child.kill('SIGKILL');
       return;
     }
     read.lines.push(line);
-    if (read.lines.length === read.want)
-      this.settle(read, () => read.resolve({ lines: read.lines, process: running.id }));
+    if (read.complete(read.lines)) this.settle(read, () => read.resolve({ lines: read.lines, process: running.id }));
   }
 
   private onExit(running: Running, how: unknown): void {
@@ -180,7 +186,10 @@ export class IpReader {
     const said = running.stderr.trim();
     this.retire(
       running,
-      new ReaderError('exited', `ip exited (${String(how ?? 'unknown')})${said === '' ? '' : `: ${said}`}`),
+      new ReaderError(
+        'exited',
+        `${this.options.tool} exited (${String(how ?? 'unknown')})${said === '' ? '' : `: ${said}`}`,
+      ),
     );
   }
 

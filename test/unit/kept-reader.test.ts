@@ -1,7 +1,8 @@
-// The ip driver's reader (src/dataplane/ip/reader.ts): one process kept for every read,
-// one line per command, a failed or silent process replaced, and an idle one never
-// holding the agent's process open. Stand-in `ip` scripts play the process (what the real
-// `ip` prints is proven on a real kernel: test/kernel/ip-reader.test.ts).
+// The drivers' kept reader (src/dataplane/kept-reader.ts): one process kept for every read,
+// one line per command (or as many as the read says), a failed or silent process replaced,
+// and an idle one never holding the agent's process open. Stand-in scripts play the process
+// (what the real `ip` and `nft` print is proven on a real kernel: test/kernel/ip-reader.test.ts,
+// test/kernel/nft-driver.test.ts).
 
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { after, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { IpDriver, namesCacheVerdict } from '../../src/dataplane/ip/driver.ts';
 import type { KernelState } from '../../src/model/kernel.ts';
-import { IpReader } from '../../src/dataplane/ip/reader.ts';
+import { KeptReader } from '../../src/dataplane/kept-reader.ts';
 import { eventually } from '../harness/support.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ipip-ip-reader-'));
@@ -35,13 +36,19 @@ const PIECES = standIn(
   'pieces-ip',
   'while read -r line; do printf \'["%s"\' "$line"; sleep 0.05; printf \']\\n\'; done',
 );
+/** As `nft -i` does: a command "missing" answers on stderr only, the others with a line. */
+const ERRORS = standIn(
+  'errors-nft',
+  'while read -r line; do if [ "$line" = missing ]; then echo "Error: No such file or directory" >&2; else echo "[\\"$line\\"]"; fi; done',
+);
 /** Answers every command twice. */
 const TWICE = standIn('twice-ip', 'while read -r line; do echo "[1]"; echo "[2]"; done');
 
 /** A reader of a stand-in, counting its starts and ends. */
 function readerOf(path: string, timeoutMs = 5000) {
   const counts = { started: 0, ended: [] as boolean[] };
-  const reader = new IpReader({
+  const reader = new KeptReader({
+    tool: 'ip',
     start: () => {
       counts.started += 1;
       return execa(path, [], { buffer: false, reject: false, stdin: 'pipe' });
@@ -67,6 +74,15 @@ describe("the ip driver's reader", () => {
       [['["a"]'], ['["b"]', '["bb"]'], ['["c"]']],
     );
     assert.equal(counts.started, 1, 'one process for four reads');
+    reader.stop();
+  });
+
+  test('a read that says when it is complete: a command answered on stderr only gives no line', async () => {
+    const { reader, counts } = readerOf(ERRORS);
+    const untilEnd = (lines: readonly string[]) => lines.at(-1) === '["end"]';
+    assert.deepEqual(await reader.read(['missing', 'end'], untilEnd), { lines: ['["end"]'], process: 1 });
+    assert.deepEqual(await reader.read(['there', 'end'], untilEnd), { lines: ['["there"]', '["end"]'], process: 1 });
+    assert.equal(counts.started, 1);
     reader.stop();
   });
 
