@@ -13,7 +13,7 @@
 #
 # The kernel goes to a cache OUTSIDE the checkout, keyed by the source package's version
 # and a hash of the config and patch files:
-#   ${IPIP_KERNEL_CACHE:-$HOME/.cache/ipip-operator/kernel}/<version>-<config hash>/linux
+#   ${IPIP_KERNEL_CACHE:-$HOME/.cache/ipip-operator/kernel}/<version>-<hash>[-VARIANT]/linux
 # so a changed config or an upgraded source package builds anew (about 11 minutes on 2
 # busy cores), and an unchanged one prints the path at once. The last line on stdout is
 # always the path of the kernel binary; progress goes to stderr. Installs the source

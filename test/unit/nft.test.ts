@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { KEPT_READ, keptAnswer, keptReadComplete, NftDriver, nftError } from '../../src/dataplane/nft/driver.ts';
+import { KEPT_READ, KeptAnswer, NftDriver, nftError } from '../../src/dataplane/nft/driver.ts';
 import type { KernelEvent } from '../../src/model/kernel.ts';
 import { NftTransactions, parseNftMonitorLine } from '../../src/dataplane/nft/monitor.ts';
 import { parseNftTable } from '../../src/dataplane/nft/parse.ts';
@@ -376,6 +376,15 @@ describe("the kept reader's answer: `nft -j -p -i` lines, the table's presence s
   const names = (...tables: string[]) => line(...tables);
   const listing = line(ours, set);
   const end = line();
+  /** The reader's check on these lines, as one answer's lines so far. */
+  const keptReadComplete = (lines: string[]) => new KeptAnswer().complete(lines);
+  /** What these lines, as a whole answer, say. */
+  const keptAnswer = (lines: string[]) => {
+    const answer = new KeptAnswer();
+    answer.complete(lines);
+    return answer.result();
+  };
+  const objectsOf = (text: string) => ({ objects: (JSON.parse(text) as { nftables: unknown[] }).nftables });
 
   test('the request: the names of the family, the table, an end that never names it', () => {
     assert.deepEqual(KEPT_READ, ['list tables ip', 'list table ip ipip-operator', 'list tables arp']);
@@ -388,15 +397,23 @@ describe("the kept reader's answer: `nft -j -p -i` lines, the table's presence s
     assert.equal(keptReadComplete([names(other), end]), true);
     // An empty table of ours is listed as its names are: still ours, so not the end.
     assert.equal(keptReadComplete([names(ours), line(ours)]), false);
+    // As the reader asks, once per line with the lines so far: the same checks, the same answer.
+    const answer = new KeptAnswer();
+    const lines = [names(other, ours), listing, end];
+    assert.deepEqual(
+      lines.map((_, i) => answer.complete(lines.slice(0, i + 1))),
+      [false, false, true],
+    );
+    assert.deepEqual(answer.result(), objectsOf(listing));
   });
 
   test('the table when its listing came between, absent when the names did not hold it, else no answer', () => {
-    assert.deepEqual(keptAnswer([names(other, ours), listing, end]), { table: listing });
-    assert.deepEqual(keptAnswer([names(ours), line(ours), end]), { table: line(ours) });
+    assert.deepEqual(keptAnswer([names(other, ours), listing, end]), objectsOf(listing));
+    assert.deepEqual(keptAnswer([names(ours), line(ours), end]), objectsOf(line(ours)));
     assert.equal(keptAnswer([names(other), end]), 'absent');
     assert.equal(keptAnswer([names(), end]), 'absent');
     // Made by someone between the two commands: listed, so read.
-    assert.deepEqual(keptAnswer([names(other), listing, end]), { table: listing });
+    assert.deepEqual(keptAnswer([names(other), listing, end]), objectsOf(listing));
     // Named, then not listed (deleted between them, or an error): not for sure, read by a process.
     assert.equal(keptAnswer([names(ours), end]), undefined);
     assert.equal(keptAnswer(['not json', end]), undefined);

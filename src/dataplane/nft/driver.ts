@@ -16,7 +16,7 @@ import type { CommandObserver, Driver, ObserveHint } from '../dataplane.ts';
 import { KeptReader } from '../kept-reader.ts';
 import { superviseMonitor } from '../supervise.ts';
 import { NftTransactions } from './monitor.ts';
-import { parseNftListOutput } from './parse.ts';
+import { parseNftListOutput, parseNftTable } from './parse.ts';
 import { nftScript } from './render.ts';
 
 export interface NftDriverOptions {
@@ -70,34 +70,50 @@ export const KEPT_READ = [
   'list tables arp',
 ] as const;
 
-/** Whether the kept reader's lines so far are its whole answer: past the first, a line without the table ends it. */
-export const keptReadComplete = (lines: readonly string[]): boolean =>
-  lines.length >= 2 && !namesOurTable(lines.at(-1)!);
-
-/** Whether a line of `nft -j` names the agent's table; undefined when it is not `nft -j` output. */
-function ourTableIn(line: string): boolean | undefined {
+/** The objects of a line of `nft -j` output; undefined when the line is not that. */
+function nftObjects(line: string): readonly unknown[] | undefined {
   try {
-    const objects = (JSON.parse(line) as { nftables?: Array<{ table?: { family?: string; name?: string } }> }).nftables;
-    if (!Array.isArray(objects)) return undefined;
-    return objects.some((o) => o.table?.family === NFT_FAMILY && o.table.name === NFT_TABLE);
+    const objects = (JSON.parse(line) as { nftables?: unknown }).nftables;
+    return Array.isArray(objects) ? objects : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** Whether a line of `nft -j` names the agent's table: the listing, or the family's names with it; not the end. */
-const namesOurTable = (line: string): boolean => ourTableIn(line) === true;
+/** Whether a line's objects name the agent's table (the listing, or the family's names with it); undefined for a line that is not `nft -j` output. */
+function namesOurTable(objects: readonly unknown[] | undefined): boolean | undefined {
+  return objects?.some((o) => {
+    const table = (o as { table?: { family?: string; name?: string } }).table;
+    return table?.family === NFT_FAMILY && table.name === NFT_TABLE;
+  });
+}
 
 /**
- * The kept reader's answer (KEPT_READ), if it says for sure: the table's listing between
- * the family's names and the end, or no listing after names without the table (absent).
- * Anything else (the table gone between the two commands, an error) is not an answer: the
- * driver then reads with a process of its own, whose exit says what happened.
+ * The kept reader's answer to KEPT_READ as its lines come, each line parsed once (the
+ * listing of a 1,000-peer mesh is its largest JSON): whether the lines so far are all of
+ * it, and then what it says.
  */
-export function keptAnswer(lines: readonly string[]): { table: string } | 'absent' | undefined {
-  if (lines.length === 3 && namesOurTable(lines[1]!)) return { table: lines[1]! };
-  if (lines.length === 2 && ourTableIn(lines[0]!) === false) return 'absent';
-  return undefined;
+export class KeptAnswer {
+  private readonly parsed: (readonly unknown[] | undefined)[] = [];
+
+  /** The reader's check, with the lines so far: past the first, a line without the table ends the answer. */
+  readonly complete = (lines: readonly string[]): boolean => {
+    for (let i = this.parsed.length; i < lines.length; i++) this.parsed.push(nftObjects(lines[i]!));
+    return this.parsed.length >= 2 && namesOurTable(this.parsed.at(-1)) !== true;
+  };
+
+  /**
+   * What the answer says for sure: the table's objects (its listing, between the family's
+   * names and the end), or absent (no listing after names without the table). Anything
+   * else (the table gone between the two commands, an error) is undefined: the driver then
+   * reads with a process of its own, whose exit says what happened.
+   */
+  result(): { objects: readonly unknown[] } | 'absent' | undefined {
+    const [names, listing] = this.parsed;
+    if (this.parsed.length === 3 && namesOurTable(listing) === true) return { objects: listing! };
+    if (this.parsed.length === 2 && namesOurTable(names) === false) return 'absent';
+    return undefined;
+  }
 }
 
 /** The kernel lacks what the table needs: no nfnetlink ("Protocol not supported"), no ip family or nat ("Operation not supported"). */
@@ -169,23 +185,20 @@ export class NftDriver implements Driver<NftAction, NftState | undefined> {
     });
   }
 
-  /** Ends the kept reader's process (a later observe starts another). */
-  stop(): void {
-    this.reader.stop();
-  }
-
   /**
    * The table from the kept reader: its objects, 'absent', or undefined when the reader
-   * cannot say for sure (keptAnswer) or failed; the caller then reads with a process.
+   * cannot say for sure (KeptAnswer) or failed; the caller then reads with a process.
    */
   private async keptRead(): Promise<NftState | undefined> {
     const started = process.hrtime.bigint();
     try {
-      const said = keptAnswer((await this.reader.read(KEPT_READ, keptReadComplete)).lines);
+      const answer = new KeptAnswer();
+      await this.reader.read(KEPT_READ, answer.complete);
+      const said = answer.result();
       this.options.onCommand?.('nft', 'observe', Number(process.hrtime.bigint() - started) / 1e9, said !== undefined);
       if (said === undefined) return undefined;
       if (said === 'absent') return { available: true, table: false, rules: [] };
-      return { available: true, table: true, rules: parseNftListOutput(said.table) };
+      return { available: true, table: true, rules: parseNftTable(said.objects) };
     } catch {
       this.options.onCommand?.('nft', 'observe', Number(process.hrtime.bigint() - started) / 1e9, false);
       return undefined;
