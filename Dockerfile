@@ -22,8 +22,9 @@ COPY src ./src
 # a chunk of its own (dist/cli/chunks/) that only `agent` without --manifest imports. The
 # cluster agent opens 4 files of JavaScript and JSON instead of 415 (a standalone one 315),
 # which a slow node pays for in system time: loading the agent took 1.8 s as tsc builds it
-# and 0.95 s bundled in the UML lab guests (bench/RESULTS.md); and the image needs no
-# node_modules.
+# and 0.95 s bundled in the UML lab guests (bench/RESULTS.md; on a later host 1.13 s, and
+# 0.58 s once the agent started its tools and wrote its logs itself, without execa and
+# winston); and the image needs no node_modules.
 RUN npm run bundle
 
 # --- runtime -----------------------------------------------------------------------------
@@ -32,7 +33,7 @@ RUN npm run bundle
 # is 19 MB), which the agent never runs and which would only add to what a scanner reports.
 # The official Node binary needs glibc, libstdc++6 and libgcc-s1; bookworm-slim has all
 # three (its apt depends on them). Estimated size: 75 MB Debian + 7 MB iproute2 and its
-# libraries + 3 MB nftables and its libraries + 121 MB node + 1.1 MB for the bundle, about
+# libraries + 3 MB nftables and its libraries + 121 MB node + 0.5 MB for the bundle, about
 # 207 MB unpacked (218 MB as built; test/cluster/image.test.ts holds it under 300 MB).
 FROM debian:bookworm-slim
 

@@ -10,7 +10,7 @@
 //     fake API server in this (the parent) process that keeps the objects in memory, serves
 //     the N tunnels and N+1 small Node objects, and answers every write;
 //   - the kernel is the recording dataplane of test/harness (the kernel model), not `ip`:
-//     what is measured is the JS side. The driver modules (execa and the rest) are loaded as
+//     what is measured is the JS side. The driver modules (process.ts and the rest) are loaded as
 //     the CLI loads them, but no `ip` or `nft` process runs, so the output of `ip -json` for
 //     N links is not read and the monitors' processes (their own RSS) do not exist. The real
 //     kernel's numbers come from the UML benchmarks.
@@ -66,6 +66,8 @@ type Variant = 'ts' | 'tsc' | 'bundle';
 interface Sample {
   /** From spawn (parent's clock) to the end of the first reconcile; undefined for 'import'. */
   startupMs?: number;
+  /** The child's minor page faults until then. */
+  startupFaults?: number;
   rssMiB: number;
   rssAfterGcMiB: number;
   /** Of that, what is not file-backed (RssAnon: not the node binary's pages, which are shared and reclaimable). */
@@ -124,7 +126,8 @@ async function recordingDataplane(): Promise<Dataplane> {
     const results = await apply(actions);
     if (first) {
       first = false;
-      process.send?.({ reconciled: true });
+      // Its page faults so far: on a slow kernel (UML: about 100 µs each) they are most of start-up.
+      process.send?.({ reconciled: process.resourceUsage().minorPageFault });
     }
     // Keep no history: a real dataplane does not (the recording one keeps every line for tests).
     dataplane.applied.length = 0;
@@ -185,7 +188,7 @@ async function child(mode: Mode, target: string): Promise<void> {
   }
   if (mode === 'import') {
     await import('../src/cli/cluster-agent.ts');
-    process.send?.({ reconciled: true });
+    process.send?.({ reconciled: process.resourceUsage().minorPageFault });
   } else if (mode === 'standalone') {
     await import('../src/dataplane/node.ts');
     const { runStandalone } = await import('../src/controller/standalone.ts');
@@ -543,7 +546,7 @@ async function runOnce(o: RunOptions): Promise<Sample> {
         proc.on('message', onMessage);
         proc.once('exit', (code) => fail(new Error(`${o.mode} ${o.n}: the child exited (${code}) before ${key}`)));
       });
-    await reply('reconciled', 120_000);
+    const startupFaults = await reply<number>('reconciled', 120_000);
     const startupMs = performance.now() - started;
     if (o.mode === 'cluster') {
       // Settled: every write done (the IpipNode, the aggregates), nothing for 2 s.
@@ -557,7 +560,7 @@ async function runOnce(o: RunOptions): Promise<Sample> {
     const got = await sample;
     return {
       ...got,
-      ...(o.mode === 'import' ? {} : { startupMs: Math.round(startupMs) }),
+      ...(o.mode === 'import' ? {} : { startupMs: Math.round(startupMs), startupFaults }),
       ...(api === undefined ? {} : { requests: { ...api.requests } }),
     };
   } finally {
@@ -598,10 +601,10 @@ async function parent(): Promise<void> {
     say('Cluster: a fake API server in the parent (the tunnels, N+1 small Nodes, every write answered).');
     say('');
     say(
-      '| code | mode | tunnels | start-up to first reconcile (ms) | RSS settled (MiB) | RSS after GC (MiB) ' +
+      '| code | mode | tunnels | start-up to first reconcile (ms) | its page faults | RSS settled (MiB) | RSS after GC (MiB) ' +
         '| of it anon (MiB) | heap used (MiB) | heap total (MiB) | external (MiB) |',
     );
-    say('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    say('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const variant of variants) {
       const entry = await buildVariant(variant, dir);
       const rows = (
@@ -631,6 +634,7 @@ async function parent(): Promise<void> {
             what,
             mode === 'import' ? '' : n,
             m((s) => s.startupMs),
+            m((s) => s.startupFaults),
             m((s) => s.rssMiB),
             m((s) => s.rssAfterGcMiB),
             m((s) => s.rssAnonMiB),

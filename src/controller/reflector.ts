@@ -210,7 +210,7 @@ export class Reflector<T> {
         });
         if (this.stopped) return;
         if (end.kind === 'expired') {
-          log.info('watch expired; listing again', { resource: what, message: end.message });
+          log.info('watch expired; listing again', { resource: what, detail: end.message });
           why = 'expired';
           break;
         }

@@ -20,15 +20,16 @@
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 
-/** What the reader needs of a started process (an execa child with `buffer: false`). */
+/** What the reader needs of a started process (a kept process of process.ts, with `stdin: 'pipe'`). */
 export interface ReaderProcess
   extends PromiseLike<{ exitCode?: number | undefined; signal?: string | undefined; code?: unknown }> {
   stdin: Writable | null;
   stdout: Readable | null;
   stderr: Readable | null;
   kill(signal?: NodeJS.Signals): unknown;
-  /** The Node process handle: execa's documented way to its ref() and unref(). */
-  nodeChildProcess: { ref(): unknown; unref(): unknown };
+  /** Whether the process keeps the agent's event loop alive. */
+  ref(): unknown;
+  unref(): unknown;
 }
 
 export interface KeptReaderOptions {
@@ -210,8 +211,8 @@ export class KeptReader {
 
 /** A process and its pipes hold the agent's event loop open, or not. */
 function setRef(child: ReaderProcess, ref: boolean): void {
-  if (ref) child.nodeChildProcess.ref();
-  else child.nodeChildProcess.unref();
+  if (ref) child.ref();
+  else child.unref();
   for (const pipe of [child.stdin, child.stdout, child.stderr]) {
     // The pipes are sockets; ref and unref are not on the stream types.
     const socket = pipe as { ref?: () => void; unref?: () => void } | null;

@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 
-/** What the supervisor needs of a started process (an execa child with `buffer: false`). */
+/** What the supervisor needs of a started process (a kept process of process.ts). */
 export interface MonitorProcess extends PromiseLike<MonitorExit> {
   stdout: Readable;
   kill(): unknown;

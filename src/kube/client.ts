@@ -11,13 +11,18 @@
 // of the API is small and stable (the paths below are Kubernetes' v1 API).
 
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import type { IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent, IncomingMessage } from 'node:http';
 import { API_GROUP, KIND, NODE_KIND } from '../api/types.ts';
 import type { IpipNode, IpipTunnel, IpipTunnelStatus, NodeTunnelStatus, ObjectMeta } from '../api/types.ts';
 import { loadClusterAccess, SERVICE_ACCOUNT_DIR } from './config.ts';
 import type { ClusterAccess } from './config.ts';
+
+// node:http and node:https as CommonJS exports (process.getBuiltinModule), not imports: an
+// import of node:http makes its ES module face, which reads every export, and the getters of
+// WebSocket, CloseEvent and MessageEvent load undici (Node's fetch), which the agent never
+// uses: 1,700 page faults and 7 MiB of RSS at start-up (nodejs/node#59686; bench/RESULTS.md).
+const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http');
+const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule('node:https');
 
 export const TUNNEL_VERSION = 'v1alpha1';
 export const TUNNEL_PLURAL = 'ipiptunnels';
@@ -188,7 +193,7 @@ export class KubeClient {
    * One pool of kept-alive connections for every request, watches included: a TLS
    * handshake per request was the agents' top CPU cost at 1,000 tunnels in UML.
    */
-  private readonly agent: HttpAgent;
+  private readonly agent: Agent;
   private readonly send: typeof httpRequest;
 
   constructor(options: ClientOptions = {}) {

@@ -1,11 +1,13 @@
 // The agent's HTTP endpoint: /metrics for Prometheus, /healthz and /readyz for the kubelet's
 // probes, on one server (node:http; nothing here needs a framework).
 
-import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InputError } from '../api/manifest.ts';
 import type { AgentMetrics } from './metrics.ts';
+
+// Not an import of node:http, whose ES module face loads undici (see kube/client.ts).
+const { createServer } = process.getBuiltinModule('node:http');
 
 export const DEFAULT_METRICS_PORT = 9477;
 

@@ -1,66 +1,93 @@
-// Structured logs (winston). JSON for machines, text for people; both carry the same fields.
-
-import winston from 'winston';
-import TransportStream from 'winston-transport';
+// Structured logs: JSON for machines, text for people; both carry the same fields.
+//
+// Not winston: the agent logs a message and its fields at four levels to stderr, and needs
+// nothing else of it (no transports, no profiling, no streams). Loading winston and logform
+// cost 1,360 page faults and 9 MiB of RSS at start-up, and a quarter of a second in the
+// lab's User-Mode Linux guests, where a page fault costs about 100 µs (bench/RESULTS.md,
+// "Start-up"); this module is what the agent used of it.
 
 export type LogFormat = 'json' | 'text';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 
-export type Logger = winston.Logger;
+/** A line's fields, after its level, message and timestamp (which a field of that name does not replace). */
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  error(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  debug(message: string, fields?: LogFields): void;
+  /** Whether debug lines are written: a caller can skip building fields nobody reads. */
+  isDebugEnabled(): boolean;
+}
 
 /** Where the lines go; stderr unless a caller (a benchmark, a test) gives its own. */
 export type LogSink = (text: string) => void;
-
-/** Where winston keeps a log entry's formatted line. */
-const MESSAGE = Symbol.for('message');
 
 const toStderr: LogSink = (text) => {
   process.stderr.write(text);
 };
 
 export function createLogger(options: { format: LogFormat; level: LogLevel; sink?: LogSink }): Logger {
-  const stamp = winston.format((info) => {
-    info.timestamp = stretchTimestamp();
-    return info;
-  })();
-  const format =
-    options.format === 'json'
-      ? winston.format.combine(stamp, jsonLine)
-      : winston.format.combine(
-          stamp,
-          winston.format.printf(({ timestamp, level, message, ...fields }) => {
-            const rest = Object.entries(fields)
-              .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-              .join(' ');
-            return `${String(timestamp)} ${level} ${String(message)}${rest === '' ? '' : ` ${rest}`}`;
-          }),
-        );
-  return winston.createLogger({
-    level: options.level,
-    format,
-    transports: [new StretchTransport(options.sink ?? toStderr)],
-  });
+  const threshold = LOG_LEVELS.indexOf(options.level);
+  const lines = new StretchWriter(options.sink ?? toStderr);
+  const line = options.format === 'json' ? jsonLine : textLine;
+  const at =
+    (level: LogLevel) =>
+    (message: string, fields: LogFields = {}): void => {
+      if (LOG_LEVELS.indexOf(level) <= threshold) lines.push(line(level, message, stretchTimestamp(), fields));
+    };
+  return {
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
+    isDebugEnabled: () => threshold >= LOG_LEVELS.indexOf('debug'),
+  };
 }
-
-/** logform's JSON format: the fallback for what JSON.stringify cannot take (a cycle, a BigInt). */
-const safeJson = winston.format.json();
 
 /**
  * The entry as one line of JSON, level, message and timestamp first, then the fields in
- * the order they were given. V8's own JSON.stringify: logform's json format (keys sorted
- * by safe-stable-stringify) took a third longer to log a pass's 3,000 kernel changes
- * (13.0 against 9.0 ms on the host, medians of 40).
+ * the order they were given, by V8's own JSON.stringify (winston's json format, keys sorted
+ * by safe-stable-stringify, took a third longer to log a pass's 3,000 kernel changes:
+ * 13.0 against 9.0 ms on the host, medians of 40). A field JSON cannot take (a BigInt, a
+ * cycle) still makes a line: see jsonSafe.
  */
-const jsonLine = winston.format((info) => {
+function jsonLine(level: LogLevel, message: string, timestamp: string, fields: LogFields): string {
+  const entry = Object.assign({ level, message, timestamp }, fields, { level, message, timestamp });
   try {
-    const { level, message, timestamp } = info;
-    (info as Record<symbol, unknown>)[MESSAGE] = JSON.stringify(Object.assign({ level, message, timestamp }, info));
-    return info;
+    return JSON.stringify(entry);
   } catch {
-    return safeJson.transform(info, {});
+    return JSON.stringify(jsonSafe(entry, []));
   }
-})();
+}
+
+/** `time level message key=value...`: strings as they are, anything else as JSON. */
+function textLine(level: LogLevel, message: string, timestamp: string, fields: LogFields): string {
+  let text = `${timestamp} ${level} ${message}`;
+  for (const [key, value] of Object.entries(fields)) {
+    text += ` ${key}=${typeof value === 'string' ? value : JSON.stringify(jsonSafe(value, []))}`;
+  }
+  return text;
+}
+
+/**
+ * `value` with what JSON.stringify refuses replaced: a BigInt by its digits, an object that
+ * contains itself by "[Circular]" where it recurs (as winston's json format wrote them).
+ */
+function jsonSafe(value: unknown, ancestors: object[]): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value !== 'object' || value === null) return value;
+  if (ancestors.includes(value)) return '[Circular]';
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') return jsonSafe(toJSON.call(value), ancestors);
+  const inner = [...ancestors, value];
+  if (Array.isArray(value)) return value.map((v) => jsonSafe(v, inner));
+  const copy: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) copy[k] = jsonSafe(v, inner);
+  return copy;
+}
 
 let stretchStamp: string | undefined;
 
@@ -82,8 +109,8 @@ function stretchTimestamp(): string {
   return stretchStamp;
 }
 
-/** Transports holding lines not yet written, flushed by the process's 'exit' too. */
-const unflushed = new Set<StretchTransport>();
+/** Writers holding lines not yet written, flushed by the process's 'exit' too. */
+const unflushed = new Set<StretchWriter>();
 let flushOnExit = false;
 
 /**
@@ -92,33 +119,29 @@ let flushOnExit = false;
  * a write per kernel change. Lines logged just before the process exits (an exit 2 after
  * a refusal) are written by the 'exit' handler, which runs synchronously. On Linux, writes
  * to stderr are synchronous for files, pipes and terminals alike, so nothing is held past
- * the stretch. Not winston's Console transport: it also schedules a setImmediate per line
- * to emit 'logged' with the entry, so a reconcile that logs 5,000 kernel changes in one go
- * held all 5,000 entries until it ended (12 MiB, and 8 MiB of the agent's RSS at 1,000
- * tunnels: bench/memory.ts). winston-transport is the base winston documents for a
- * transport of one's own.
+ * the stretch, and a line is kept only as its text (winston's Console transport kept each
+ * entry until a setImmediate per line had run: 5,000 entries, 12 MiB, for a pass that
+ * logged 5,000 kernel changes).
  */
-class StretchTransport extends TransportStream {
+class StretchWriter {
   private pending: string[] = [];
   private readonly sink: LogSink;
 
   constructor(sink: LogSink) {
-    super();
     this.sink = sink;
   }
 
-  override log(info: Record<symbol, unknown>, next: () => void): void {
-    if (this.pending.push(String(info[MESSAGE])) === 1) {
+  push(line: string): void {
+    if (this.pending.push(line) === 1) {
       unflushed.add(this);
       if (!flushOnExit) {
         flushOnExit = true;
         process.on('exit', () => {
-          for (const transport of unflushed) transport.flush();
+          for (const writer of unflushed) writer.flush();
         });
       }
       queueMicrotask(() => this.flush());
     }
-    next();
   }
 
   flush(): void {

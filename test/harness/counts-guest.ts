@@ -5,9 +5,7 @@
 // Prints one JSON line: { step: { "ip observe": n, "ip apply": n, ..., lines: [...], readers: [pid] } }.
 
 import { rename, writeFile } from 'node:fs/promises';
-import { Writable } from 'node:stream';
 import { execa } from 'execa';
-import winston from 'winston';
 import { stringify } from 'yaml';
 import { manyTunnels } from '../../bench/tunnels.ts';
 import type { IpipTunnel } from '../../src/api/types.ts';
@@ -16,13 +14,11 @@ import { manifestSource } from '../../src/controller/standalone.ts';
 import type { Dataplane } from '../../src/dataplane/dataplane.ts';
 import { nodeDataplane } from '../../src/dataplane/node.ts';
 import { renderPlan } from '../../src/dataplane/render.ts';
+import { createLogger } from '../../src/report/log.ts';
 import { ipReaderPids } from './probes.ts';
 
 const manifest = '/run/lab/counts.yaml';
-const log = winston.createLogger({
-  level: 'error',
-  transports: [new winston.transports.Stream({ stream: new Writable({ write: (_c, _e, done) => done() }) })],
-});
+const log = createLogger({ format: 'json', level: 'error', sink: () => {} });
 const text = (list: readonly IpipTunnel[]) => list.map((t) => stringify(t)).join('---\n');
 
 const processes = new Map<string, number>();

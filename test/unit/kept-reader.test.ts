@@ -9,10 +9,10 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { execa } from 'execa';
 import { IpDriver, namesCacheVerdict } from '../../src/dataplane/ip/driver.ts';
 import type { KernelState } from '../../src/model/kernel.ts';
 import { KeptReader } from '../../src/dataplane/kept-reader.ts';
+import { runTool, startTool } from '../../src/dataplane/process.ts';
 import { eventually } from '../harness/support.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ipip-ip-reader-'));
@@ -51,7 +51,7 @@ function readerOf(path: string, timeoutMs = 5000) {
     tool: 'ip',
     start: () => {
       counts.started += 1;
-      return execa(path, [], { buffer: false, reject: false, stdin: 'pipe' });
+      return startTool(path, [], { stdin: 'pipe' });
     },
     timeoutMs,
     onEnd: (_seconds, stopped) => counts.ended.push(stopped),
@@ -159,9 +159,9 @@ describe("the ip driver's reader", () => {
         `const driver = new IpDriver({ ipPath: ${JSON.stringify(echo)} });\n` +
         'console.log(JSON.stringify(await driver.observe()));\n',
     );
-    const run = await execa(process.execPath, [script], { reject: false, timeout: 20_000 });
+    const run = await runTool(process.execPath, [script], { timeoutMs: 20_000 });
     assert.equal(run.timedOut, false, 'the process ended by itself after its read');
-    assert.equal(run.stdout, '{"links":[],"routes":[]}');
+    assert.equal(run.stdout, '{"links":[],"routes":[]}\n');
     assert.equal(run.exitCode, 0, run.stderr);
     // Its end closed the reader's input: the reader saw the end of it and exited.
     const pid = Number(readFileSync(pidFile, 'utf8'));

@@ -68,6 +68,42 @@ describe('log lines', () => {
     assert.equal((entry.cycle as Record<string, unknown>).self, '[Circular]');
   });
 
+  test('the level: lines below it are not written, and isDebugEnabled says whether debug lines are', async () => {
+    const writes: string[] = [];
+    const warn = createLogger({ format: 'json', level: 'warn', sink: (text) => writes.push(text) });
+    const debug = createLogger({ format: 'json', level: 'debug', sink: (text) => writes.push(text) });
+    for (const log of [warn, debug]) {
+      log.error('e');
+      log.warn('w');
+      log.info('i');
+      log.debug('d');
+    }
+    await settled();
+    const messages = writes.map((w) =>
+      w
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { message: string }).message),
+    );
+    assert.deepEqual(messages, [
+      ['e', 'w'],
+      ['e', 'w', 'i', 'd'],
+    ]);
+    assert.equal(warn.isDebugEnabled(), false);
+    assert.equal(debug.isDebugEnabled(), true);
+  });
+
+  test("a field named level, message or timestamp does not replace the line's own", async () => {
+    const { log, writes } = capturing('json');
+    log.warn('watch failed', { message: 'too old', level: 'debug', timestamp: 'then', resource: 'nodes' });
+    await settled();
+    const entry = JSON.parse(writes[0]!) as Record<string, unknown>;
+    assert.equal(entry.message, 'watch failed');
+    assert.equal(entry.level, 'warn');
+    assert.match(String(entry.timestamp), /^\d{4}-/);
+    assert.equal(entry.resource, 'nodes');
+  });
+
   test('a later stretch is a write of its own', async () => {
     const { log, writes } = capturing('text');
     log.warn('first', { tunnel: 'a' });

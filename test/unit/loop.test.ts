@@ -13,8 +13,6 @@ import type { ReflectorSource } from '../../src/controller/reflector.ts';
 import type { ListPage, NodeAddresses, WatchHandlers } from '../../src/kube/client.ts';
 import { createLogger } from '../../src/report/log.ts';
 import type { Logger } from '../../src/report/log.ts';
-import winston from 'winston';
-import TransportStream from 'winston-transport';
 import { AgentMetrics } from '../../src/report/metrics.ts';
 import type { NodeReport } from '../../src/report/report.ts';
 import { metricValue } from '../harness/probes.ts';
@@ -329,13 +327,17 @@ describe('the agent loop', () => {
 
   test('the first reconcile says how long start-up took, once', async () => {
     const entries: Record<string, unknown>[] = [];
-    const capture = new (class extends TransportStream {
-      override log(info: Record<string, unknown>, next: () => void) {
-        entries.push(info);
-        next();
-      }
-    })();
-    const logger = winston.createLogger({ level: 'info', transports: [capture] });
+    const logger = createLogger({
+      format: 'json',
+      level: 'info',
+      sink: (text) =>
+        entries.push(
+          ...text
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l) as Record<string, unknown>),
+        ),
+    });
     const dp = new RecordingDataplane(bareKernel());
     start(dp, fixedSource([exampleTunnel()]), recordingSink(), undefined, logger);
     await advance(DEBOUNCE_MS);

@@ -1,14 +1,14 @@
-// The ip driver, the only code that runs iproute2's `ip`: through execa with argument
+// The ip driver, the only code that runs iproute2's `ip`: through process.ts with argument
 // arrays, never a shell. A reconcile costs one `ip` process at most, the batch that
-// writes, whatever the number of objects; two more run for good: the reader (reader.ts),
+// writes, whatever the number of objects; two more run for good: the reader (kept-reader.ts),
 // to which each pass's read goes, and `ip monitor`.
 
 import { tmpdir } from 'node:os';
-import { execa } from 'execa';
 import type { ActionResult, IpAction } from '../../model/action.ts';
 import type { KernelEvent, KernelInterest, KernelState } from '../../model/kernel.ts';
 import { BatchFiles } from '../batch-file.ts';
 import type { CommandObserver, Driver } from '../dataplane.ts';
+import { runTool, startTool } from '../process.ts';
 import { superviseMonitor } from '../supervise.ts';
 import { monitorLineMatters, parseMonitorLine } from './monitor.ts';
 import { parseObserveOutput } from './parse.ts';
@@ -155,12 +155,7 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     this.batches = new BatchFiles(options.batchDir ?? tmpdir(), BATCH_PREFIX);
     this.reader = new KeptReader({
       tool: 'ip',
-      start: () =>
-        execa(this.ip, IP_READ_ARGS, {
-          buffer: false,
-          reject: false,
-          stdin: 'pipe',
-        }),
+      start: () => startTool(this.ip, IP_READ_ARGS, { stdin: 'pipe' }),
       timeoutMs: this.timeoutMs,
       // Counted when it ends, as the monitor is: a reader that keeps dying shows as
       // ip_commands_total{purpose="reader",result="error"}.
@@ -175,12 +170,7 @@ export class IpDriver implements Driver<IpAction, KernelState> {
     timeoutMs = this.timeoutMs,
   ): Promise<IpResult> {
     const started = process.hrtime.bigint();
-    const result = await execa(this.ip, args, {
-      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
-      reject: false,
-      timeout: timeoutMs,
-      stripFinalNewline: false,
-    });
+    const result = await runTool(this.ip, args, { ...(input === undefined ? {} : { input }), timeoutMs });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.options.onCommand?.('ip', purpose, seconds, result.exitCode === 0);
     return result;
@@ -255,9 +245,7 @@ export class IpDriver implements Driver<IpAction, KernelState> {
       // so that the line says what the link is now (parseMonitorLine).
       start: () => {
         this.monitorNames = new Map();
-        return execa(this.ip, ['-d', '-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
-          buffer: false,
-          reject: false,
+        return startTool(this.ip, ['-d', '-N', '-o', 'monitor', 'label', 'link', 'address', 'route'], {
           stdin: 'ignore',
         });
       },
@@ -281,7 +269,7 @@ export class IpDriver implements Driver<IpAction, KernelState> {
       onEnd: (seconds, stopped) => this.options.onCommand?.('ip', 'monitor', seconds, stopped),
       onDeath: (r) => {
         this.options.onMonitorError?.(
-          `ip monitor exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim()}`,
+          `ip monitor exited (${r.exitCode ?? r.signal ?? r.code}): ${String(r.stderr ?? '').trim()}`,
         );
         // Events may have been missed until the next monitor runs: the agent's view of the kernel is stale.
         onEvent({ concernsUs: true, change: { kind: 'unreadable' } });

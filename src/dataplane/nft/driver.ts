@@ -1,4 +1,4 @@
-// The nft driver, the only code that runs nftables' `nft`: through execa with argument
+// The nft driver, the only code that runs nftables' `nft`: through process.ts with argument
 // arrays, never a shell. It owns one table, `table ip ipip-operator`, whole. A reconcile
 // reads the table from an `nft -j -p -i` the driver keeps (kept-reader.ts: a read costs no
 // process), and, when something changes, starts one `nft` to write the whole table as one
@@ -7,13 +7,13 @@
 // kernel whether it can hold the table at all.
 
 import { tmpdir } from 'node:os';
-import { execa } from 'execa';
 import type { ActionResult, NftAction } from '../../model/action.ts';
 import type { KernelEvent, KernelInterest, NftState, ObservedRules } from '../../model/kernel.ts';
 import { NFT_FAMILY, NFT_TABLE } from '../../model/ownership.ts';
 import { BatchFiles } from '../batch-file.ts';
 import type { CommandObserver, Driver, ObserveHint } from '../dataplane.ts';
 import { KeptReader } from '../kept-reader.ts';
+import { runTool, startTool } from '../process.ts';
 import { superviseMonitor } from '../supervise.ts';
 import { NftTransactions } from './monitor.ts';
 import { parseNftListOutput, parseNftTable } from './parse.ts';
@@ -127,7 +127,7 @@ interface NftResult {
   code?: unknown;
 }
 
-/** execa's answer when the binary is not there. */
+/** A run's answer when the binary is not there. */
 function notInstalled(r: NftResult): boolean {
   return r.code === 'ENOENT';
 }
@@ -179,7 +179,7 @@ export class NftDriver implements Driver<NftAction, NftState | undefined> {
     this.reader = new KeptReader({
       tool: 'nft',
       // -j: JSON; -p: protocol numbers (4, not "ipencap"); -i: commands from stdin, one answer each.
-      start: () => execa(this.nft, ['-j', '-p', '-i'], { buffer: false, reject: false, stdin: 'pipe' }),
+      start: () => startTool(this.nft, ['-j', '-p', '-i'], { stdin: 'pipe' }),
       timeoutMs: this.timeoutMs,
       onEnd: (seconds, stopped) => this.options.onCommand?.('nft', 'reader', seconds, stopped),
     });
@@ -207,13 +207,13 @@ export class NftDriver implements Driver<NftAction, NftState | undefined> {
 
   private async run(purpose: 'observe' | 'apply', args: string[], input?: string): Promise<NftResult> {
     const started = process.hrtime.bigint();
-    const child = execa(this.nft, args, {
-      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
-      reject: false,
-      timeout: this.timeoutMs,
+    const result = await runTool(this.nft, args, {
+      ...(input === undefined ? {} : { input }),
+      timeoutMs: this.timeoutMs,
+      onStarted: (pid) => {
+        if (purpose === 'apply') this.ownWrites.set(pid, Date.now());
+      },
     });
-    if (purpose === 'apply' && child.pid !== undefined) this.ownWrites.set(child.pid, Date.now());
-    const result = await child;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.options.onCommand?.('nft', purpose, seconds, result.exitCode === 0);
     return result;
@@ -372,7 +372,7 @@ export class NftDriver implements Driver<NftAction, NftState | undefined> {
             );
           },
         );
-        return execa(this.nft, ['monitor'], { buffer: false, reject: false, stdin: 'ignore' });
+        return startTool(this.nft, ['monitor'], { stdin: 'ignore' });
       },
       onLine: (line) => transactions.line(line),
       onEnd: (seconds, stopped) => this.options.onCommand?.('nft', 'monitor', seconds, stopped),
