@@ -222,11 +222,14 @@ export function runAgentLoop(o: AgentLoopOptions): AgentLoop {
     }
     if (!reconciledOnce) {
       // How long start-up took, from the process's start (Node's own included) to this
-      // node programmed: what a restarted agent costs before it repairs anything.
+      // node programmed: what a restarted agent costs before it repairs anything. Of it,
+      // reconcileMs is the pass itself (its read, plan and write), the rest is start-up:
+      // Node, the modules, the configuration, and the source's first lists.
       log.info('first reconcile done', {
         node: nodeName,
         tunnels: input.tunnels.length,
         sinceProcessStartMs: Math.round(process.uptime() * 1000),
+        reconcileMs: Math.round(performance.now() - started),
       });
     }
     reconciledOnce = true;

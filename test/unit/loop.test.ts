@@ -347,6 +347,9 @@ describe('the agent loop', () => {
     assert.equal(first.length, 1);
     assert.equal(first[0]!.tunnels, 1);
     assert.ok(typeof first[0]!.sinceProcessStartMs === 'number' && first[0]!.sinceProcessStartMs > 0);
+    // The pass's own part of it.
+    const reconcileMs = first[0]!.reconcileMs;
+    assert.ok(typeof reconcileMs === 'number' && reconcileMs >= 0 && reconcileMs <= first[0]!.sinceProcessStartMs);
   });
 
   test('an idle minute: the resync alone, one read and no write', async () => {
