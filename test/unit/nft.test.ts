@@ -7,8 +7,10 @@
 // names the process of each transaction) are below, from a guest of the same kernel.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { describe, test } from 'node:test';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
 import { KEPT_READ, KeptAnswer, NftDriver, nftError } from '../../src/dataplane/nft/driver.ts';
 import type { KernelEvent } from '../../src/model/kernel.ts';
 import { NftTransactions, parseNftMonitorLine } from '../../src/dataplane/nft/monitor.ts';
@@ -449,6 +451,26 @@ describe('the nft driver without nft', () => {
       [state.available ? '' : state.why, state.available ? '' : state.why],
     );
     assert.deepEqual(commands, ['nft observe false']);
+  });
+
+  test('a node whose tunnels want no rules asks nft one thing: whether a table of ours was left', async () => {
+    // A stand-in nft that notes its arguments and answers as nft does for a missing table.
+    const dir = mkdtempSync(join(tmpdir(), 'ipip-nft-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const calls = join(dir, 'calls');
+    const nft = join(dir, 'nft');
+    writeFileSync(
+      nft,
+      `#!/bin/sh\necho "$*" >> ${calls}\necho 'Error: No such file or directory; did you mean table "x" in family ip?' >&2\nexit 1\n`,
+    );
+    chmodSync(nft, 0o755);
+    const driver = new NftDriver({ nftPath: nft });
+    assert.deepEqual(await driver.observe({ rules: false }), { available: true, table: false, rules: [] });
+    // No check-mode probe of the kernel (nft -c): the table's read answers for itself.
+    assert.deepEqual(readFileSync(calls, 'utf8').trim().split('\n'), ['-j -p list table ip ipip-operator']);
+    // And with no table, the next pass asks nothing.
+    assert.equal(await driver.observe({ rules: false }), undefined);
+    assert.equal(readFileSync(calls, 'utf8').trim().split('\n').length, 1);
   });
 
   test('the monitor of a missing nft says so, and is not left running', async () => {
