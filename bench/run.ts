@@ -1,9 +1,10 @@
 // The benchmark suite, reported in bench/RESULTS.md:  npm run bench  (= node bench/run.ts)
-//   node bench/run.ts [section ...]   sections: pure floor memory pods cluster mesh (default: all, in that order)
+//   node bench/run.ts [section ...]   sections: pure floor memory startup pods cluster mesh (default: all, in that order)
 // - pure: the pure core (resolve + plan) on one node with N tunnels, no-op and from empty.
 // - floor: the agent against the kernel's own floor on the lab kernel, one guest per size
 //   (bench/floor.ts): converge, no-op, repairs, one edit, idle; floor, agent and ratio side by side.
 // - memory: RSS, heap and start-up of the agent, standalone and in a cluster (bench/memory.ts).
+// - startup: what loading the bundled agent costs in a lab guest, next to Node alone (bench/startup.ts).
 // - pods: the agent as the chart runs it in the full lab's pods, 1,000 tunnels: its cgroup's
 //   memory, RSS and start-up (bench/lab-pods.ts).
 // - cluster: 1,000 IpipTunnels applied at once across the lab's nodes (bench/cluster-scale.ts).
@@ -21,7 +22,7 @@ import { bareKernel } from '../test/unit/builders.ts';
 import { FLOOR_HEADER, floorRows, measureFloor, SIZES } from './floor.ts';
 import { manyTunnels } from './tunnels.ts';
 
-const SECTIONS = ['pure', 'floor', 'memory', 'pods', 'cluster', 'mesh'] as const;
+const SECTIONS = ['pure', 'floor', 'memory', 'startup', 'pods', 'cluster', 'mesh'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function median(xs: number[]): number {
@@ -93,6 +94,11 @@ for (const section of sections) {
       say('## Memory and start-up');
       say();
       script('bench/memory.ts', []);
+      break;
+    case 'startup':
+      say('## Loading the agent in a lab guest');
+      say();
+      script('bench/startup.ts', ['7']);
       break;
     case 'pods':
       say("## The agent in the lab's pods");
