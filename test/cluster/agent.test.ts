@@ -352,9 +352,13 @@ describe('the agent in a cluster: two nodes on real kernels, one API server', { 
     });
     assert.equal(t.status?.conditions?.find((c) => c.type === 'Degraded')?.reason, 'UnderlayInterfaceNotFound');
     assert.equal(await link('node-a', 'ipipbad'), undefined);
-    const events = { items: await L().tunnelEvents('bad-iface') };
-    const warning = events.items.find((e) => e.type === 'Warning' && e.reason === 'UnderlayInterfaceNotFound');
-    assert.match(warning?.message ?? '', /node node-a: interface eth9 does not exist/);
+    // The Event is recorded in the background (as in the example's test): Degraded can come first.
+    const warning = await eventually('a Warning Event UnderlayInterfaceNotFound', async () =>
+      (await L().tunnelEvents('bad-iface')).find(
+        (e) => e.type === 'Warning' && e.reason === 'UnderlayInterfaceNotFound',
+      ),
+    );
+    assert.match(warning.message, /node node-a: interface eth9 does not exist/);
     await kubectl(['delete', 'ipiptunnel', 'bad-iface']);
   });
 
